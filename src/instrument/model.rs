@@ -1,0 +1,416 @@
+//! The questionnaire model as it is written in YAML (`docs/instruments.md`).
+//!
+//! These types are the file format: they derive `Deserialize` with
+//! `deny_unknown_fields` so a typo in an instrument is an error, not a silent
+//! default. [`super::Study`] wraps a parsed [`StudyDef`] with the indexes the
+//! validator, the checks and the results need.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One study: its forms (questionnaire versions), missing codes, segment
+/// dimensions and reporting rules.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StudyDef {
+    /// Study identifier used in submissions, metric labels and URLs
+    /// (lowercase letters, digits, `_` and `-`).
+    pub study: String,
+    /// Human-readable title.
+    #[serde(default)]
+    pub title: String,
+    /// Codes that stand for "don't know", "refused" and "not applicable".
+    /// They are answers, distinct from a blank.
+    #[serde(default)]
+    pub missing_codes: Vec<MissingCodeDef>,
+    /// Segment dimensions results can be broken down by. Only these, with
+    /// these values, ever become metric labels.
+    #[serde(default)]
+    pub dimensions: Vec<DimensionDef>,
+    /// Reporting and quality settings.
+    #[serde(default)]
+    pub reporting: ReportingDef,
+    /// The questionnaire versions.
+    pub forms: Vec<FormDef>,
+}
+
+/// A study-level missing code.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MissingCodeDef {
+    /// The code submitted as `{"missing": CODE}`.
+    pub code: String,
+    /// What the code means.
+    pub kind: MissingKind,
+    /// Label for reports.
+    #[serde(default)]
+    pub label: String,
+}
+
+/// The kinds of missing answer that are answers (as opposed to blanks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingKind {
+    /// "Don't know".
+    DontKnow,
+    /// The respondent refused to answer.
+    Refused,
+    /// The question does not apply to the respondent (their own judgement).
+    NotApplicable,
+}
+
+impl MissingKind {
+    /// Stable snake_case name, used in JSON and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MissingKind::DontKnow => "dont_know",
+            MissingKind::Refused => "refused",
+            MissingKind::NotApplicable => "not_applicable",
+        }
+    }
+}
+
+/// A segment dimension.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DimensionDef {
+    /// Dimension name (`position`, `region`).
+    pub name: String,
+    /// Where the value comes from.
+    pub source: DimensionSource,
+    /// The allowed values. A submitted value outside this list is recorded
+    /// as `other`, so hostile input cannot create new label values.
+    pub values: Vec<DimensionValue>,
+}
+
+/// Where a segment value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DimensionSource {
+    /// Fixed per form: each form's `segments` map gives it.
+    Form,
+    /// Submitted with the interview in `attributes`.
+    Attribute,
+    /// The interviewer id submitted with the interview.
+    Interviewer,
+}
+
+/// One allowed value of a dimension.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DimensionValue {
+    /// The code submitted and used as label value.
+    pub code: String,
+    /// Label for reports.
+    #[serde(default)]
+    pub label: String,
+}
+
+/// Reporting and quality settings of a study.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportingDef {
+    /// Cells (a segment's item) with fewer valid answers than this are
+    /// suppressed in reports (disclosure control).
+    #[serde(default = "default_min_cell_size")]
+    pub min_cell_size: u32,
+    /// Straightlining: this many or more consecutive scale items of a form
+    /// answered with the same value raise a flag. 0 turns the check off.
+    #[serde(default = "default_straightlining_min_run")]
+    pub straightlining_min_run: u32,
+    /// Possible duplicates: only interviews with at least this many
+    /// substantive answers are fingerprinted.
+    #[serde(default = "default_fingerprint_min_answers")]
+    pub fingerprint_min_answers: u32,
+}
+
+impl Default for ReportingDef {
+    fn default() -> Self {
+        ReportingDef {
+            min_cell_size: default_min_cell_size(),
+            straightlining_min_run: default_straightlining_min_run(),
+            fingerprint_min_answers: default_fingerprint_min_answers(),
+        }
+    }
+}
+
+fn default_min_cell_size() -> u32 {
+    5
+}
+fn default_straightlining_min_run() -> u32 {
+    8
+}
+fn default_fingerprint_min_answers() -> u32 {
+    5
+}
+
+/// One questionnaire version.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FormDef {
+    /// Form identifier used in submissions.
+    pub id: String,
+    /// Human-readable title.
+    #[serde(default)]
+    pub title: String,
+    /// Values of the `form`-sourced dimensions for this form.
+    #[serde(default)]
+    pub segments: BTreeMap<String, String>,
+    /// The form's items in order.
+    pub items: Vec<ItemDef>,
+}
+
+/// One question (item) of a form.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "RawItem")]
+pub struct ItemDef {
+    /// The item's id in this form's own numbering (`q23`, `q42a`); the key
+    /// used in submissions and relevance conditions.
+    pub id: String,
+    /// Canonical item code: the same question on another form has the same
+    /// code, and results pool by it.
+    pub code: String,
+    /// Question wording.
+    pub text: String,
+    /// What kind of answer the item takes, with its parameters.
+    #[serde(flatten)]
+    pub kind: KindDef,
+    /// A relevant item left blank is item nonresponse.
+    pub required: bool,
+    /// Relevance (skip) condition over other items; the item is asked only
+    /// when it holds. See `docs/instruments.md` for the language.
+    pub relevant: Option<String>,
+}
+
+/// The item as written: every parameter of every kind is accepted here and
+/// [`ItemDef`]'s conversion rejects the ones that do not belong to the kind
+/// (serde cannot combine `flatten` with `deny_unknown_fields`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawItem {
+    id: String,
+    code: String,
+    #[serde(default)]
+    text: String,
+    kind: KindName,
+    #[serde(default)]
+    required: bool,
+    #[serde(default)]
+    relevant: Option<String>,
+    min: Option<serde_yaml::Number>,
+    max: Option<serde_yaml::Number>,
+    labels: Option<BTreeMap<i64, String>>,
+    direction: Option<Direction>,
+    box_size: Option<u32>,
+    options: Option<Vec<OptionDef>>,
+    ranked: Option<bool>,
+    max_picks: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum KindName {
+    Scale,
+    YesNo,
+    YesNoNa,
+    SingleChoice,
+    MultiSelect,
+    Count,
+    Number,
+    Text,
+}
+
+impl TryFrom<RawItem> for ItemDef {
+    type Error = String;
+
+    fn try_from(r: RawItem) -> Result<Self, String> {
+        let id = r.id.clone();
+        let mut unused: Vec<&str> = Vec::new();
+        let int = |n: &Option<serde_yaml::Number>, what: &str| -> Result<Option<i64>, String> {
+            match n {
+                None => Ok(None),
+                Some(n) => n
+                    .as_i64()
+                    .map(Some)
+                    .ok_or_else(|| format!("item `{id}`: `{what}` must be a whole number")),
+            }
+        };
+        let float = |n: &Option<serde_yaml::Number>| n.as_ref().and_then(|n| n.as_f64());
+        let need = |v: Option<i64>, what: &str| v.ok_or_else(|| format!("item `{id}`: `{what}` is required"));
+        let kind = match r.kind {
+            KindName::Scale => KindDef::Scale {
+                min: need(int(&r.min, "min")?, "min")?,
+                max: need(int(&r.max, "max")?, "max")?,
+                labels: r.labels.clone().unwrap_or_default(),
+                direction: r.direction.unwrap_or_default(),
+                box_size: r.box_size,
+            },
+            KindName::YesNo => KindDef::YesNo,
+            KindName::YesNoNa => KindDef::YesNoNa,
+            KindName::SingleChoice => KindDef::SingleChoice {
+                options: r.options.clone().ok_or_else(|| format!("item `{id}`: `options` is required"))?,
+            },
+            KindName::MultiSelect => KindDef::MultiSelect {
+                options: r.options.clone().ok_or_else(|| format!("item `{id}`: `options` is required"))?,
+                ranked: r.ranked.unwrap_or(false),
+                max_picks: r.max_picks,
+            },
+            KindName::Count => KindDef::Count {
+                min: int(&r.min, "min")?.unwrap_or(0),
+                max: need(int(&r.max, "max")?, "max")?,
+            },
+            KindName::Number => KindDef::Number { min: float(&r.min), max: float(&r.max) },
+            KindName::Text => KindDef::Text,
+        };
+        let allowed: &[&str] = match r.kind {
+            KindName::Scale => &["min", "max", "labels", "direction", "box_size"],
+            KindName::SingleChoice => &["options"],
+            KindName::MultiSelect => &["options", "ranked", "max_picks"],
+            KindName::Count | KindName::Number => &["min", "max"],
+            KindName::YesNo | KindName::YesNoNa | KindName::Text => &[],
+        };
+        let present = [
+            ("min", r.min.is_some()),
+            ("max", r.max.is_some()),
+            ("labels", r.labels.is_some()),
+            ("direction", r.direction.is_some()),
+            ("box_size", r.box_size.is_some()),
+            ("options", r.options.is_some()),
+            ("ranked", r.ranked.is_some()),
+            ("max_picks", r.max_picks.is_some()),
+        ];
+        for (key, is_set) in present {
+            if is_set && !allowed.contains(&key) {
+                unused.push(key);
+            }
+        }
+        if !unused.is_empty() {
+            return Err(format!(
+                "item `{id}`: `{}` does not apply to kind `{}`",
+                unused.join("`, `"),
+                kind.name()
+            ));
+        }
+        Ok(ItemDef { id: r.id, code: r.code, text: r.text, kind, required: r.required, relevant: r.relevant })
+    }
+}
+
+/// The answer kinds and their parameters.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum KindDef {
+    /// An integer scale from `min` to `max` with labelled points.
+    Scale {
+        /// Lowest point.
+        min: i64,
+        /// Highest point.
+        max: i64,
+        /// Labels by point; at least the two ends.
+        #[serde(default)]
+        labels: BTreeMap<i64, String>,
+        /// Which end means "more" of what the item measures.
+        #[serde(default)]
+        direction: Direction,
+        /// Points in each of the low and high boxes; default `(points - 1) / 2`.
+        #[serde(default)]
+        box_size: Option<u32>,
+    },
+    /// `yes` or `no`.
+    YesNo,
+    /// `yes`, `no` or `na` (not applicable as a substantive option).
+    YesNoNa,
+    /// One option code.
+    SingleChoice {
+        /// The allowed options.
+        options: Vec<OptionDef>,
+    },
+    /// Several option codes, optionally ranked.
+    MultiSelect {
+        /// The allowed options.
+        options: Vec<OptionDef>,
+        /// Answers rank the picks (`{"option": rank}`, ranks 1..n).
+        #[serde(default)]
+        ranked: bool,
+        /// Most options one answer may pick.
+        #[serde(default)]
+        max_picks: Option<u32>,
+    },
+    /// A whole-number count with bounds.
+    Count {
+        /// Smallest plausible count.
+        #[serde(default)]
+        min: i64,
+        /// Largest plausible count.
+        max: i64,
+    },
+    /// A number (may have decimals) with optional bounds.
+    Number {
+        /// Smallest plausible value.
+        #[serde(default)]
+        min: Option<f64>,
+        /// Largest plausible value.
+        #[serde(default)]
+        max: Option<f64>,
+    },
+    /// Free text. Never aggregated, never a label.
+    Text,
+}
+
+/// Which end of a scale means "more".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Higher values mean more (the usual case).
+    #[default]
+    Ascending,
+    /// Lower values mean more (reverse-worded items).
+    Descending,
+}
+
+/// An answer option of a choice item.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptionDef {
+    /// The code submitted.
+    pub code: String,
+    /// Label for reports.
+    #[serde(default)]
+    pub label: String,
+}
+
+impl KindDef {
+    /// Stable name of the kind.
+    pub fn name(&self) -> &'static str {
+        match self {
+            KindDef::Scale { .. } => "scale",
+            KindDef::YesNo => "yes_no",
+            KindDef::YesNoNa => "yes_no_na",
+            KindDef::SingleChoice { .. } => "single_choice",
+            KindDef::MultiSelect { .. } => "multi_select",
+            KindDef::Count { .. } => "count",
+            KindDef::Number { .. } => "number",
+            KindDef::Text => "text",
+        }
+    }
+
+    /// The categorical values an answer can count under, in report order:
+    /// scale points, option codes, yes/no. Empty for counts, numbers and text.
+    pub fn categories(&self) -> Vec<(String, String)> {
+        match self {
+            KindDef::Scale { min, max, labels, .. } => (*min..=*max)
+                .map(|p| (p.to_string(), labels.get(&p).cloned().unwrap_or_default()))
+                .collect(),
+            KindDef::YesNo => vec![("yes".into(), "Yes".into()), ("no".into(), "No".into())],
+            KindDef::YesNoNa => vec![
+                ("yes".into(), "Yes".into()),
+                ("no".into(), "No".into()),
+                ("na".into(), "Not applicable".into()),
+            ],
+            KindDef::SingleChoice { options } | KindDef::MultiSelect { options, .. } => {
+                options.iter().map(|o| (o.code.clone(), o.label.clone())).collect()
+            }
+            KindDef::Count { .. } | KindDef::Number { .. } | KindDef::Text => Vec::new(),
+        }
+    }
+}

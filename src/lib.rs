@@ -1,0 +1,29 @@
+//! fieldwatch: live results and live data quality for survey fieldwork.
+//!
+//! Survey front-ends (CATI, CAPI, web) submit each completed or partial
+//! interview over gRPC. fieldwatch validates it against the study's
+//! questionnaire (the instrument), publishes it to Kafka, and an aggregator
+//! keeps live results — answer distributions, box shares, response rates —
+//! and quality checks — missing items, out-of-range values, duplicate
+//! respondents, skip-logic violations, straightlining — exposed as
+//! Prometheus metrics, a JSON API and a live page.
+//!
+//! The core is pure and shared by every path: the same functions validate,
+//! check and tabulate an interview in the gRPC ingest, in the Kafka
+//! aggregator and in the offline `report` command, so live numbers and
+//! offline numbers cannot drift apart.
+//!
+//! Modules:
+//! - [`instrument`]: questionnaire model, YAML loading and linting; [`instrument::Study::from_yaml`].
+//! - [`validate`]: hard validation of a submission against its form; [`validate::validate`].
+//! - [`quality`]: soft checks on an accepted record; [`quality::check`].
+//! - [`results`]: mergeable counts and toplines; [`results::StudyState`], [`results::toplines`].
+//! - [`report`]: the offline `report` command over a JSONL file; [`report::run`].
+
+#![warn(missing_docs)]
+
+pub mod instrument;
+pub mod quality;
+pub mod report;
+pub mod results;
+pub mod validate;
