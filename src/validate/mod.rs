@@ -1,1 +1,621 @@
-//! (in progress)
+//! Hard validation: a submission becomes a [`Record`] or a list of
+//! [`Violation`]s, one per problem.
+//!
+//! Only what cannot be stored meaningfully is rejected here (see
+//! `docs/submissions.md`); values that are merely implausible — out of range,
+//! unknown option codes, broken rankings — pass as typed values and are
+//! flagged later by [`crate::quality`]. Pure, and it never panics: every
+//! input, however hostile, yields `Ok` or `Err`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use validator::Validate;
+
+use crate::instrument::{Catalog, KindDef, MissingKind, Study};
+
+/// One interview as submitted (JSONL line or gRPC message).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct Submission {
+    /// Study id.
+    #[serde(default)]
+    #[validate(length(min = 1, max = 64))]
+    pub study: String,
+    /// Form id.
+    #[serde(default)]
+    #[validate(length(min = 1, max = 64))]
+    pub form: String,
+    /// The front-end's respondent id; pseudonymised before it leaves ingest.
+    #[serde(default)]
+    #[validate(length(min = 1, max = 256))]
+    pub respondent_id: String,
+    /// Unique per submission attempt; the same id again is a retry.
+    #[serde(default)]
+    #[validate(length(min = 1, max = 128))]
+    pub submission_id: String,
+    /// RFC 3339 start time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// RFC 3339 completion time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<String>,
+    /// Interviewer id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[validate(length(min = 1, max = 128))]
+    pub interviewer: Option<String>,
+    /// Values of attribute-sourced dimensions.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
+    /// Item id -> answer.
+    #[serde(default)]
+    pub answers: BTreeMap<String, Answer>,
+}
+
+/// An answer as submitted. Which variants are acceptable depends on the item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Answer {
+    /// `null`: blank.
+    Blank,
+    /// A whole number.
+    Integer(i64),
+    /// A number with decimals.
+    Number(f64),
+    /// A string: option code, yes/no, or free text.
+    Text(String),
+    /// A list of option codes.
+    Choices(Vec<String>),
+    /// `{"ranked": {code: rank}}`.
+    Ranked(RankedAnswer),
+    /// `{"missing": code}`.
+    Missing(MissingAnswer),
+    /// Anything else (booleans, nested lists...): always `wrong_kind`.
+    Other(serde_json::Value),
+}
+
+/// A ranked multi-select answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RankedAnswer {
+    /// Option code -> rank (1 = most important).
+    pub ranked: BTreeMap<String, i64>,
+}
+
+/// A missing-code answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MissingAnswer {
+    /// One of the study's missing codes.
+    pub missing: String,
+}
+
+/// Longest attribute name or value: attributes only select segment values,
+/// which are short codes.
+pub const MAX_ATTRIBUTE_CHARS: usize = 128;
+
+/// Configured size limits on a submission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Most answers one submission may carry.
+    #[serde(default = "default_max_answers")]
+    pub max_answers: usize,
+    /// Most characters in one text answer, option code or attribute value.
+    #[serde(default = "default_max_text_chars")]
+    pub max_text_chars: usize,
+    /// Most entries in one multi-select answer.
+    #[serde(default = "default_max_choices")]
+    pub max_choices: usize,
+    /// Most attributes.
+    #[serde(default = "default_max_attributes")]
+    pub max_attributes: usize,
+}
+
+fn default_max_answers() -> usize {
+    500
+}
+fn default_max_text_chars() -> usize {
+    4000
+}
+fn default_max_choices() -> usize {
+    64
+}
+fn default_max_attributes() -> usize {
+    32
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_answers: default_max_answers(),
+            max_text_chars: default_max_text_chars(),
+            max_choices: default_max_choices(),
+            max_attributes: default_max_attributes(),
+        }
+    }
+}
+
+/// Why a field was rejected. The names are stable: they appear in gRPC
+/// field violations, JSON and metric labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// A required field is empty.
+    Required,
+    /// A string or text is longer than allowed.
+    TooLong,
+    /// More answers, choices or attributes than allowed.
+    TooMany,
+    /// The study is not loaded.
+    UnknownStudy,
+    /// The form is not part of the study.
+    UnknownForm,
+    /// An answer to an item the form lacks.
+    UnknownItem,
+    /// A value of the wrong kind for the item.
+    WrongKind,
+    /// A missing code the study does not declare.
+    UnknownMissingCode,
+    /// A timestamp that is not RFC 3339.
+    BadTimestamp,
+    /// `completed_at` is before `started_at`.
+    CompletedBeforeStarted,
+}
+
+impl Rule {
+    /// Every rule, for pre-registering metric label values.
+    pub const ALL: [Rule; 10] = [
+        Rule::Required,
+        Rule::TooLong,
+        Rule::TooMany,
+        Rule::UnknownStudy,
+        Rule::UnknownForm,
+        Rule::UnknownItem,
+        Rule::WrongKind,
+        Rule::UnknownMissingCode,
+        Rule::BadTimestamp,
+        Rule::CompletedBeforeStarted,
+    ];
+
+    /// Stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::Required => "required",
+            Rule::TooLong => "too_long",
+            Rule::TooMany => "too_many",
+            Rule::UnknownStudy => "unknown_study",
+            Rule::UnknownForm => "unknown_form",
+            Rule::UnknownItem => "unknown_item",
+            Rule::WrongKind => "wrong_kind",
+            Rule::UnknownMissingCode => "unknown_missing_code",
+            Rule::BadTimestamp => "bad_timestamp",
+            Rule::CompletedBeforeStarted => "completed_before_started",
+        }
+    }
+}
+
+/// One problem with a submission.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violation {
+    /// Path of the field (`respondent_id`, `answers.q6`).
+    pub field: String,
+    /// The rule broken.
+    pub rule: Rule,
+    /// A sentence for people. Never echoes submitted strings.
+    pub message: String,
+}
+
+impl Violation {
+    fn new(field: impl Into<String>, rule: Rule, message: impl Into<String>) -> Violation {
+        Violation { field: field.into(), rule, message: message.into() }
+    }
+}
+
+/// A validated answer, typed by its item's kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// Not answered.
+    Blank,
+    /// Answered with a missing code.
+    Missing(MissingKind),
+    /// Scale point or count (range not yet checked).
+    Int(i64),
+    /// A number (range not yet checked).
+    Num(f64),
+    /// A code: yes/no/na or an option (not yet checked against the options).
+    Code(String),
+    /// Free text; only its presence is kept.
+    Text,
+    /// Multi-select picks in submitted order (duplicates not yet checked).
+    Choices(Vec<String>),
+    /// Ranked picks as `(code, rank)` (ranks not yet checked).
+    Ranked(Vec<(String, i64)>),
+}
+
+/// A submission that passed hard validation, resolved against its form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// Index of the form in the study.
+    pub form: usize,
+    /// Respondent id as submitted (ingest replaces it by its pseudonym
+    /// before publishing; the core only compares it).
+    pub respondent: String,
+    /// Submission id.
+    pub submission_id: String,
+    /// Interviewer id, if given.
+    pub interviewer: Option<String>,
+    /// Value index per study dimension (see [`crate::instrument::Dim`]).
+    pub segments: Vec<usize>,
+    /// One value per item of the form, in form order.
+    pub answers: Vec<Value>,
+    /// Interview duration in seconds when both timestamps are given.
+    pub duration_secs: Option<i64>,
+}
+
+/// Validates a submission against the catalog.
+pub fn validate(catalog: &Catalog, sub: &Submission, limits: &Limits) -> Result<Record, Vec<Violation>> {
+    match catalog.get(&sub.study) {
+        Some(study) => validate_in(study, sub, limits),
+        None => {
+            let mut v = structural(sub);
+            if !sub.study.is_empty() {
+                v.push(Violation::new("study", Rule::UnknownStudy, "no such study is loaded"));
+            }
+            Err(v)
+        }
+    }
+}
+
+/// The `validator`-derived rules on the submission's own fields.
+fn structural(sub: &Submission) -> Vec<Violation> {
+    let mut out = Vec::new();
+    if let Err(errors) = sub.validate() {
+        let mut fields: Vec<_> = errors.field_errors().into_iter().collect();
+        fields.sort_by(|a, b| a.0.cmp(&b.0));
+        for (field, errs) in fields {
+            for e in errs.iter() {
+                // `length(min = 1, max = N)`: an empty value is missing, a long one too long.
+                let empty = e.params.get("value").and_then(|v| v.as_str()).is_some_and(str::is_empty);
+                let rule = if empty { Rule::Required } else { Rule::TooLong };
+                let message = match rule {
+                    Rule::Required if field.as_ref() == "study" || field.as_ref() == "form" => {
+                        format!("{field} must be 1 to 64 characters")
+                    }
+                    Rule::Required => format!("{field} is required"),
+                    _ => format!("{field} is too long"),
+                };
+                out.push(Violation::new(field.to_string(), rule, message));
+            }
+        }
+    }
+    out
+}
+
+/// Validates a submission against a known study.
+pub fn validate_in(study: &Study, sub: &Submission, limits: &Limits) -> Result<Record, Vec<Violation>> {
+    let mut v = structural(sub);
+
+    let duration_secs = match times(sub, &mut v) {
+        (Some(s), Some(c)) => Some((c - s).num_seconds()),
+        _ => None,
+    };
+    if sub.attributes.len() > limits.max_attributes {
+        v.push(Violation::new(
+            "attributes",
+            Rule::TooMany,
+            format!("at most {} attributes are allowed", limits.max_attributes),
+        ));
+    }
+    for (k, val) in &sub.attributes {
+        if k.chars().count() > MAX_ATTRIBUTE_CHARS || val.chars().count() > MAX_ATTRIBUTE_CHARS {
+            v.push(Violation::new("attributes", Rule::TooLong, "an attribute name or value is too long"));
+            break;
+        }
+    }
+    if sub.answers.len() > limits.max_answers {
+        v.push(Violation::new(
+            "answers",
+            Rule::TooMany,
+            format!("at most {} answers are allowed", limits.max_answers),
+        ));
+        return Err(v);
+    }
+
+    let Some(fi) = study.form(&sub.form) else {
+        if !sub.form.is_empty() {
+            v.push(Violation::new("form", Rule::UnknownForm, "the study has no such form"));
+        }
+        return Err(v);
+    };
+    let form = &study.forms[fi];
+
+    let mut answers = vec![Value::Blank; form.items.len()];
+    for (item_id, answer) in &sub.answers {
+        let Some(ii) = form.item(item_id) else {
+            // The field path names the item only when it is short and plain,
+            // so hostile keys are never echoed in full.
+            let field = if item_id.len() <= 64 && item_id.bytes().all(|b| b.is_ascii_graphic()) {
+                format!("answers.{item_id}")
+            } else {
+                "answers".to_string()
+            };
+            v.push(Violation::new(field, Rule::UnknownItem, "the form has no such item"));
+            continue;
+        };
+        let item = &form.items[ii];
+        match typed(study, &item.kind, answer, limits) {
+            Ok(val) => answers[ii] = val,
+            Err((rule, message)) => v.push(Violation::new(format!("answers.{}", item.id), rule, message)),
+        }
+    }
+
+    if !v.is_empty() {
+        return Err(v);
+    }
+    let segments = study
+        .dims
+        .iter()
+        .enumerate()
+        .map(|(di, d)| match d.source {
+            crate::instrument::DimensionSource::Form => form
+                .fixed_segments
+                .iter()
+                .find(|(x, _)| *x == di)
+                .map(|(_, val)| *val)
+                .unwrap_or(d.unknown()),
+            crate::instrument::DimensionSource::Attribute => {
+                d.value_of(sub.attributes.get(&d.name).map(String::as_str))
+            }
+            crate::instrument::DimensionSource::Interviewer => d.value_of(sub.interviewer.as_deref()),
+        })
+        .collect();
+    Ok(Record {
+        form: fi,
+        respondent: sub.respondent_id.clone(),
+        submission_id: sub.submission_id.clone(),
+        interviewer: sub.interviewer.clone(),
+        segments,
+        answers,
+        duration_secs,
+    })
+}
+
+type Time = chrono::DateTime<chrono::FixedOffset>;
+
+fn times(sub: &Submission, v: &mut Vec<Violation>) -> (Option<Time>, Option<Time>) {
+    let mut parse = |field: &str, s: &Option<String>| -> Option<Time> {
+        let s = s.as_deref()?;
+        match chrono::DateTime::parse_from_rfc3339(s) {
+            Ok(t) => Some(t),
+            Err(_) => {
+                v.push(Violation::new(field, Rule::BadTimestamp, format!("{field} must be an RFC 3339 timestamp")));
+                None
+            }
+        }
+    };
+    let started = parse("started_at", &sub.started_at);
+    let completed = parse("completed_at", &sub.completed_at);
+    if let (Some(s), Some(c)) = (started, completed)
+        && c < s
+    {
+        v.push(Violation::new("completed_at", Rule::CompletedBeforeStarted, "completed_at is before started_at"));
+    }
+    (started, completed)
+}
+
+fn wrong(kind: &KindDef, expected: &str) -> (Rule, String) {
+    (Rule::WrongKind, format!("a {} item takes {expected}", kind.name()))
+}
+
+fn check_len(s: &str, limits: &Limits) -> Result<(), (Rule, String)> {
+    if s.chars().count() > limits.max_text_chars {
+        Err((Rule::TooLong, format!("longer than {} characters", limits.max_text_chars)))
+    } else {
+        Ok(())
+    }
+}
+
+fn typed(study: &Study, kind: &KindDef, answer: &Answer, limits: &Limits) -> Result<Value, (Rule, String)> {
+    let as_int = |a: &Answer| match a {
+        Answer::Integer(i) => Some(*i),
+        Answer::Number(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(*f as i64),
+        _ => None,
+    };
+    match answer {
+        Answer::Blank => return Ok(Value::Blank),
+        Answer::Missing(m) => {
+            return match study.missing_kind(&m.missing) {
+                Some(k) => Ok(Value::Missing(k)),
+                None => Err((Rule::UnknownMissingCode, "not one of the study's missing codes".into())),
+            };
+        }
+        _ => {}
+    }
+    match kind {
+        KindDef::Scale { .. } | KindDef::Count { .. } => {
+            as_int(answer).map(Value::Int).ok_or_else(|| wrong(kind, "a whole number"))
+        }
+        KindDef::Number { .. } => match answer {
+            Answer::Integer(i) => Ok(Value::Num(*i as f64)),
+            Answer::Number(f) if f.is_finite() => Ok(Value::Num(*f)),
+            _ => Err(wrong(kind, "a number")),
+        },
+        KindDef::YesNo | KindDef::YesNoNa | KindDef::SingleChoice { .. } => match answer {
+            Answer::Text(s) => {
+                check_len(s, limits)?;
+                Ok(Value::Code(s.clone()))
+            }
+            _ => Err(wrong(kind, "one option code as a string")),
+        },
+        KindDef::Text => match answer {
+            Answer::Text(s) => {
+                check_len(s, limits)?;
+                Ok(Value::Text)
+            }
+            _ => Err(wrong(kind, "a string")),
+        },
+        KindDef::MultiSelect { ranked, .. } => {
+            let too_many = || (Rule::TooMany, format!("at most {} choices are allowed", limits.max_choices));
+            match answer {
+                Answer::Choices(list) => {
+                    if list.len() > limits.max_choices {
+                        return Err(too_many());
+                    }
+                    for s in list {
+                        check_len(s, limits)?;
+                    }
+                    if *ranked {
+                        Ok(Value::Ranked(list.iter().cloned().zip(1..).collect()))
+                    } else {
+                        Ok(Value::Choices(list.clone()))
+                    }
+                }
+                Answer::Ranked(r) if *ranked => {
+                    if r.ranked.len() > limits.max_choices {
+                        return Err(too_many());
+                    }
+                    for s in r.ranked.keys() {
+                        check_len(s, limits)?;
+                    }
+                    Ok(Value::Ranked(r.ranked.iter().map(|(k, v)| (k.clone(), *v)).collect()))
+                }
+                _ if *ranked => Err(wrong(kind, "a list of option codes or {\"ranked\": {code: rank}}")),
+                _ => Err(wrong(kind, "a list of option codes")),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STUDY: &str = r#"
+study: t
+missing_codes: [{code: dk, kind: dont_know}]
+dimensions:
+  - {name: region, source: attribute, values: [{code: west}, {code: east}]}
+forms:
+  - id: f
+    items:
+      - {id: q1, code: s, kind: scale, min: 1, max: 5, labels: {1: a, 5: b}}
+      - {id: q2, code: c, kind: single_choice, options: [{code: x}, {code: y}]}
+      - {id: q3, code: m, kind: multi_select, options: [{code: x}, {code: y}]}
+      - {id: q4, code: r, kind: multi_select, ranked: true, options: [{code: x}, {code: y}]}
+      - {id: q5, code: t, kind: text}
+      - {id: q6, code: n, kind: number}
+"#;
+
+    fn catalog() -> Catalog {
+        let mut c = Catalog::default();
+        c.insert(Study::from_yaml(STUDY).expect("valid"));
+        c
+    }
+
+    fn sub(answers: &str) -> Submission {
+        let mut s: Submission = serde_json::from_str(&format!(
+            r#"{{"study":"t","form":"f","respondent_id":"r1","submission_id":"s1","answers":{answers}}}"#
+        ))
+        .expect("json");
+        s.attributes.insert("region".into(), "west".into());
+        s
+    }
+
+    fn rules(r: Result<Record, Vec<Violation>>) -> Vec<(String, Rule)> {
+        r.err().unwrap_or_default().into_iter().map(|v| (v.field, v.rule)).collect()
+    }
+
+    #[test]
+    fn accepts_every_kind_and_keeps_out_of_range_values_for_the_checks() {
+        let r = validate(
+            &catalog(),
+            &sub(r#"{"q1": 9, "q2": "z", "q3": ["x","y"], "q4": {"ranked": {"x": 1, "y": 1}}, "q5": "hi", "q6": 2.5}"#),
+            &Limits::default(),
+        )
+        .expect("valid");
+        assert_eq!(r.answers[0], Value::Int(9));
+        assert_eq!(r.answers[1], Value::Code("z".into()));
+        assert_eq!(r.answers[3], Value::Ranked(vec![("x".into(), 1), ("y".into(), 1)]));
+        assert_eq!(r.answers[4], Value::Text);
+        assert_eq!(r.segments, vec![0]);
+    }
+
+    #[test]
+    fn rejects_answer_to_item_missing_from_form() {
+        assert_eq!(
+            rules(validate(&catalog(), &sub(r#"{"q99": 1}"#), &Limits::default())),
+            vec![("answers.q99".into(), Rule::UnknownItem)]
+        );
+    }
+
+    #[test]
+    fn rejects_values_of_the_wrong_kind_one_violation_each() {
+        let got = rules(validate(
+            &catalog(),
+            &sub(r#"{"q1": "four", "q2": 3, "q3": "x", "q5": 5, "q6": true}"#),
+            &Limits::default(),
+        ));
+        assert_eq!(got.len(), 5, "{got:?}");
+        assert!(got.iter().all(|(_, r)| *r == Rule::WrongKind));
+    }
+
+    #[test]
+    fn rejects_unknown_study_form_and_missing_ids() {
+        let mut s = sub("{}");
+        s.respondent_id.clear();
+        s.submission_id.clear();
+        s.form = "nope".into();
+        let got = rules(validate(&catalog(), &s, &Limits::default()));
+        assert!(got.contains(&("respondent_id".into(), Rule::Required)));
+        assert!(got.contains(&("submission_id".into(), Rule::Required)));
+        assert!(got.contains(&("form".into(), Rule::UnknownForm)));
+        s.study = "nope".into();
+        assert!(rules(validate(&catalog(), &s, &Limits::default())).contains(&("study".into(), Rule::UnknownStudy)));
+    }
+
+    #[test]
+    fn rejects_completion_before_start_and_bad_timestamps() {
+        let mut s = sub("{}");
+        s.started_at = Some("2024-01-01T10:00:00Z".into());
+        s.completed_at = Some("2024-01-01T09:00:00Z".into());
+        assert_eq!(
+            rules(validate(&catalog(), &s, &Limits::default())),
+            vec![("completed_at".into(), Rule::CompletedBeforeStarted)]
+        );
+        s.completed_at = Some("yesterday".into());
+        assert_eq!(rules(validate(&catalog(), &s, &Limits::default())), vec![("completed_at".into(), Rule::BadTimestamp)]);
+        s.completed_at = Some("2024-01-01T10:30:00+00:00".into());
+        assert_eq!(validate(&catalog(), &s, &Limits::default()).map(|r| r.duration_secs), Ok(Some(1800)));
+    }
+
+    #[test]
+    fn rejects_oversize_input() {
+        let limits = Limits { max_answers: 2, max_text_chars: 3, ..Limits::default() };
+        assert_eq!(
+            rules(validate(&catalog(), &sub(r#"{"q1":1,"q2":"x","q5":"y"}"#), &limits)),
+            vec![("answers".into(), Rule::TooMany)]
+        );
+        assert_eq!(rules(validate(&catalog(), &sub(r#"{"q5":"long"}"#), &limits)), vec![("answers.q5".into(), Rule::TooLong)]);
+    }
+
+    #[test]
+    fn missing_codes_are_answers_and_unknown_ones_are_rejected() {
+        let r = validate(&catalog(), &sub(r#"{"q1": {"missing": "dk"}}"#), &Limits::default()).expect("ok");
+        assert_eq!(r.answers[0], Value::Missing(MissingKind::DontKnow));
+        assert_eq!(
+            rules(validate(&catalog(), &sub(r#"{"q1": {"missing": "zz"}}"#), &Limits::default())),
+            vec![("answers.q1".into(), Rule::UnknownMissingCode)]
+        );
+    }
+
+    #[test]
+    fn undeclared_segment_values_become_other() {
+        let mut s = sub("{}");
+        s.attributes.insert("region".into(), "mars".into());
+        let r = validate(&catalog(), &s, &Limits::default()).expect("ok");
+        assert_eq!(r.segments, vec![2]);
+        s.attributes.clear();
+        assert_eq!(validate(&catalog(), &s, &Limits::default()).expect("ok").segments, vec![3]);
+    }
+}
