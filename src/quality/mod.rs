@@ -1,1 +1,431 @@
-//! (in progress)
+//! Soft quality checks on a validated record.
+//!
+//! [`check`] classifies every item of the record — valid, excluded, or
+//! missing of some kind — and raises typed [`Flag`]s: item nonresponse,
+//! out-of-range values, unknown options, broken rankings, answers to hidden
+//! items and straightlining. Nothing here rejects: a flagged interview still
+//! counts, minus the values the flags exclude. The duplicate checks need the
+//! history of the partition and live in [`crate::results`]. Pure.
+
+use serde::Serialize;
+
+use crate::instrument::{ExprValue, Form, KindDef, MissingKind, Study};
+use crate::validate::{Record, Value};
+
+/// The quality checks. Names are stable metric label values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Check {
+    /// A required, relevant item was left blank.
+    ItemNonresponse,
+    /// A scale, count or number outside its bounds.
+    OutOfRange,
+    /// An option code the item does not list.
+    UnknownOption,
+    /// Ranks that repeat, leave gaps or do not start at 1.
+    BrokenRanking,
+    /// More picks than the item's `max_picks`.
+    TooManyPicks,
+    /// The same option picked twice in an unranked multi-select.
+    DuplicatePick,
+    /// An answer to an item whose relevance condition hides it.
+    AnsweredWhenHidden,
+    /// A run of identical answers over the form's scale items.
+    Straightlining,
+    /// The same respondent under a new submission id (first one counts).
+    DuplicateRespondent,
+    /// The same answers as another respondent.
+    PossibleDuplicate,
+}
+
+impl Check {
+    /// Every check, for pre-registering metric label values.
+    pub const ALL: [Check; 10] = [
+        Check::ItemNonresponse,
+        Check::OutOfRange,
+        Check::UnknownOption,
+        Check::BrokenRanking,
+        Check::TooManyPicks,
+        Check::DuplicatePick,
+        Check::AnsweredWhenHidden,
+        Check::Straightlining,
+        Check::DuplicateRespondent,
+        Check::PossibleDuplicate,
+    ];
+
+    /// Stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Check::ItemNonresponse => "item_nonresponse",
+            Check::OutOfRange => "out_of_range",
+            Check::UnknownOption => "unknown_option",
+            Check::BrokenRanking => "broken_ranking",
+            Check::TooManyPicks => "too_many_picks",
+            Check::DuplicatePick => "duplicate_pick",
+            Check::AnsweredWhenHidden => "answered_when_hidden",
+            Check::Straightlining => "straightlining",
+            Check::DuplicateRespondent => "duplicate_respondent",
+            Check::PossibleDuplicate => "possible_duplicate",
+        }
+    }
+
+    /// Whether the check takes the item's value out of the results.
+    pub fn excludes_value(self) -> bool {
+        matches!(
+            self,
+            Check::OutOfRange
+                | Check::UnknownOption
+                | Check::BrokenRanking
+                | Check::TooManyPicks
+                | Check::DuplicatePick
+        )
+    }
+}
+
+/// A raised flag: which check, on which item (by form item index) if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Flag {
+    /// The check.
+    pub check: Check,
+    /// Index of the item in the record's form.
+    pub item: Option<usize>,
+}
+
+/// What an item of a record contributes to the results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// A valid value: counts.
+    Valid,
+    /// A value a flag took out of the results.
+    Excluded,
+    /// Not a value; the kind of missing.
+    Missing(Missing),
+}
+
+/// The kinds of missing answer, blank and coded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Missing {
+    /// Required, relevant and blank.
+    Nonresponse,
+    /// Relevant, optional and blank.
+    Blank,
+    /// Hidden by its relevance condition and blank: a legitimate skip.
+    Skipped,
+    /// "Don't know".
+    DontKnow,
+    /// Refused.
+    Refused,
+    /// Not applicable (a missing code).
+    NotApplicable,
+}
+
+impl Missing {
+    /// Every kind in report order.
+    pub const ALL: [Missing; 6] = [
+        Missing::Nonresponse,
+        Missing::Blank,
+        Missing::Skipped,
+        Missing::DontKnow,
+        Missing::Refused,
+        Missing::NotApplicable,
+    ];
+
+    /// Stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Missing::Nonresponse => "nonresponse",
+            Missing::Blank => "blank",
+            Missing::Skipped => "skipped",
+            Missing::DontKnow => "dont_know",
+            Missing::Refused => "refused",
+            Missing::NotApplicable => "not_applicable",
+        }
+    }
+
+    /// Index into [`Missing::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl From<MissingKind> for Missing {
+    fn from(k: MissingKind) -> Missing {
+        match k {
+            MissingKind::DontKnow => Missing::DontKnow,
+            MissingKind::Refused => Missing::Refused,
+            MissingKind::NotApplicable => Missing::NotApplicable,
+        }
+    }
+}
+
+/// The outcome of checking one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// Per item of the form, in form order.
+    pub status: Vec<Status>,
+    /// Raised flags, item flags in form order, then record-level ones.
+    pub flags: Vec<Flag>,
+}
+
+/// The value an item contributes to relevance conditions.
+pub fn expr_value(v: &Value) -> ExprValue<'_> {
+    match v {
+        Value::Blank => ExprValue::None,
+        Value::Missing(_) => ExprValue::Missing,
+        Value::Int(i) => ExprValue::Num(*i as f64),
+        Value::Num(n) => ExprValue::Num(*n),
+        Value::Code(c) => ExprValue::Str(c),
+        Value::Text => ExprValue::Str(""),
+        Value::Choices(c) => ExprValue::Set(c.iter().map(String::as_str).collect()),
+        Value::Ranked(r) => ExprValue::Set(r.iter().map(|(c, _)| c.as_str()).collect()),
+    }
+}
+
+/// Which items of the form are relevant given the answers. An item hidden
+/// by its condition hides its answer from the conditions of other items.
+pub fn relevance(form: &Form, answers: &[Value]) -> Vec<bool> {
+    // 0 = not computed, 1 = relevant, 2 = hidden, 3 = in progress. Lint
+    // guarantees no cycles; "in progress" is treated as relevant so even a
+    // cyclic definition cannot recurse forever.
+    fn visit(i: usize, form: &Form, answers: &[Value], memo: &mut [u8]) -> bool {
+        match memo[i] {
+            1 | 3 => return true,
+            2 => return false,
+            _ => {}
+        }
+        memo[i] = 3;
+        let rel = match &form.items[i].relevant {
+            None => true,
+            Some(e) => {
+                let refs = e.item_indexes();
+                let visible: Vec<bool> = refs.iter().map(|&j| visit(j, form, answers, memo)).collect();
+                e.eval(&|j: usize| {
+                    let shown = refs.iter().position(|&r| r == j).map(|k| visible[k]).unwrap_or(true);
+                    if !shown {
+                        return ExprValue::None;
+                    }
+                    answers.get(j).map(expr_value).unwrap_or(ExprValue::None)
+                })
+            }
+        };
+        memo[i] = if rel { 1 } else { 2 };
+        rel
+    }
+    let mut memo = vec![0u8; form.items.len()];
+    (0..form.items.len()).map(|i| visit(i, form, answers, &mut memo)).collect()
+}
+
+/// Checks a validated record against its study.
+pub fn check(study: &Study, rec: &Record) -> Checked {
+    let Some(form) = study.forms.get(rec.form) else {
+        return Checked { status: Vec::new(), flags: Vec::new() };
+    };
+    let relevant = relevance(form, &rec.answers);
+    let mut status = Vec::with_capacity(form.items.len());
+    let mut flags = Vec::new();
+    for (i, item) in form.items.iter().enumerate() {
+        let value = rec.answers.get(i).unwrap_or(&Value::Blank);
+        let st = match value {
+            Value::Blank if !relevant[i] => Status::Missing(Missing::Skipped),
+            Value::Blank if item.required => {
+                flags.push(Flag { check: Check::ItemNonresponse, item: Some(i) });
+                Status::Missing(Missing::Nonresponse)
+            }
+            Value::Blank => Status::Missing(Missing::Blank),
+            Value::Missing(k) => Status::Missing((*k).into()),
+            v => {
+                if !relevant[i] {
+                    flags.push(Flag { check: Check::AnsweredWhenHidden, item: Some(i) });
+                }
+                match value_problem(item, v) {
+                    Some(c) => {
+                        flags.push(Flag { check: c, item: Some(i) });
+                        Status::Excluded
+                    }
+                    None => Status::Valid,
+                }
+            }
+        };
+        status.push(st);
+    }
+    let min_run = study.def.reporting.straightlining_min_run as usize;
+    if min_run > 0 && longest_scale_run(form, &rec.answers, &status) >= min_run {
+        flags.push(Flag { check: Check::Straightlining, item: None });
+    }
+    Checked { status, flags }
+}
+
+/// The check a substantive value fails, if any.
+fn value_problem(item: &crate::instrument::Item, v: &Value) -> Option<Check> {
+    match (&item.kind, v) {
+        (KindDef::Scale { min, max, .. } | KindDef::Count { min, max }, Value::Int(x)) => {
+            (x < min || x > max).then_some(Check::OutOfRange)
+        }
+        (KindDef::Number { min, max }, Value::Num(x)) => {
+            (min.is_some_and(|m| *x < m) || max.is_some_and(|m| *x > m)).then_some(Check::OutOfRange)
+        }
+        (KindDef::YesNo | KindDef::YesNoNa | KindDef::SingleChoice { .. }, Value::Code(c)) => {
+            item.category(c).is_none().then_some(Check::UnknownOption)
+        }
+        (KindDef::MultiSelect { max_picks, .. }, Value::Choices(picks)) => {
+            if picks.iter().any(|p| item.category(p).is_none()) {
+                return Some(Check::UnknownOption);
+            }
+            let mut sorted: Vec<&String> = picks.iter().collect();
+            sorted.sort();
+            if sorted.windows(2).any(|w| w[0] == w[1]) {
+                return Some(Check::DuplicatePick);
+            }
+            max_picks.is_some_and(|m| picks.len() > m as usize).then_some(Check::TooManyPicks)
+        }
+        (KindDef::MultiSelect { max_picks, .. }, Value::Ranked(picks)) => {
+            if picks.iter().any(|(p, _)| item.category(p).is_none()) {
+                return Some(Check::UnknownOption);
+            }
+            if max_picks.is_some_and(|m| picks.len() > m as usize) {
+                return Some(Check::TooManyPicks);
+            }
+            let mut ranks: Vec<i64> = picks.iter().map(|(_, r)| *r).collect();
+            ranks.sort_unstable();
+            let proper = ranks.iter().zip(1..).all(|(r, want)| *r == want);
+            (!proper).then_some(Check::BrokenRanking)
+        }
+        _ => None,
+    }
+}
+
+/// Longest run of equal valid values over the form's scale items in order.
+/// A scale item that is not a valid value breaks the run.
+fn longest_scale_run(form: &Form, answers: &[Value], status: &[Status]) -> usize {
+    let mut best = 0;
+    let mut run = 0;
+    let mut last: Option<i64> = None;
+    for (i, item) in form.items.iter().enumerate() {
+        if !matches!(item.kind, KindDef::Scale { .. }) {
+            continue;
+        }
+        match (status.get(i), answers.get(i)) {
+            (Some(Status::Valid), Some(Value::Int(v))) => {
+                run = if last == Some(*v) { run + 1 } else { 1 };
+                last = Some(*v);
+            }
+            _ => {
+                run = 0;
+                last = None;
+            }
+        }
+        best = best.max(run);
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::instrument::Catalog;
+    use crate::validate::{Limits, Submission, validate};
+
+    const STUDY: &str = r#"
+study: t
+missing_codes: [{code: dk, kind: dont_know}, {code: rf, kind: refused}, {code: na, kind: not_applicable}]
+reporting: {straightlining_min_run: 3}
+forms:
+  - id: f
+    items:
+      - {id: q1, code: s1, kind: scale, min: 1, max: 5, labels: {1: a, 5: b}, required: true}
+      - {id: q2, code: s2, kind: scale, min: 1, max: 5, labels: {1: a, 5: b}, relevant: q1 >= 3}
+      - {id: q3, code: s3, kind: scale, min: 1, max: 5, labels: {1: a, 5: b}, relevant: answered(q2)}
+      - {id: q4, code: c, kind: single_choice, options: [{code: x}, {code: y}]}
+      - {id: q5, code: r, kind: multi_select, ranked: true, max_picks: 2, options: [{code: x}, {code: y}, {code: z}]}
+      - {id: q6, code: m, kind: multi_select, options: [{code: x}, {code: y}]}
+      - {id: q7, code: n, kind: count, min: 0, max: 10}
+      - {id: q8, code: yn, kind: yes_no_na}
+"#;
+
+    fn run(answers: &str) -> (Checked, Record) {
+        let mut c = Catalog::default();
+        c.insert(crate::instrument::Study::from_yaml(STUDY).expect("valid"));
+        let s: Submission = serde_json::from_str(&format!(
+            r#"{{"study":"t","form":"f","respondent_id":"r","submission_id":"s","answers":{answers}}}"#
+        ))
+        .expect("json");
+        let rec = validate(&c, &s, &Limits::default()).expect("valid");
+        let study = c.get("t").expect("t").clone();
+        (check(&study, &rec), rec)
+    }
+
+    fn checks(c: &Checked) -> Vec<(Check, Option<usize>)> {
+        c.flags.iter().map(|f| (f.check, f.item)).collect()
+    }
+
+    #[test]
+    fn required_blank_is_nonresponse_and_hidden_blank_is_a_skip() {
+        let (c, _) = run("{}");
+        assert_eq!(c.status[0], Status::Missing(Missing::Nonresponse));
+        assert_eq!(c.status[1], Status::Missing(Missing::Skipped));
+        assert_eq!(c.status[2], Status::Missing(Missing::Skipped), "hidden q2 hides q3 too");
+        assert_eq!(c.status[3], Status::Missing(Missing::Blank));
+        assert_eq!(checks(&c), vec![(Check::ItemNonresponse, Some(0))]);
+    }
+
+    #[test]
+    fn missing_codes_are_counted_by_kind_and_never_flagged() {
+        let (c, _) = run(r#"{"q1": {"missing": "dk"}, "q4": {"missing": "rf"}, "q8": {"missing": "na"}}"#);
+        assert_eq!(c.status[0], Status::Missing(Missing::DontKnow));
+        assert_eq!(c.status[3], Status::Missing(Missing::Refused));
+        assert_eq!(c.status[7], Status::Missing(Missing::NotApplicable));
+        assert!(c.flags.is_empty());
+    }
+
+    #[test]
+    fn relevant_blank_optional_item_is_blank_not_skipped() {
+        let (c, _) = run(r#"{"q1": 4}"#);
+        assert_eq!(c.status[1], Status::Missing(Missing::Blank));
+    }
+
+    #[test]
+    fn answer_to_hidden_item_is_flagged_but_counts() {
+        let (c, _) = run(r#"{"q1": 2, "q2": 4}"#);
+        assert_eq!(checks(&c), vec![(Check::AnsweredWhenHidden, Some(1))]);
+        assert_eq!(c.status[1], Status::Valid);
+    }
+
+    #[test]
+    fn out_of_range_and_unknown_options_exclude_only_that_item() {
+        let (c, _) = run(r#"{"q1": 6, "q4": "w", "q7": 11, "q8": "maybe", "q6": ["x"]}"#);
+        assert_eq!(
+            checks(&c),
+            vec![
+                (Check::OutOfRange, Some(0)),
+                (Check::UnknownOption, Some(3)),
+                (Check::OutOfRange, Some(6)),
+                (Check::UnknownOption, Some(7)),
+            ]
+        );
+        assert_eq!(c.status[0], Status::Excluded);
+        assert_eq!(c.status[5], Status::Valid);
+    }
+
+    #[test]
+    fn broken_rankings_are_flagged() {
+        for bad in [r#"{"x": 1, "y": 1}"#, r#"{"x": 1, "y": 3}"#, r#"{"x": 2}"#, r#"{"x": 0, "y": 1}"#] {
+            let (c, _) = run(&format!(r#"{{"q5": {{"ranked": {bad}}}}}"#));
+            assert!(checks(&c).contains(&(Check::BrokenRanking, Some(4))), "{bad}");
+        }
+        let (c, _) = run(r#"{"q5": {"ranked": {"x": 2, "y": 1}}}"#);
+        assert!(c.flags.iter().all(|f| f.check != Check::BrokenRanking));
+        let (c, _) = run(r#"{"q5": ["x", "y", "z"]}"#);
+        assert!(checks(&c).contains(&(Check::TooManyPicks, Some(4))));
+        let (c, _) = run(r#"{"q6": ["x", "x"]}"#);
+        assert!(checks(&c).contains(&(Check::DuplicatePick, Some(5))));
+    }
+
+    #[test]
+    fn straightlining_needs_the_configured_run_of_scale_items() {
+        let (c, _) = run(r#"{"q1": 4, "q2": 4, "q3": 4}"#);
+        assert!(checks(&c).contains(&(Check::Straightlining, None)));
+        let (c, _) = run(r#"{"q1": 4, "q2": 4, "q3": 5}"#);
+        assert!(!checks(&c).contains(&(Check::Straightlining, None)));
+    }
+}
