@@ -7,13 +7,13 @@
 //! counts, minus the values the flags exclude. The duplicate checks need the
 //! history of the partition and live in [`crate::results`]. Pure.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::instrument::{ExprValue, Form, KindDef, MissingKind, Study};
 use crate::validate::{Record, Value};
 
 /// The quality checks. Names are stable metric label values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Check {
     /// A required, relevant item was left blank.

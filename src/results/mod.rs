@@ -1,1 +1,278 @@
-//! (in progress)
+//! Results: mergeable counts per study and the toplines computed from them.
+//!
+//! [`StudyState`] applies validated, checked records: it recognises retries
+//! (same submission id: counted once, never flagged), duplicate respondents
+//! (same respondent, new submission id: flagged, the first one counts) and
+//! possible duplicates (identical answers under another respondent), and
+//! keeps counts per segment cell — every combination of the study's
+//! dimension values — per canonical item and value. States of different
+//! partitions merge by addition ([`StudyState::merge`]); because a
+//! respondent's records always land on one partition, the merged state is the
+//! state of the whole stream. [`toplines`] turns a state into the tables
+//! project managers read. Pure.
+
+pub mod toplines;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_128;
+
+pub use toplines::{toplines, Toplines};
+
+use crate::instrument::{KindDef, Study};
+use crate::quality::{Check, Checked, Missing, Status};
+use crate::validate::{Record, Value};
+
+/// Counts for one canonical item in one segment cell.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ItemCounts {
+    /// Valid answers (respondents who answered, for multi-selects).
+    pub valid: u64,
+    /// Per category of the code (scale point, option): answers, or
+    /// respondents who picked it for multi-selects.
+    pub categories: Vec<u64>,
+    /// Ranked multi-selects: respondents who ranked the category first.
+    pub first: Vec<u64>,
+    /// Sum of valid numeric values (scales, counts, numbers).
+    pub sum: f64,
+    /// Missing answers by [`Missing::index`].
+    pub missing: [u64; 6],
+    /// Values excluded by a quality flag.
+    pub excluded: u64,
+}
+
+/// Counts for one segment cell (one combination of dimension values).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cell {
+    /// Counted interviews by form index.
+    pub interviews: Vec<u64>,
+    /// Per canonical code index.
+    pub items: Vec<ItemCounts>,
+}
+
+/// What applying a record did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Counted. `possible_duplicate` when another respondent gave identical answers.
+    Counted {
+        /// Identical answers were seen under another respondent.
+        possible_duplicate: bool,
+    },
+    /// The submission id was seen before: nothing changed but the retry count.
+    Retry,
+    /// The respondent was seen under another submission id: flagged, not counted.
+    DuplicateRespondent,
+}
+
+/// Key of a flag counter: form index, check, canonical code index (if the flag is on an item).
+pub type FlagKey = (usize, Check, Option<usize>);
+
+/// The live (or offline) state of one study.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StudyState {
+    /// Segment key (value index per dimension) -> counts.
+    pub cells: HashMap<Vec<u16>, Cell>,
+    /// Quality flags raised on counted interviews, and duplicate-respondent flags.
+    pub flags: BTreeMap<FlagKey, u64>,
+    /// Retries: submissions seen again.
+    pub retries: u64,
+    /// Duplicate respondents: new submission ids for a respondent already counted.
+    pub duplicate_respondents: u64,
+    seen_submissions: HashSet<u128>,
+    respondents: HashSet<u128>,
+    fingerprints: HashMap<u128, u32>,
+}
+
+fn value_hash(code: usize, v: &Value, out: &mut Vec<u8>) {
+    out.extend_from_slice(&(code as u32).to_le_bytes());
+    match v {
+        Value::Int(i) => out.extend_from_slice(&i.to_le_bytes()),
+        Value::Num(n) => out.extend_from_slice(&n.to_bits().to_le_bytes()),
+        Value::Code(c) => out.extend_from_slice(c.as_bytes()),
+        Value::Choices(cs) => {
+            let mut cs: Vec<&String> = cs.iter().collect();
+            cs.sort();
+            for c in cs {
+                out.extend_from_slice(c.as_bytes());
+                out.push(0);
+            }
+        }
+        Value::Ranked(rs) => {
+            let mut rs = rs.clone();
+            rs.sort();
+            for (c, r) in rs {
+                out.extend_from_slice(c.as_bytes());
+                out.extend_from_slice(&r.to_le_bytes());
+            }
+        }
+        Value::Text | Value::Blank | Value::Missing(_) => {}
+    }
+    out.push(0xff);
+}
+
+impl StudyState {
+    /// An empty state.
+    pub fn new() -> StudyState {
+        StudyState::default()
+    }
+
+    /// Counted interviews in all cells and forms.
+    pub fn interviews(&self) -> u64 {
+        self.cells.values().flat_map(|c| c.interviews.iter()).sum()
+    }
+
+    /// Possible duplicates: interviews whose answers equal an earlier one's.
+    /// Derived from the fingerprints, so it survives merging.
+    pub fn possible_duplicates(&self) -> u64 {
+        self.fingerprints.values().map(|&n| u64::from(n.saturating_sub(1))).sum()
+    }
+
+    /// Submission ids seen (counted, retried or duplicate).
+    pub fn submissions_seen(&self) -> usize {
+        self.seen_submissions.len()
+    }
+
+    /// Applies one validated and checked record.
+    pub fn apply(&mut self, study: &Study, rec: &Record, checked: &Checked) -> Applied {
+        if !self.seen_submissions.insert(xxh3_128(rec.submission_id.as_bytes())) {
+            self.retries += 1;
+            return Applied::Retry;
+        }
+        if !self.respondents.insert(xxh3_128(rec.respondent.as_bytes())) {
+            self.duplicate_respondents += 1;
+            *self.flags.entry((rec.form, Check::DuplicateRespondent, None)).or_default() += 1;
+            return Applied::DuplicateRespondent;
+        }
+        let Some(form) = study.forms.get(rec.form) else {
+            return Applied::Counted { possible_duplicate: false };
+        };
+
+        let key: Vec<u16> = rec.segments.iter().map(|&v| u16::try_from(v).unwrap_or(u16::MAX)).collect();
+        let cell = self.cells.entry(key).or_default();
+        if cell.interviews.len() < study.forms.len() {
+            cell.interviews.resize(study.forms.len(), 0);
+        }
+        cell.interviews[rec.form] += 1;
+        if cell.items.len() < study.codes.len() {
+            cell.items.resize_with(study.codes.len(), ItemCounts::default);
+        }
+
+        let mut fp = Vec::with_capacity(256);
+        let mut substantive = 0u32;
+        for (i, item) in form.items.iter().enumerate() {
+            let counts = &mut cell.items[item.code];
+            let info = &study.codes[item.code];
+            let value = rec.answers.get(i).unwrap_or(&Value::Blank);
+            match checked.status.get(i).copied().unwrap_or(Status::Missing(Missing::Blank)) {
+                Status::Missing(m) => counts.missing[m.index()] += 1,
+                Status::Excluded => counts.excluded += 1,
+                Status::Valid => {
+                    if counts.categories.len() < info.categories.len() {
+                        counts.categories.resize(info.categories.len(), 0);
+                    }
+                    let cat = |code: &str| info.categories.iter().position(|(v, _)| v == code);
+                    match value {
+                        Value::Int(x) => {
+                            counts.sum += *x as f64;
+                            if let KindDef::Scale { min, .. } = info.kind
+                                && let Some(slot) = usize::try_from(x - min).ok().and_then(|s| counts.categories.get_mut(s))
+                            {
+                                *slot += 1;
+                            }
+                        }
+                        Value::Num(x) => counts.sum += *x,
+                        Value::Code(c) => {
+                            if let Some(k) = cat(c) {
+                                counts.categories[k] += 1;
+                            }
+                        }
+                        Value::Choices(cs) => {
+                            for c in cs {
+                                if let Some(k) = cat(c) {
+                                    counts.categories[k] += 1;
+                                }
+                            }
+                        }
+                        Value::Ranked(rs) => {
+                            if counts.first.len() < info.categories.len() {
+                                counts.first.resize(info.categories.len(), 0);
+                            }
+                            for (c, r) in rs {
+                                if let Some(k) = cat(c) {
+                                    counts.categories[k] += 1;
+                                    if *r == 1 {
+                                        counts.first[k] += 1;
+                                    }
+                                }
+                            }
+                        }
+                        Value::Text | Value::Blank | Value::Missing(_) => {}
+                    }
+                    counts.valid += 1;
+                    if !matches!(value, Value::Text) {
+                        substantive += 1;
+                        value_hash(item.code, value, &mut fp);
+                    }
+                }
+            }
+        }
+        for f in &checked.flags {
+            let code = f.item.and_then(|i| form.items.get(i)).map(|it| it.code);
+            *self.flags.entry((rec.form, f.check, code)).or_default() += 1;
+        }
+        let mut possible_duplicate = false;
+        if substantive >= study.def.reporting.fingerprint_min_answers.max(1) {
+            let n = self.fingerprints.entry(xxh3_128(&fp)).or_default();
+            *n += 1;
+            if *n > 1 {
+                possible_duplicate = true;
+                *self.flags.entry((rec.form, Check::PossibleDuplicate, None)).or_default() += 1;
+            }
+        }
+        Applied::Counted { possible_duplicate }
+    }
+
+    /// Adds another state (of other partitions) into this one.
+    pub fn merge(&mut self, other: &StudyState) {
+        for (k, c) in &other.cells {
+            let mine = self.cells.entry(k.clone()).or_default();
+            add_vec(&mut mine.interviews, &c.interviews);
+            if mine.items.len() < c.items.len() {
+                mine.items.resize_with(c.items.len(), ItemCounts::default);
+            }
+            for (a, b) in mine.items.iter_mut().zip(&c.items) {
+                a.valid += b.valid;
+                add_vec(&mut a.categories, &b.categories);
+                add_vec(&mut a.first, &b.first);
+                a.sum += b.sum;
+                for (x, y) in a.missing.iter_mut().zip(b.missing) {
+                    *x += y;
+                }
+                a.excluded += b.excluded;
+            }
+        }
+        for (k, n) in &other.flags {
+            *self.flags.entry(*k).or_default() += n;
+        }
+        self.retries += other.retries;
+        self.duplicate_respondents += other.duplicate_respondents;
+        self.seen_submissions.extend(&other.seen_submissions);
+        self.respondents.extend(&other.respondents);
+        for (k, n) in &other.fingerprints {
+            *self.fingerprints.entry(*k).or_default() += n;
+        }
+    }
+}
+
+fn add_vec(a: &mut Vec<u64>, b: &[u64]) {
+    if a.len() < b.len() {
+        a.resize(b.len(), 0);
+    }
+    for (x, y) in a.iter_mut().zip(b) {
+        *x += y;
+    }
+}
+
+#[cfg(test)]
+mod tests;
