@@ -3,8 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use fieldwatch::instrument::{self, Catalog, Study};
+use clap::{Parser, Subcommand, ValueEnum};
+use fieldwatch::instrument::{self, Catalog, KindDef, Study};
+use fieldwatch::report;
+use fieldwatch::validate::Limits;
 
 #[derive(Parser)]
 #[command(name = "fieldwatch", version, about = "Live results and live data quality for survey fieldwork")]
@@ -20,6 +22,30 @@ enum Command {
         #[command(subcommand)]
         command: InstrumentCommand,
     },
+    /// Toplines computed offline from a JSONL file of submissions.
+    Report {
+        /// JSONL file of submissions (`-` for standard input).
+        #[arg(long)]
+        input: PathBuf,
+        /// Study id.
+        #[arg(long, default_value = instrument::DEMO_STUDY_ID)]
+        study: String,
+        /// Break results down by this segment dimension.
+        #[arg(long)]
+        by: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Instrument files or directories (default: the built-in demo study).
+        #[arg(long = "instruments")]
+        instruments: Vec<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Table,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -30,13 +56,153 @@ enum InstrumentCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Print a study's forms as a table.
+    Show {
+        /// Study id.
+        study: String,
+        /// Instrument files or directories (default: the built-in demo study).
+        #[arg(long = "instruments")]
+        instruments: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Instrument { command: InstrumentCommand::Check { files } } => instrument_check(&files),
+        Command::Instrument { command: InstrumentCommand::Show { study, instruments } } => {
+            with_study(&instruments, &study, |s| {
+                print!("{}", show_study(s));
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Report { input, study, by, format, instruments } => {
+            with_study(&instruments, &study, |s| run_report(s, &input, by.as_deref(), format))
+        }
     }
+}
+
+/// Loads the catalog (given paths, or the built-in demo) and runs `f` on one study.
+fn with_study(paths: &[PathBuf], id: &str, f: impl FnOnce(&Study) -> ExitCode) -> ExitCode {
+    let catalog = if paths.is_empty() {
+        Catalog::demo()
+    } else {
+        match Catalog::load_paths(paths) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    match catalog.get(id) {
+        Some(s) => f(s),
+        None => {
+            let known: Vec<&str> = catalog.studies().map(|s| s.id()).collect();
+            eprintln!("error: unknown study `{id}` (loaded: {})", known.join(", "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_report(study: &Study, input: &std::path::Path, by: Option<&str>, format: Format) -> ExitCode {
+    let reader: Box<dyn std::io::BufRead> = if input.as_os_str() == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        match std::fs::File::open(input) {
+            Ok(f) => Box::new(std::io::BufReader::new(f)),
+            Err(e) => {
+                eprintln!("error: cannot open {}: {e}", input.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    let (tally, top) = match report::run(study, reader, by, &Limits::default()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for e in &tally.errors {
+        for v in &e.violations {
+            eprintln!("{}:{}: {} ({}): {}", input.display(), e.line, v.field, v.rule.as_str(), v.message);
+        }
+    }
+    match format {
+        Format::Table => {
+            print!("{}", top.to_table());
+            println!(
+                "{} lines, {} rejected, {} retries, {} duplicate respondents, {} possible duplicates",
+                tally.lines,
+                tally.errors.len(),
+                tally.state.retries,
+                tally.state.duplicate_respondents,
+                tally.state.possible_duplicates()
+            );
+        }
+        Format::Json => {
+            let doc = report::ReportJson {
+                toplines: &top,
+                lines: tally.lines,
+                rejected: &tally.errors,
+                retries: tally.state.retries,
+                duplicate_respondents: tally.state.duplicate_respondents,
+                possible_duplicates: tally.state.possible_duplicates(),
+            };
+            match serde_json::to_string_pretty(&doc) {
+                Ok(s) => println!("{s}"),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    }
+    if !tally.errors.is_empty() {
+        eprintln!("{} of {} lines rejected", tally.errors.len(), tally.lines);
+    }
+    ExitCode::SUCCESS
+}
+
+fn show_study(s: &Study) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "study {} — {}", s.id(), s.def.title);
+    for f in &s.forms {
+        let _ = writeln!(out, "\nform {} — {} ({} items)", f.id, f.title, f.items.len());
+        let _ = writeln!(out, "{:<10} {:<36} {:<14} {:<4} {:<30} relevant", "item", "code", "kind", "req", "values");
+        for it in &f.items {
+            let values = match &it.kind {
+                KindDef::Scale { min, max, direction, .. } => format!("{min}..{max} {direction:?}").to_lowercase(),
+                KindDef::Count { min, max } => format!("{min}..{max}"),
+                KindDef::Number { min, max } => format!("{:?}..{:?}", min, max),
+                KindDef::MultiSelect { options, ranked, max_picks } => format!(
+                    "{} options{}{}",
+                    options.len(),
+                    if *ranked { ", ranked" } else { "" },
+                    max_picks.map(|m| format!(", max {m}")).unwrap_or_default()
+                ),
+                KindDef::SingleChoice { options } => format!("{} options", options.len()),
+                _ => String::new(),
+            };
+            let relevant = s.def.forms.iter().find(|d| d.id == f.id)
+                .and_then(|d| d.items.iter().find(|d| d.id == it.id))
+                .and_then(|d| d.relevant.clone())
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "{:<10} {:<36} {:<14} {:<4} {:<30} {}",
+                it.id,
+                s.codes[it.code].code,
+                it.kind.name(),
+                if it.required { "yes" } else { "" },
+                values,
+                relevant
+            );
+        }
+    }
+    out
 }
 
 fn instrument_check(files: &[PathBuf]) -> ExitCode {
@@ -70,6 +236,5 @@ fn instrument_check(files: &[PathBuf]) -> ExitCode {
             },
         }
     }
-    let _ = Catalog::default();
     if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
