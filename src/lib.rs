@@ -19,6 +19,7 @@
 //! - [`quality`]: soft checks on an accepted record; [`quality::check`].
 //! - [`results`]: mergeable counts and toplines; [`results::StudyState`], [`results::toplines`].
 //! - [`report`]: the offline `report` command over a JSONL file; [`report::run`].
+//! - [`synth`]: deterministic synthetic interviews for benches and load tests; [`synth::interviews`].
 
 #![warn(missing_docs)]
 
@@ -26,4 +27,5 @@ pub mod instrument;
 pub mod quality;
 pub mod report;
 pub mod results;
+pub mod synth;
 pub mod validate;
