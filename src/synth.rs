@@ -37,9 +37,9 @@ impl Rng {
     pub fn range(&mut self, lo: i64, hi: i64) -> i64 {
         lo + self.below((hi - lo + 1).max(1) as u64) as i64
     }
-    /// A random printable string of up to `max` characters.
+    /// A random printable string of 1 to `max` characters.
     pub fn text(&mut self, max: usize) -> String {
-        let n = self.below(max as u64 + 1) as usize;
+        let n = 1 + self.below(max.max(1) as u64) as usize;
         (0..n).map(|_| char::from(b' ' + self.below(95) as u8)).collect()
     }
 }
