@@ -19,10 +19,12 @@
 //! - [`quality`]: soft checks on an accepted record; [`quality::check`].
 //! - [`results`]: mergeable counts and toplines; [`results::StudyState`], [`results::toplines`].
 //! - [`report`]: the offline `report` command over a JSONL file; [`report::run`].
+//! - [`proto`]: the gRPC API (`fieldwatch.v1`) and its conversion to and from JSONL submissions; [`proto::v1`].
 
 #![warn(missing_docs)]
 
 pub mod instrument;
+pub mod proto;
 pub mod quality;
 pub mod report;
 pub mod results;
