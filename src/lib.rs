@@ -20,9 +20,11 @@
 //! - [`results`]: mergeable counts and toplines; [`results::StudyState`], [`results::toplines`].
 //! - [`report`]: the offline `report` command over a JSONL file; [`report::run`].
 //! - [`proto`]: the gRPC API (`fieldwatch.v1`) and its conversion to and from JSONL submissions; [`proto::v1`].
+//! - [`ingest`]: gRPC ingest server, auth, load shedding, Kafka publisher; [`ingest::serve`].
 
 #![warn(missing_docs)]
 
+pub mod ingest;
 pub mod instrument;
 pub mod proto;
 pub mod quality;
