@@ -19,10 +19,12 @@
 //! - [`quality`]: soft checks on an accepted record; [`quality::check`].
 //! - [`results`]: mergeable counts and toplines; [`results::StudyState`], [`results::toplines`].
 //! - [`report`]: the offline `report` command over a JSONL file; [`report::run`].
+//! - [`kafka`]: Kafka client settings and topic creation; [`kafka::KafkaConfig`], [`kafka::ensure_topics`].
 
 #![warn(missing_docs)]
 
 pub mod instrument;
+pub mod kafka;
 pub mod quality;
 pub mod report;
 pub mod results;
