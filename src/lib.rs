@@ -20,9 +20,12 @@
 //! - [`results`]: mergeable counts and toplines; [`results::StudyState`], [`results::toplines`].
 //! - [`report`]: the offline `report` command over a JSONL file; [`report::run`].
 //! - [`kafka`]: Kafka client settings and topic creation; [`kafka::KafkaConfig`], [`kafka::ensure_topics`].
+//! - `broker` (feature `embedded-broker`): in-process tansu broker; `broker::EmbeddedBroker::start`.
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "embedded-broker")]
+pub mod broker;
 pub mod instrument;
 pub mod kafka;
 pub mod quality;
