@@ -21,11 +21,16 @@
 //! - [`report`]: the offline `report` command over a JSONL file; [`report::run`].
 //! - [`proto`]: the gRPC API (`fieldwatch.v1`) and its conversion to and from JSONL submissions; [`proto::v1`].
 //! - [`ingest`]: gRPC ingest server, auth, load shedding, Kafka publisher; [`ingest::serve`].
+//! - [`kafka`]: Kafka client settings and topic creation; [`kafka::KafkaConfig`], [`kafka::ensure_topics`].
+//! - `broker` (feature `embedded-broker`): in-process tansu broker; `broker::EmbeddedBroker::start`.
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "embedded-broker")]
+pub mod broker;
 pub mod ingest;
 pub mod instrument;
+pub mod kafka;
 pub mod proto;
 pub mod quality;
 pub mod report;
