@@ -20,12 +20,29 @@
 //! - [`results`]: mergeable counts and toplines; [`results::StudyState`], [`results::toplines`].
 //! - [`report`]: the offline `report` command over a JSONL file; [`report::run`].
 //! - [`synth`]: deterministic synthetic interviews for benches and load tests; [`synth::interviews`].
+//! - [`proto`]: the gRPC API (`fieldwatch.v1`) and its conversion to and from JSONL submissions; [`proto::v1`].
+//! - [`ingest`]: gRPC ingest server, auth, load shedding, Kafka publisher; [`ingest::serve`].
+//! - [`kafka`]: Kafka client settings and topic creation; [`kafka::KafkaConfig`], [`kafka::ensure_topics`].
+//! - `broker` (feature `embedded-broker`): in-process tansu broker; `broker::EmbeddedBroker::start`.
+//! - [`aggregate`]: consumer-group aggregator with per-partition state and its metrics; [`aggregate::run`].
+//! - [`http`]: `/metrics`, the JSON API, health and the live page; [`http::serve`].
+//! - [`config`]: the typed configuration file and environment overrides; [`config::Config::load`].
+//! - [`submit`]: the `submit` gRPC client; [`submit::run`].
 
 #![warn(missing_docs)]
 
+pub mod aggregate;
+#[cfg(feature = "embedded-broker")]
+pub mod broker;
+pub mod config;
+pub mod http;
+pub mod ingest;
 pub mod instrument;
+pub mod kafka;
+pub mod proto;
 pub mod quality;
 pub mod report;
 pub mod results;
+pub mod submit;
 pub mod synth;
 pub mod validate;

@@ -1,0 +1,250 @@
+//! Ingest errors and the one place that turns them into gRPC statuses.
+//!
+//! [`IngestError::to_status`] is the only mapping to [`tonic::Status`]; a
+//! stream's per-record [`SubmitResult`](crate::proto::v1::SubmitResult)
+//! takes its code and message from it too, so unary and streaming calls
+//! can never disagree.
+
+use std::time::Duration;
+
+use prost::Message;
+use tonic::{Code, Status};
+
+use crate::validate::{Rule, Violation};
+
+/// Why an ingest call or the server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The submission cannot be stored meaningfully: one violation per problem.
+    #[error("the submission is invalid ({} problems)", violations.len())]
+    Invalid {
+        /// Every problem found by [`crate::validate::validate`].
+        violations: Vec<Violation>,
+    },
+    /// The only problem is that the study is not loaded.
+    #[error("no such study is loaded")]
+    UnknownStudy,
+    /// The request carries no submission at all.
+    #[error("the request has no submission")]
+    MissingSubmission,
+    /// Tokens are configured and the call has no valid bearer token.
+    #[error("a valid bearer token is required")]
+    Unauthenticated,
+    /// Every in-flight slot is taken; the record was shed.
+    #[error("the server is at its in-flight limit; retry later")]
+    Overloaded,
+    /// The server is shutting down and takes no more records.
+    #[error("the server is shutting down; retry later")]
+    ShuttingDown,
+    /// The broker did not acknowledge the write.
+    #[error("the broker did not take the write ({reason}); retry later")]
+    Publish {
+        /// Bounded reason, also the metric label.
+        reason: PublishFailure,
+        /// The Kafka error, when there is one (not for timeouts).
+        #[source]
+        source: Option<rdkafka::error::KafkaError>,
+    },
+    /// The Kafka producer could not be created.
+    #[error("cannot create the kafka producer")]
+    Producer(#[source] rdkafka::error::KafkaError),
+    /// The configuration is inconsistent.
+    #[error("invalid ingest config: {0}")]
+    Config(String),
+    /// The listen address cannot be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The gRPC server failed.
+    #[error("grpc server failed")]
+    Serve(#[source] tonic::transport::Error),
+    /// The server did not drain within the shutdown grace period.
+    #[error("open calls did not finish within the {0:?} shutdown grace period")]
+    DrainTimeout(Duration),
+}
+
+/// Why a publish failed: a bounded set, used as the `reason` label of
+/// `fieldwatch_ingest_publish_failures_total` and in logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PublishFailure {
+    /// No delivery report within the configured timeout.
+    Timeout,
+    /// The producer's local queue is full (the broker is not keeping up).
+    QueueFull,
+    /// The broker or client reported an error for the message.
+    Broker,
+    /// The producer dropped the message without a report (shutting down).
+    Canceled,
+}
+
+impl PublishFailure {
+    /// Every reason, for pre-registering label values.
+    pub const ALL: [PublishFailure; 4] = [
+        PublishFailure::Timeout,
+        PublishFailure::QueueFull,
+        PublishFailure::Broker,
+        PublishFailure::Canceled,
+    ];
+
+    /// Stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PublishFailure::Timeout => "timeout",
+            PublishFailure::QueueFull => "queue_full",
+            PublishFailure::Broker => "broker",
+            PublishFailure::Canceled => "canceled",
+        }
+    }
+}
+
+impl std::fmt::Display for PublishFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl IngestError {
+    /// The error for a submission that failed validation: NOT_FOUND when
+    /// the only problem is an unknown study, else every violation.
+    pub fn from_violations(violations: Vec<Violation>) -> IngestError {
+        match violations.as_slice() {
+            [only] if only.rule == Rule::UnknownStudy => IngestError::UnknownStudy,
+            _ => IngestError::Invalid { violations },
+        }
+    }
+
+    /// The violations to report: all of them for an invalid submission, the
+    /// one `study` violation for an unknown study, none otherwise.
+    pub fn violations(&self) -> Vec<Violation> {
+        match self {
+            IngestError::Invalid { violations } => violations.clone(),
+            IngestError::UnknownStudy => vec![Violation {
+                field: "study".into(),
+                rule: Rule::UnknownStudy,
+                message: "no such study is loaded".into(),
+            }],
+            IngestError::MissingSubmission => vec![Violation {
+                field: "submission".into(),
+                rule: Rule::Required,
+                message: "submission is required".into(),
+            }],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The gRPC status code of this error.
+    pub fn code(&self) -> Code {
+        match self {
+            IngestError::Invalid { .. } | IngestError::MissingSubmission => Code::InvalidArgument,
+            IngestError::UnknownStudy => Code::NotFound,
+            IngestError::Unauthenticated => Code::Unauthenticated,
+            IngestError::Overloaded => Code::ResourceExhausted,
+            IngestError::ShuttingDown | IngestError::Publish { .. } => Code::Unavailable,
+            IngestError::Producer(_)
+            | IngestError::Config(_)
+            | IngestError::Bind { .. }
+            | IngestError::Serve(_)
+            | IngestError::DrainTimeout(_) => Code::Internal,
+        }
+    }
+
+    /// The one mapping from ingest errors to gRPC statuses. Invalid
+    /// submissions carry a `google.rpc.BadRequest` with one field violation
+    /// per problem. The message is this error's own text, which never
+    /// echoes request strings.
+    pub fn to_status(&self) -> Status {
+        let code = self.code();
+        let message = self.to_string();
+        if code != Code::InvalidArgument {
+            return Status::new(code, message);
+        }
+        let details = status_details(code, &message, &self.violations());
+        Status::with_details(code, message, details.into())
+    }
+}
+
+impl From<IngestError> for Status {
+    fn from(e: IngestError) -> Status {
+        e.to_status()
+    }
+}
+
+/// Encodes a `google.rpc.Status` carrying a `google.rpc.BadRequest`.
+///
+/// Built from tonic-types' `pb` messages rather than
+/// `ErrorDetails::with_bad_request`, because tonic-types 0.14's conversion
+/// drops `FieldViolation.reason`, where the rule goes. Clients read it back
+/// with `tonic_types::StatusExt::get_details_bad_request` as usual.
+fn status_details(code: Code, message: &str, violations: &[Violation]) -> Vec<u8> {
+    use tonic_types::pb;
+    let bad_request = pb::BadRequest {
+        field_violations: violations
+            .iter()
+            .map(|v| pb::bad_request::FieldViolation {
+                field: v.field.clone(),
+                description: v.message.clone(),
+                reason: v.rule.as_str().to_string(),
+                localized_message: None,
+            })
+            .collect(),
+    };
+    pb::Status {
+        code: code as i32,
+        message: message.to_string(),
+        details: vec![prost_types::Any {
+            type_url: "type.googleapis.com/google.rpc.BadRequest".into(),
+            value: bad_request.encode_to_vec(),
+        }],
+    }
+    .encode_to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic_types::StatusExt;
+
+    use super::*;
+
+    fn violation(field: &str, rule: Rule) -> Violation {
+        Violation { field: field.into(), rule, message: format!("{field} is wrong") }
+    }
+
+    #[test]
+    fn invalid_submissions_carry_one_field_violation_per_problem_with_its_rule() {
+        let e = IngestError::from_violations(vec![
+            violation("answers.q6", Rule::WrongKind),
+            violation("respondent_id", Rule::Required),
+        ]);
+        let status = e.to_status();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let bad = status.get_details_bad_request().expect("bad request details");
+        let got: Vec<_> =
+            bad.field_violations.iter().map(|f| (f.field.as_str(), f.reason.as_str())).collect();
+        assert_eq!(got, vec![("answers.q6", "wrong_kind"), ("respondent_id", "required")]);
+        assert_eq!(bad.field_violations[0].description, "answers.q6 is wrong");
+    }
+
+    #[test]
+    fn an_unknown_study_alone_is_not_found_but_with_other_problems_is_invalid() {
+        let alone = IngestError::from_violations(vec![violation("study", Rule::UnknownStudy)]);
+        assert_eq!(alone.to_status().code(), Code::NotFound);
+        let more = IngestError::from_violations(vec![
+            violation("study", Rule::UnknownStudy),
+            violation("respondent_id", Rule::Required),
+        ]);
+        assert_eq!(more.to_status().code(), Code::InvalidArgument);
+    }
+
+    #[test]
+    fn broker_trouble_and_shedding_are_retryable_codes() {
+        let e = IngestError::Publish { reason: PublishFailure::Timeout, source: None };
+        assert_eq!(e.to_status().code(), Code::Unavailable);
+        assert_eq!(IngestError::Overloaded.to_status().code(), Code::ResourceExhausted);
+        assert_eq!(IngestError::Unauthenticated.to_status().code(), Code::Unauthenticated);
+    }
+}

@@ -1,0 +1,264 @@
+//! The gRPC ingest: authenticates front-ends, validates each interview
+//! against its instrument, pseudonymises the respondent, publishes a
+//! versioned envelope to Kafka and replies only after the broker
+//! acknowledged it.
+//!
+//! - [`server`]: the tonic service, load shedding, streaming, shutdown.
+//! - [`publisher`]: the Kafka producer and delivery reports.
+//! - [`pseudonym`]: respondent id -> respondent key (keyed HMAC).
+//! - [`auth`]: bearer tokens -> front-end identity.
+//! - [`error`]: [`IngestError`] and its one mapping to `tonic::Status`.
+//! - [`metrics`]: `fieldwatch_ingest_*` metrics.
+//!
+//! Entry points: [`serve`] (or [`IngestServer::new`] + [`IngestServer::run`])
+//! with a listener from [`bind`].
+
+pub mod auth;
+pub mod error;
+pub mod metrics;
+pub mod pseudonym;
+pub mod publisher;
+pub mod server;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+pub use auth::{Authenticator, TokenConfig};
+pub use error::{IngestError, PublishFailure};
+pub use metrics::IngestMetrics;
+pub use pseudonym::{Pseudonymizer, record_key};
+pub use publisher::Publisher;
+pub use server::IngestServer;
+
+use crate::instrument::Catalog;
+use crate::validate::Limits;
+
+/// Environment variable that overrides [`IngestConfig::hmac_key`], so the
+/// secret need not be written into a config file.
+pub const HMAC_KEY_ENV: &str = "FIELDWATCH_HMAC_KEY";
+
+/// The publicly known key [`IngestConfig::use_demo_key_if_unset`] puts in
+/// for the demo. Respondent keys made with it are not secret.
+pub const DEMO_HMAC_KEY: &str = "fieldwatch-demo-key-not-secret";
+
+/// Shortest accepted HMAC key, in bytes.
+pub const MIN_HMAC_KEY_BYTES: usize = 16;
+
+/// Configuration of the ingest server (`[ingest]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Address the gRPC server listens on. Keep it apart from the metrics
+    /// and admin port.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Most interviews being validated or published at once, over all
+    /// calls and streams; one more is shed with RESOURCE_EXHAUSTED.
+    #[serde(default = "default_max_inflight")]
+    pub max_inflight: usize,
+    /// Most interviews of one `SubmitStream` call in flight at once; the
+    /// server reads no further records of that stream until the oldest
+    /// result is sent.
+    #[serde(default = "default_stream_window")]
+    pub stream_window: usize,
+    /// Secret key of the HMAC that turns respondent ids into respondent
+    /// keys (at least 16 bytes; overridden by `FIELDWATCH_HMAC_KEY`).
+    /// Required, except in the demo. Changing it changes every key, so
+    /// duplicate-respondent checks do not reach across the change.
+    #[serde(default)]
+    pub hmac_key: Option<String>,
+    /// Front-ends allowed to submit, each with the SHA-256 of its bearer
+    /// token. Empty: no authentication (every caller is `anonymous`).
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+    /// Size limits on one submission; larger ones are rejected.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Largest encoded request message, in bytes.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// Longest wait for the broker's acknowledgement of one interview before
+    /// answering UNAVAILABLE, in milliseconds.
+    #[serde(default = "default_publish_timeout_ms")]
+    pub publish_timeout_ms: u64,
+    /// At shutdown, how long open calls may take to finish before they are
+    /// abandoned, in milliseconds. Then the producer gets as long again to
+    /// flush. Keep the sum below the pod's termination grace period.
+    #[serde(default = "default_shutdown_grace_ms")]
+    pub shutdown_grace_ms: u64,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 50051))
+}
+fn default_max_inflight() -> usize {
+    1024
+}
+fn default_stream_window() -> usize {
+    64
+}
+fn default_max_message_bytes() -> usize {
+    4 * 1024 * 1024
+}
+fn default_publish_timeout_ms() -> u64 {
+    5_000
+}
+fn default_shutdown_grace_ms() -> u64 {
+    10_000
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            listen: default_listen(),
+            max_inflight: default_max_inflight(),
+            stream_window: default_stream_window(),
+            hmac_key: None,
+            tokens: Vec::new(),
+            limits: Limits::default(),
+            max_message_bytes: default_max_message_bytes(),
+            publish_timeout_ms: default_publish_timeout_ms(),
+            shutdown_grace_ms: default_shutdown_grace_ms(),
+        }
+    }
+}
+
+impl IngestConfig {
+    /// Applies environment overrides read through `env` (tests pass a map;
+    /// `main` passes `|k| std::env::var(k).ok()`).
+    pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) {
+        if let Some(key) = env(HMAC_KEY_ENV).filter(|k| !k.is_empty()) {
+            self.hmac_key = Some(key);
+        }
+    }
+
+    /// For the demo only: uses [`DEMO_HMAC_KEY`] when no key is configured.
+    /// Returns true when it did (the caller should warn).
+    pub fn use_demo_key_if_unset(&mut self) -> bool {
+        if self.hmac_key.as_deref().is_none_or(str::is_empty) {
+            self.hmac_key = Some(DEMO_HMAC_KEY.to_string());
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Cross-field checks; every problem is reported at once.
+    pub fn validate(&self) -> Result<(), IngestError> {
+        let mut problems = Vec::new();
+        match self.hmac_key.as_deref() {
+            None | Some("") => problems.push(format!("hmac_key is required (or set {HMAC_KEY_ENV})")),
+            Some(k) if k.len() < MIN_HMAC_KEY_BYTES => {
+                problems.push(format!("hmac_key must be at least {MIN_HMAC_KEY_BYTES} bytes"))
+            }
+            Some(_) => {}
+        }
+        if self.max_inflight == 0 {
+            problems.push("max_inflight must be at least 1".into());
+        }
+        if self.stream_window == 0 {
+            problems.push("stream_window must be at least 1".into());
+        }
+        if self.publish_timeout_ms == 0 {
+            problems.push("publish_timeout_ms must be at least 1".into());
+        }
+        if self.max_message_bytes == 0 {
+            problems.push("max_message_bytes must be at least 1".into());
+        }
+        let l = &self.limits;
+        if l.max_answers == 0 || l.max_text_chars == 0 || l.max_choices == 0 {
+            problems.push("limits must be at least 1".into());
+        }
+        if let Err(IngestError::Config(p)) = Authenticator::new(&self.tokens) {
+            problems.push(p);
+        }
+        let mut hashes: Vec<String> =
+            self.tokens.iter().map(|t| t.sha256.trim().to_ascii_lowercase()).collect();
+        hashes.sort();
+        if hashes.windows(2).any(|w| w[0] == w[1]) {
+            problems.push("two tokens have the same sha256".into());
+        }
+        if problems.is_empty() { Ok(()) } else { Err(IngestError::Config(problems.join("; "))) }
+    }
+
+    /// [`Self::publish_timeout_ms`] as a duration.
+    pub fn publish_timeout(&self) -> Duration {
+        Duration::from_millis(self.publish_timeout_ms)
+    }
+
+    /// [`Self::shutdown_grace_ms`] as a duration.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+/// Binds the configured listen address. Bind `127.0.0.1:0` and read
+/// `local_addr()` to get a free port (tests).
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, IngestError> {
+    TcpListener::bind(addr).await.map_err(|source| IngestError::Bind { addr, source })
+}
+
+/// Runs the ingest server on `listener` until `shutdown` resolves, then
+/// shuts down gracefully (health NOT_SERVING, drain calls within the grace
+/// period, flush the producer) and returns.
+///
+/// Set-up (config checks, metric registration) happens before the future is
+/// returned, so the future is `'static` and can be spawned.
+pub fn serve(
+    config: IngestConfig,
+    catalog: Arc<Catalog>,
+    publisher: Publisher,
+    registry: &prometheus::Registry,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> impl Future<Output = Result<(), IngestError>> + Send + 'static {
+    let server = IngestServer::new(config, catalog, publisher, registry);
+    async move { server?.run(listener, shutdown).await }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_config_takes_every_default_but_needs_a_key() {
+        let c: IngestConfig = serde_yaml::from_str("{}").expect("parse");
+        assert_eq!(c, IngestConfig::default());
+        assert_eq!(c.listen.to_string(), "127.0.0.1:50051");
+        assert_eq!(c.max_inflight, 1024);
+        assert!(matches!(c.validate(), Err(IngestError::Config(m)) if m.contains("hmac_key")));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(serde_yaml::from_str::<IngestConfig>("max_in_flight: 3").is_err());
+    }
+
+    #[test]
+    fn the_key_comes_from_the_environment_and_the_demo_key_only_when_asked() {
+        let mut c = IngestConfig::default();
+        c.apply_env(|k| (k == HMAC_KEY_ENV).then(|| "0123456789abcdef-from-env".to_string()));
+        assert_eq!(c.hmac_key.as_deref(), Some("0123456789abcdef-from-env"));
+        assert!(!c.use_demo_key_if_unset());
+        let mut d = IngestConfig::default();
+        assert!(d.use_demo_key_if_unset());
+        assert!(d.validate().is_ok());
+    }
+
+    #[test]
+    fn short_keys_bad_tokens_and_zero_limits_are_all_reported() {
+        let c = IngestConfig {
+            hmac_key: Some("short".into()),
+            max_inflight: 0,
+            tokens: vec![TokenConfig { frontend: "web".into(), sha256: "nothex".into() }],
+            ..IngestConfig::default()
+        };
+        let Err(IngestError::Config(m)) = c.validate() else { panic!("expected a config error") };
+        assert!(m.contains("hmac_key") && m.contains("max_inflight") && m.contains("sha256"), "{m}");
+    }
+}

@@ -1,0 +1,105 @@
+//! Publishes envelopes to the responses topic and waits for the broker.
+//!
+//! The producer is configured by the caller (idempotent, `acks=all`; see
+//! `kafka::producer_config`). [`Publisher::publish`] returns only once the
+//! delivery report says the write is acknowledged, or fails with a bounded
+//! [`PublishFailure`] reason that becomes UNAVAILABLE: there is no silent OK.
+
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+
+use super::error::{IngestError, PublishFailure};
+use crate::proto::v1::Envelope;
+
+/// A Kafka producer bound to the responses topic.
+#[derive(Clone)]
+pub struct Publisher {
+    producer: FutureProducer,
+    topic: String,
+    /// Longest wait for a delivery report before answering UNAVAILABLE. The
+    /// producer keeps the message and may still deliver it later; the
+    /// client's retry then carries the same submission id, which the
+    /// aggregator counts once.
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher").field("topic", &self.topic).field("timeout", &self.timeout).finish()
+    }
+}
+
+impl Publisher {
+    /// Creates the producer from a prepared client config.
+    pub fn new(
+        config: &ClientConfig,
+        topic: impl Into<String>,
+        timeout: Duration,
+    ) -> Result<Publisher, IngestError> {
+        let producer: FutureProducer = config.create().map_err(IngestError::Producer)?;
+        Ok(Publisher { producer, topic: topic.into(), timeout })
+    }
+
+    /// The topic written to.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Messages in the producer waiting for a delivery report.
+    pub fn queued(&self) -> i64 {
+        i64::from(self.producer.in_flight_count())
+    }
+
+    /// Writes one envelope under `key` and waits for its delivery report,
+    /// at most the configured timeout. Returns how long it took.
+    pub async fn publish(&self, key: &str, envelope: &Envelope) -> Result<Duration, IngestError> {
+        let start = Instant::now();
+        let payload = envelope.encode_to_vec();
+        let record = FutureRecord::to(&self.topic).key(key).payload(&payload);
+        // Enqueue without waiting: a full local queue (bounded by
+        // `queue.buffering.max.messages`) means the broker is not keeping up,
+        // which is answered at once rather than by piling up waiters.
+        let delivery = self.producer.send_result(record).map_err(|(e, _)| {
+            let reason = match e {
+                KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => PublishFailure::QueueFull,
+                _ => PublishFailure::Broker,
+            };
+            IngestError::Publish { reason, source: Some(e) }
+        })?;
+        // Bounded wait for the delivery report; the other end is
+        // librdkafka's delivery callback. On timeout the message stays queued
+        // until `message.timeout.ms` and the caller answers UNAVAILABLE.
+        match tokio::time::timeout(self.timeout, delivery).await {
+            Err(_) => Err(IngestError::Publish { reason: PublishFailure::Timeout, source: None }),
+            Ok(Err(_canceled)) => {
+                Err(IngestError::Publish { reason: PublishFailure::Canceled, source: None })
+            }
+            Ok(Ok(Err((e, _message)))) => {
+                let reason = match e {
+                    KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut) => {
+                        PublishFailure::Timeout
+                    }
+                    _ => PublishFailure::Broker,
+                };
+                Err(IngestError::Publish { reason, source: Some(e) })
+            }
+            Ok(Ok(Ok(_delivery))) => Ok(start.elapsed()),
+        }
+    }
+
+    /// Waits (blocking a pool thread) up to `timeout` for queued messages to
+    /// be delivered; called once at shutdown after the server has drained.
+    pub async fn flush(&self, timeout: Duration) -> Result<(), IngestError> {
+        let producer = self.producer.clone();
+        let result = tokio::task::spawn_blocking(move || producer.flush(timeout)).await;
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(IngestError::Publish { reason: PublishFailure::Timeout, source: Some(e) }),
+            Err(_join) => Err(IngestError::Publish { reason: PublishFailure::Canceled, source: None }),
+        }
+    }
+}

@@ -1,0 +1,411 @@
+//! The tonic service: one record's path is authenticate -> take an
+//! in-flight slot (or shed) -> validate -> pseudonymise -> publish -> reply.
+//!
+//! Shutdown, in order: the caller's signal fires -> health turns NOT_SERVING
+//! -> tonic stops accepting connections and streams stop reading records ->
+//! open calls finish (within the grace period) -> the producer is flushed ->
+//! [`IngestServer::run`] returns.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::{Code, Request, Response, Status, Streaming};
+use tonic_health::ServingStatus;
+use tracing::{debug, info, warn};
+
+use super::IngestConfig;
+use super::auth::Authenticator;
+use super::error::IngestError;
+use super::metrics::{IngestMetrics, Method, study_label};
+use super::pseudonym::{Pseudonymizer, record_key};
+use super::publisher::Publisher;
+use crate::instrument::Catalog;
+use crate::proto::v1::ingest_service_server::{IngestService, IngestServiceServer};
+use crate::proto::v1::{
+    Envelope, FieldViolation, GetInstrumentRequest, Instrument, SubmitRequest, SubmitResponse, SubmitResult,
+};
+use crate::proto::{ENVELOPE_VERSION, v1};
+use crate::validate::{self, Limits, Violation};
+
+/// A configured ingest server, ready to [`run`](IngestServer::run).
+#[derive(Debug)]
+pub struct IngestServer {
+    shared: Arc<Shared>,
+    /// Tells calls that shutdown has begun. The receivers live in
+    /// [`Shared`] (cloned into every stream task); `run` sends `true` when
+    /// the caller's shutdown signal fires. Never sent otherwise.
+    draining: watch::Sender<bool>,
+    max_message_bytes: usize,
+    grace: std::time::Duration,
+}
+
+/// What every call needs.
+#[derive(Debug)]
+struct Shared {
+    catalog: Arc<Catalog>,
+    limits: Limits,
+    pseudonymizer: Pseudonymizer,
+    auth: Authenticator,
+    publisher: Publisher,
+    metrics: IngestMetrics,
+    /// In-flight interviews over all calls: a permit is held from before
+    /// validation until the reply (after the delivery report or its
+    /// timeout). `try_acquire` only: when none is left the interview is shed
+    /// with RESOURCE_EXHAUSTED instead of queueing. Never closed; at
+    /// shutdown the permits come back as calls finish.
+    inflight: Arc<Semaphore>,
+    /// Most interviews of one stream in flight at once (see
+    /// [`IngestConfig::stream_window`]).
+    stream_window: usize,
+    /// `true` once shutdown has begun; the sender is [`IngestServer::draining`].
+    draining: watch::Receiver<bool>,
+}
+
+/// An in-flight slot; gives its permit back and lowers the gauge on drop.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    gauge: prometheus::IntGauge,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
+impl IngestServer {
+    /// Checks the config, registers the metrics into `registry` and prepares
+    /// the service. Fails on an invalid config (see
+    /// [`IngestConfig::validate`]) or a metric already registered.
+    pub fn new(
+        config: IngestConfig,
+        catalog: Arc<Catalog>,
+        publisher: Publisher,
+        registry: &prometheus::Registry,
+    ) -> Result<IngestServer, IngestError> {
+        config.validate()?;
+        let key = config.hmac_key.as_deref().unwrap_or_default();
+        let metrics = IngestMetrics::register(registry, &catalog, config.max_inflight)
+            .map_err(|e| IngestError::Config(format!("cannot register ingest metrics: {e}")))?;
+        let (draining_tx, draining_rx) = watch::channel(false);
+        let shared = Shared {
+            pseudonymizer: Pseudonymizer::new(key.as_bytes()),
+            auth: Authenticator::new(&config.tokens)?,
+            limits: config.limits,
+            catalog,
+            publisher,
+            metrics,
+            inflight: Arc::new(Semaphore::new(config.max_inflight)),
+            stream_window: config.stream_window,
+            draining: draining_rx,
+        };
+        Ok(IngestServer {
+            shared: Arc::new(shared),
+            draining: draining_tx,
+            max_message_bytes: config.max_message_bytes,
+            grace: config.shutdown_grace(),
+        })
+    }
+
+    /// Serves gRPC on `listener` (ingest, health, reflection) until
+    /// `shutdown` resolves, then shuts down in order and returns. Open calls
+    /// get the grace period to finish; after it they are abandoned and
+    /// [`IngestError::DrainTimeout`] is returned once the producer is flushed.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), IngestError> {
+        let IngestServer { shared, draining, max_message_bytes, grace } = self;
+        let addr = listener.local_addr().ok();
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(v1::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_error = |e| IngestError::Config(format!("cannot build reflection: {e}"));
+        let reflection_v1 = reflection().build_v1().map_err(reflection_error)?;
+        let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
+        let ingest = IngestServiceServer::new(Service { shared: shared.clone() })
+            .max_decoding_message_size(max_message_bytes);
+
+        // The listener is bound and the producer created: ready.
+        health.set_serving::<IngestServiceServer<Service>>().await;
+
+        let mut drained = draining.subscribe();
+        let health_on_signal = health.clone();
+        let signal = async move {
+            shutdown.await;
+            info!("ingest shutting down");
+            health_on_signal.set_not_serving::<IngestServiceServer<Service>>().await;
+            health_on_signal.set_service_status("", ServingStatus::NotServing).await;
+            // Streams stop reading records; new records get UNAVAILABLE.
+            draining.send_replace(true);
+        };
+
+        info!(addr = ?addr, "ingest listening");
+        let server = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(ingest)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+
+        // The grace period starts when the signal has fired. If it runs out,
+        // the server future is dropped: no new connections, and connection
+        // tasks still open are left to the runtime's shutdown.
+        let deadline = async move {
+            until_draining(&mut drained).await;
+            tokio::time::sleep(grace).await;
+        };
+        let served = tokio::select! {
+            r = server => r.map_err(IngestError::Serve),
+            () = deadline => Err(IngestError::DrainTimeout(grace)),
+        };
+
+        // Everything acknowledged has been answered; what is still queued
+        // (timed-out writes) gets one more grace period to reach the broker.
+        if let Err(e) = shared.publisher.flush(grace).await {
+            warn!(error = %e, "producer did not flush before shutdown");
+        }
+        info!("ingest stopped");
+        served
+    }
+}
+
+/// The `IngestService` implementation.
+#[derive(Debug, Clone)]
+pub struct Service {
+    shared: Arc<Shared>,
+}
+
+impl Shared {
+    /// Takes an in-flight slot or sheds.
+    fn slot(&self) -> Result<Slot, IngestError> {
+        match self.inflight.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let gauge = self.metrics.inflight().clone();
+                gauge.inc();
+                Ok(Slot { _permit: permit, gauge })
+            }
+            Err(_) => {
+                self.metrics.shed();
+                Err(IngestError::Overloaded)
+            }
+        }
+    }
+
+    /// One interview, from request to reply.
+    async fn ingest(
+        &self,
+        frontend: &str,
+        submission: Option<v1::Submission>,
+    ) -> Result<SubmitResponse, IngestError> {
+        if *self.draining.borrow() {
+            return Err(IngestError::ShuttingDown);
+        }
+        let _slot = self.slot()?;
+        let Some(submission) = submission else {
+            return Err(IngestError::MissingSubmission);
+        };
+        let plain = validate::Submission::from(&submission);
+        // The label is the loaded study's own id or `unknown`, never the request string.
+        let study = study_label(&self.catalog, &plain.study);
+        if let Err(violations) = validate::validate(&self.catalog, &plain, &self.limits) {
+            self.metrics.rejected(study, &violations);
+            debug!(study, problems = violations.len(), "submission rejected");
+            return Err(IngestError::from_violations(violations));
+        }
+        drop(plain);
+
+        let respondent_key = self.pseudonymizer.key(&submission.respondent_id);
+        let key = record_key(study, &respondent_key);
+        let received_at = SystemTime::now();
+        let submission_id = submission.submission_id.clone();
+        let envelope = Envelope {
+            version: ENVELOPE_VERSION,
+            received_at: Some(received_at.into()),
+            frontend: frontend.to_string(),
+            // The raw respondent id is dropped here and goes no further.
+            submission: Some(v1::Submission { respondent_id: respondent_key, ..submission }),
+        };
+        let published = self.publisher.publish(&key, &envelope).await;
+        self.metrics.producer_queue(self.publisher.queued());
+        match published {
+            Ok(took) => {
+                self.metrics.published(took.as_secs_f64());
+                self.metrics.accepted(study);
+                Ok(SubmitResponse { submission_id, received_at: Some(received_at.into()) })
+            }
+            Err(e) => {
+                if let IngestError::Publish { reason, .. } = &e {
+                    self.metrics.publish_failed(*reason);
+                    warn!(study, reason = reason.as_str(), error = %e, "publish failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// One record of a stream, as its result.
+    async fn ingest_record(&self, frontend: &str, index: u64, request: SubmitRequest) -> SubmitResult {
+        match self.ingest(frontend, request.submission).await {
+            Ok(_) => SubmitResult {
+                index,
+                accepted: true,
+                violations: Vec::new(),
+                code: 0,
+                message: String::new(),
+            },
+            Err(e) => {
+                let status = e.to_status();
+                SubmitResult {
+                    index,
+                    accepted: false,
+                    violations: e.violations().into_iter().map(field_violation).collect(),
+                    code: status.code() as i32,
+                    message: status.message().to_string(),
+                }
+            }
+        }
+    }
+}
+
+fn field_violation(v: Violation) -> FieldViolation {
+    FieldViolation { field: v.field, rule: v.rule.as_str().to_string(), message: v.message }
+}
+
+#[tonic::async_trait]
+impl IngestService for Service {
+    async fn submit(&self, request: Request<SubmitRequest>) -> Result<Response<SubmitResponse>, Status> {
+        let start = Instant::now();
+        let result = match self.shared.auth.identify(request.metadata()) {
+            Ok(frontend) => self.shared.ingest(&frontend, request.into_inner().submission).await,
+            Err(e) => Err(e),
+        };
+        let code = result.as_ref().map_or_else(IngestError::code, |_| Code::Ok);
+        self.shared.metrics.request(Method::Submit, code, start.elapsed().as_secs_f64());
+        result.map(Response::new).map_err(|e| e.to_status())
+    }
+
+    type SubmitStreamStream = ReceiverStream<Result<SubmitResult, Status>>;
+
+    async fn submit_stream(
+        &self,
+        request: Request<Streaming<SubmitRequest>>,
+    ) -> Result<Response<Self::SubmitStreamStream>, Status> {
+        let start = Instant::now();
+        let frontend = match self.shared.auth.identify(request.metadata()) {
+            Ok(f) => f,
+            Err(e) => {
+                self.shared.metrics.request(Method::SubmitStream, e.code(), start.elapsed().as_secs_f64());
+                return Err(e.to_status());
+            }
+        };
+        // Results on their way to the client. Bounded by the stream window:
+        // when the client reads slowly, the task below stops reading
+        // records. The receiver is the response body tonic sends; when the
+        // client goes away sends fail and the task ends. The task drops the
+        // sender when it is done, which ends the response.
+        let (tx, rx) = mpsc::channel(self.shared.stream_window);
+        tokio::spawn(run_stream(self.shared.clone(), frontend, request.into_inner(), tx, start));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn get_instrument(
+        &self,
+        request: Request<GetInstrumentRequest>,
+    ) -> Result<Response<Instrument>, Status> {
+        let start = Instant::now();
+        let result = self.shared.auth.identify(request.metadata()).and_then(|_| {
+            let study = &request.get_ref().study;
+            self.shared
+                .catalog
+                .get(study)
+                .map(|s| Instrument::from(s.as_ref()))
+                .ok_or(IngestError::UnknownStudy)
+        });
+        let code = result.as_ref().map_or_else(IngestError::code, |_| Code::Ok);
+        self.shared.metrics.request(Method::GetInstrument, code, start.elapsed().as_secs_f64());
+        result.map(Response::new).map_err(|e| e.to_status())
+    }
+}
+
+/// Resolves once shutdown has begun (at once if it already has).
+async fn until_draining(draining: &mut watch::Receiver<bool>) {
+    // An error means the sender is gone, which happens only after shutdown.
+    let _ = draining.wait_for(|d| *d).await.map(|_| ());
+}
+
+/// Reads a stream's records, ingests up to `stream_window` of them at once
+/// and sends their results in request order.
+async fn run_stream(
+    shared: Arc<Shared>,
+    frontend: String,
+    mut inbound: Streaming<SubmitRequest>,
+    tx: mpsc::Sender<Result<SubmitResult, Status>>,
+    start: Instant,
+) {
+    let mut draining = shared.draining.clone();
+    // Records being ingested, oldest first; results leave in this order.
+    let mut pending = FuturesOrdered::new();
+    let mut next_index: u64 = 0;
+    let mut reading = true;
+    // How the stream ends when not with OK.
+    let mut end: Option<Status> = None;
+    let mut client_gone = false;
+    loop {
+        tokio::select! {
+            biased;
+            Some(result) = pending.next(), if !pending.is_empty() => {
+                if tx.send(Ok(result)).await.is_err() {
+                    client_gone = true;
+                    break;
+                }
+            }
+            // Shutdown: read no more, finish what is pending, then end with
+            // UNAVAILABLE so the client resends records without a result.
+            () = until_draining(&mut draining), if reading => {
+                reading = false;
+                end = Some(IngestError::ShuttingDown.to_status());
+            }
+            message = inbound.message(), if reading && pending.len() < shared.stream_window => {
+                match message {
+                    Ok(Some(request)) => {
+                        let index = next_index;
+                        next_index += 1;
+                        let shared = shared.clone();
+                        let frontend = frontend.clone();
+                        pending.push_back(async move { shared.ingest_record(&frontend, index, request).await });
+                    }
+                    Ok(None) => reading = false,
+                    Err(status) => {
+                        reading = false;
+                        end = Some(status);
+                    }
+                }
+            }
+            else => break,
+        }
+    }
+    let code = match (&end, client_gone) {
+        (_, true) => Code::Cancelled,
+        (Some(status), false) => status.code(),
+        (None, false) => Code::Ok,
+    };
+    if let Some(status) = end
+        && !client_gone
+    {
+        let _ = tx.send(Err(status)).await;
+    }
+    debug!(records = next_index, code = ?code, "stream finished");
+    shared.metrics.request(Method::SubmitStream, code, start.elapsed().as_secs_f64());
+}
