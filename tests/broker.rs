@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use fieldwatch::broker::{BrokerConfig, EmbeddedBroker};
+use fieldwatch::broker::{BrokerConfig, BrokerError, EmbeddedBroker};
 use fieldwatch::kafka::{self, KafkaConfig};
 use futures::FutureExt;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -183,4 +183,13 @@ async fn records_and_committed_offsets_survive_a_broker_restart() {
         }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starting_on_a_port_in_use_fails_with_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let taken = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let listen = taken.local_addr().expect("addr");
+    let err = EmbeddedBroker::start(BrokerConfig::new(listen, dir.path())).await.expect_err("port is taken");
+    assert!(matches!(err, BrokerError::Stopped(_)), "{err:?}");
 }

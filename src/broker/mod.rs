@@ -219,15 +219,18 @@ impl EmbeddedBroker {
             }
         })
         .await;
-        match outcome {
-            Ok(Ok(true)) => Ok(Self { addr, database, task: Some(task) }),
-            Ok(Err(e)) => Err(e),
+        let error = match outcome {
+            Ok(Ok(true)) => return Ok(Self { addr, database, task: Some(task) }),
+            Ok(Err(e)) => e,
             Ok(Ok(false)) | Err(_) => {
                 task.abort();
                 let _ = task.await;
-                Err(BrokerError::NotReady { bootstrap, timeout })
+                BrokerError::NotReady { bootstrap, timeout }
             }
-        }
+        };
+        // A retry or a later start must find the database closed.
+        wait_for_storage_release(&database).await;
+        Err(error)
     }
 
     /// The address clients bootstrap from, `IP:PORT` (e.g. `127.0.0.1:40123`).
@@ -257,30 +260,8 @@ impl EmbeddedBroker {
                 Ok(Err(e)) => tracing::error!(error = %e, "embedded broker stopped with an error"),
                 Ok(Ok(())) => {}
             }
-            self.wait_for_storage_release().await;
+            wait_for_storage_release(&self.database).await;
             tracing::info!(bootstrap = %self.bootstrap(), "embedded broker stopped");
-        }
-    }
-
-    /// Waits until tansu has closed the database after an abort.
-    ///
-    /// Aborting the broker task only schedules the end of its connection tasks
-    /// and of the storage task that owns the SQLite connection; they finish a few
-    /// milliseconds later. A broker reopening the file before that fails with
-    /// "database is locked". SQLite (WAL mode) deletes `broker.db-wal` when the
-    /// last connection closes, so its absence is the signal.
-    async fn wait_for_storage_release(&self) {
-        let wal = self.database.with_extension("db-wal");
-        // Bounds the wait so shutdown keeps its deadline even when another
-        // process (e.g. an sqlite3 shell) keeps the database open.
-        let deadline = tokio::time::Instant::now() + STORAGE_RELEASE_TIMEOUT;
-        while wal.exists() {
-            if tokio::time::Instant::now() >= deadline {
-                tracing::warn!(database = %self.database.display(), "database still open after broker shutdown");
-                return;
-            }
-            // Short: the release normally takes under 10 ms.
-            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
@@ -365,6 +346,28 @@ fn pick_free_port(ip: Ipv4Addr) -> Result<u16, BrokerError> {
     let listener = StdTcpListener::bind((ip, 0)).map_err(|e| BrokerError::PickPort(ip.into(), e))?;
     let port = listener.local_addr().map_err(|e| BrokerError::PickPort(ip.into(), e))?.port();
     Ok(port)
+}
+
+/// Waits until tansu has closed the database after its task ended.
+///
+/// Aborting the broker task only schedules the end of its connection tasks
+/// and of the storage task that owns the SQLite connection; they finish a few
+/// milliseconds later. A broker reopening the file before that fails with
+/// "database is locked". SQLite (WAL mode) deletes `broker.db-wal` when the
+/// last connection closes, so its absence is the signal.
+async fn wait_for_storage_release(database: &Path) {
+    let wal = database.with_extension("db-wal");
+    // Bounds the wait so shutdown keeps its deadline even when another
+    // process (e.g. an sqlite3 shell) keeps the database open.
+    let deadline = tokio::time::Instant::now() + STORAGE_RELEASE_TIMEOUT;
+    while wal.exists() {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(database = %database.display(), "database still open after broker shutdown");
+            return;
+        }
+        // Short: the release normally takes under 10 ms.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// Returns once a TCP connection to `addr` succeeds (the accept loop is up).

@@ -12,6 +12,8 @@
 //! [`ensure_topics`], [`wait_for_broker`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -253,7 +255,8 @@ pub fn consumer_config(config: &KafkaConfig, bootstrap: &str, group_id: &str) ->
 
 /// Creates the responses and quality topics when they do not exist yet.
 ///
-/// Topics that already exist are left as they are. The whole operation is
+/// The responses topic is created without retention limit (`retention.ms=-1`).
+/// Topics that already exist are left as they are, settings included. The whole operation is
 /// bounded by `admin_timeout_ms`.
 pub async fn ensure_topics(config: &KafkaConfig, bootstrap: &str) -> Result<(), KafkaError> {
     config.validate()?;
@@ -262,8 +265,15 @@ pub async fn ensure_topics(config: &KafkaConfig, bootstrap: &str) -> Result<(), 
         base_config(config, bootstrap).create().map_err(KafkaError::Client)?;
     let partitions = i32::try_from(config.partitions).map_err(|_| KafkaError::Config("partitions".into()))?;
     let replication = i32::from(config.replication_factor);
-    let topics = [&config.responses_topic, &config.quality_topic]
-        .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(replication)));
+    let topics = [
+        // The system of record: never expire a record (Kafka's default is 7 days).
+        // No `cleanup.policy` is set; tansu expires only topics that set one.
+        NewTopic::new(&config.responses_topic, partitions, TopicReplication::Fixed(replication))
+            .set("retention.ms", "-1")
+            .set("retention.bytes", "-1"),
+        // Flags can be recomputed from the responses: the cluster's retention applies.
+        NewTopic::new(&config.quality_topic, partitions, TopicReplication::Fixed(replication)),
+    ];
     // The broker-side bound; the tokio timeout below also covers connecting.
     let options = AdminOptions::new().request_timeout(Some(timeout)).operation_timeout(Some(timeout));
     // Bounds the whole CreateTopics exchange; on expiry the admin client is
@@ -300,18 +310,24 @@ pub async fn wait_for_broker(
     client.set("reconnect.backoff.ms", "20").set("reconnect.backoff.max.ms", "200");
     let admin: AdminClient<DefaultClientContext> = client.create().map_err(KafkaError::Client)?;
     let unreachable = KafkaError::Unreachable { bootstrap: bootstrap.to_owned(), timeout };
+    // Set when the caller stops waiting (this future is dropped), so the
+    // blocking probe below ends within one attempt instead of at the deadline,
+    // which would also hold up the runtime's shutdown.
+    let abandoned = Arc::new(AtomicBool::new(false));
+    let _abandon_on_drop = SetOnDrop(Arc::clone(&abandoned));
     // fetch_metadata blocks, so it runs on the blocking pool; the deadline bounds
     // the loop and each attempt, so the task ends by itself within `timeout`.
     let probe = tokio::task::spawn_blocking(move || {
         let deadline = Instant::now() + timeout;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
+            if remaining.is_zero() || abandoned.load(Ordering::Relaxed) {
                 return false;
             }
-            // One attempt waits at most a second, so a broker that was down at
-            // the first try is noticed soon after it comes up.
-            match admin.inner().fetch_metadata(None, remaining.min(Duration::from_secs(1))) {
+            // One attempt waits at most 250 ms, so an abandoned probe ends soon;
+            // the client keeps connecting between attempts, so a slow (TLS)
+            // handshake still completes.
+            match admin.inner().fetch_metadata(None, remaining.min(Duration::from_millis(250))) {
                 Ok(metadata) if !metadata.brokers().is_empty() => return true,
                 Ok(_) => tracing::debug!("metadata without brokers"),
                 Err(e) => tracing::debug!(error = %e, "broker not answering yet"),
@@ -320,6 +336,15 @@ pub async fn wait_for_broker(
         }
     });
     if probe.await.map_err(KafkaError::Probe)? { Ok(()) } else { Err(unreachable) }
+}
+
+/// Sets its flag when dropped.
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 #[cfg(test)]
@@ -397,5 +422,18 @@ mod tests {
         assert_eq!(get(&client, "enable.auto.offset.store"), Some("false"));
         assert_eq!(get(&client, "auto.offset.reset"), Some("earliest"));
         assert_eq!(get(&client, "fetch.wait.max.ms"), Some("50"));
+    }
+
+    #[tokio::test]
+    async fn waiting_for_a_silent_broker_gives_up_at_the_timeout() {
+        // Accepts connections (in the backlog) but never answers a request.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let bootstrap = silent.local_addr().expect("addr").to_string();
+        let started = Instant::now();
+        let err = wait_for_broker(&KafkaConfig::default(), &bootstrap, Duration::from_millis(300))
+            .await
+            .expect_err("nobody answers");
+        assert!(matches!(err, KafkaError::Unreachable { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
     }
 }
