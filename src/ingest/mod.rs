@@ -82,13 +82,12 @@ pub struct IngestConfig {
     /// Largest encoded request message, in bytes.
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
-    /// Longest wait for the broker's acknowledgement of one interview before
-    /// answering UNAVAILABLE, in milliseconds.
-    #[serde(default = "default_publish_timeout_ms")]
-    pub publish_timeout_ms: u64,
     /// At shutdown, how long open calls may take to finish before they are
-    /// abandoned, in milliseconds. Then the producer gets as long again to
-    /// flush. Keep the sum below the pod's termination grace period.
+    /// abandoned, in milliseconds; then the producer gets as long again to
+    /// flush. Keep it above `kafka.produce_timeout_ms` (so calls waiting for
+    /// the broker can finish) and twice it below the pod's termination grace
+    /// period. (How long a write may wait for the broker is
+    /// `kafka.produce_timeout_ms`.)
     #[serde(default = "default_shutdown_grace_ms")]
     pub shutdown_grace_ms: u64,
 }
@@ -105,9 +104,6 @@ fn default_stream_window() -> usize {
 fn default_max_message_bytes() -> usize {
     4 * 1024 * 1024
 }
-fn default_publish_timeout_ms() -> u64 {
-    5_000
-}
 fn default_shutdown_grace_ms() -> u64 {
     10_000
 }
@@ -122,7 +118,6 @@ impl Default for IngestConfig {
             tokens: Vec::new(),
             limits: Limits::default(),
             max_message_bytes: default_max_message_bytes(),
-            publish_timeout_ms: default_publish_timeout_ms(),
             shutdown_grace_ms: default_shutdown_grace_ms(),
         }
     }
@@ -164,9 +159,6 @@ impl IngestConfig {
         if self.stream_window == 0 {
             problems.push("stream_window must be at least 1".into());
         }
-        if self.publish_timeout_ms == 0 {
-            problems.push("publish_timeout_ms must be at least 1".into());
-        }
         if self.max_message_bytes == 0 {
             problems.push("max_message_bytes must be at least 1".into());
         }
@@ -184,11 +176,6 @@ impl IngestConfig {
             problems.push("two tokens have the same sha256".into());
         }
         if problems.is_empty() { Ok(()) } else { Err(IngestError::Config(problems.join("; "))) }
-    }
-
-    /// [`Self::publish_timeout_ms`] as a duration.
-    pub fn publish_timeout(&self) -> Duration {
-        Duration::from_millis(self.publish_timeout_ms)
     }
 
     /// [`Self::shutdown_grace_ms`] as a duration.

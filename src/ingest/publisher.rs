@@ -1,9 +1,10 @@
 //! Publishes envelopes to the responses topic and waits for the broker.
 //!
-//! The producer is configured by the caller (idempotent, `acks=all`; see
-//! `kafka::producer_config`). [`Publisher::publish`] returns only once the
-//! delivery report says the write is acknowledged, or fails with a bounded
-//! [`PublishFailure`] reason that becomes UNAVAILABLE: there is no silent OK.
+//! The producer comes from [`kafka::producer_config`] (idempotent,
+//! `acks=all`, `message.timeout.ms` = the produce timeout).
+//! [`Publisher::publish`] returns only once the delivery report says the
+//! write is acknowledged, or fails with a bounded [`PublishFailure`] reason
+//! that becomes UNAVAILABLE: there is no silent OK.
 
 use std::time::{Duration, Instant};
 
@@ -13,17 +14,24 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 use super::error::{IngestError, PublishFailure};
+use crate::kafka::{self, KafkaConfig};
 use crate::proto::v1::Envelope;
+
+/// How much longer than the produce timeout `publish` waits for the delivery
+/// report. librdkafka reports a message it gave up on after
+/// `message.timeout.ms`, so normally its report decides; this margin only
+/// bounds the wait if the report never comes.
+pub const DELIVERY_REPORT_MARGIN: Duration = Duration::from_secs(1);
 
 /// A Kafka producer bound to the responses topic.
 #[derive(Clone)]
 pub struct Publisher {
     producer: FutureProducer,
     topic: String,
-    /// Longest wait for a delivery report before answering UNAVAILABLE. The
-    /// producer keeps the message and may still deliver it later; the
-    /// client's retry then carries the same submission id, which the
-    /// aggregator counts once.
+    /// Longest wait for a delivery report before answering UNAVAILABLE: the
+    /// produce timeout plus [`DELIVERY_REPORT_MARGIN`]. Should it ever
+    /// expire first, the producer may still deliver the message; the
+    /// client's retry carries the same submission id, counted once.
     timeout: Duration,
 }
 
@@ -34,14 +42,25 @@ impl std::fmt::Debug for Publisher {
 }
 
 impl Publisher {
-    /// Creates the producer from a prepared client config.
+    /// The publisher for the responses topic of `config` on the cluster at
+    /// `bootstrap`, with fieldwatch's producer settings.
+    pub fn from_kafka(config: &KafkaConfig, bootstrap: &str) -> Result<Publisher, IngestError> {
+        Publisher::new(
+            &kafka::producer_config(config, bootstrap),
+            &config.responses_topic,
+            config.produce_timeout(),
+        )
+    }
+
+    /// Creates the producer from a prepared client config whose
+    /// `message.timeout.ms` is `produce_timeout`.
     pub fn new(
         config: &ClientConfig,
         topic: impl Into<String>,
-        timeout: Duration,
+        produce_timeout: Duration,
     ) -> Result<Publisher, IngestError> {
         let producer: FutureProducer = config.create().map_err(IngestError::Producer)?;
-        Ok(Publisher { producer, topic: topic.into(), timeout })
+        Ok(Publisher { producer, topic: topic.into(), timeout: produce_timeout + DELIVERY_REPORT_MARGIN })
     }
 
     /// The topic written to.
@@ -71,8 +90,9 @@ impl Publisher {
             IngestError::Publish { reason, source: Some(e) }
         })?;
         // Bounded wait for the delivery report; the other end is
-        // librdkafka's delivery callback. On timeout the message stays queued
-        // until `message.timeout.ms` and the caller answers UNAVAILABLE.
+        // librdkafka's delivery callback, which fires by `message.timeout.ms`
+        // at the latest. At shutdown the server drains before the producer
+        // is flushed, so reports still come.
         match tokio::time::timeout(self.timeout, delivery).await {
             Err(_) => Err(IngestError::Publish { reason: PublishFailure::Timeout, source: None }),
             Ok(Err(_canceled)) => {

@@ -409,3 +409,61 @@ async fn run_stream(
     debug!(records = next_index, code = ?code, "stream finished");
     shared.metrics.request(Method::SubmitStream, code, start.elapsed().as_secs_f64());
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn server(max_inflight: usize) -> (IngestServer, prometheus::Registry) {
+        let mut kafka = rdkafka::ClientConfig::new();
+        // Nothing listens there; these tests never get as far as publishing.
+        kafka.set("bootstrap.servers", "127.0.0.1:9");
+        let publisher = Publisher::new(&kafka, "t", Duration::from_millis(100)).expect("producer");
+        let config = IngestConfig {
+            hmac_key: Some("unit-test-key-0123456789".into()),
+            max_inflight,
+            ..IngestConfig::default()
+        };
+        let registry = prometheus::Registry::new();
+        let s = IngestServer::new(config, Arc::new(Catalog::demo()), publisher, &registry).expect("server");
+        (s, registry)
+    }
+
+    #[tokio::test]
+    async fn a_record_beyond_the_inflight_limit_is_shed_and_counted() {
+        let (s, registry) = server(1);
+        let held = s.shared.slot().expect("the one slot");
+        assert_eq!(s.shared.metrics.inflight().get(), 1);
+        let e = s.shared.ingest("anonymous", Some(v1::Submission::default())).await.expect_err("shed");
+        assert_eq!(e.code(), Code::ResourceExhausted);
+        drop(held);
+        assert_eq!(s.shared.metrics.inflight().get(), 0);
+        let shed = registry
+            .gather()
+            .into_iter()
+            .find(|f| f.name() == "fieldwatch_ingest_shed_records_total")
+            .map(|f| f.get_metric()[0].get_counter().get_value());
+        assert_eq!(shed, Some(1.0));
+        // With the slot back, the record is validated (and rejected) instead.
+        let e = s.shared.ingest("anonymous", Some(v1::Submission::default())).await.expect_err("invalid");
+        assert_eq!(e.code(), Code::InvalidArgument);
+    }
+
+    #[tokio::test]
+    async fn once_draining_new_records_are_unavailable() {
+        let (s, _registry) = server(4);
+        s.draining.send_replace(true);
+        let e = s.shared.ingest("anonymous", Some(v1::Submission::default())).await.expect_err("draining");
+        assert_eq!(e.code(), Code::Unavailable);
+    }
+
+    #[tokio::test]
+    async fn a_request_without_a_submission_is_invalid() {
+        let (s, _registry) = server(4);
+        let e = s.shared.ingest("anonymous", None).await.expect_err("invalid");
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert_eq!(e.violations()[0].field, "submission");
+    }
+}
