@@ -28,10 +28,12 @@
 //! - [`http`]: `/metrics`, the JSON API, health and the live page; [`http::serve`].
 //! - [`config`]: the typed configuration file and environment overrides; [`config::Config::load`].
 //! - [`submit`]: the `submit` gRPC client; [`submit::run`].
+//! - [`app`]: start-up wiring of `serve`, `ingest` and `aggregate`; [`app::start`], [`app::run`].
 
 #![warn(missing_docs)]
 
 pub mod aggregate;
+pub mod app;
 #[cfg(feature = "embedded-broker")]
 pub mod broker;
 pub mod config;

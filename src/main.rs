@@ -5,7 +5,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use fieldwatch::instrument::{self, Catalog, KindDef, Study};
+use fieldwatch::app::{self, Parts};
+use fieldwatch::config::Config;
 use fieldwatch::report;
+use fieldwatch::submit::SubmitOptions;
+use std::time::Duration;
 use fieldwatch::validate::Limits;
 
 #[derive(Parser)]
@@ -15,8 +19,58 @@ struct Cli {
     command: Command,
 }
 
+/// Options shared by the long-running commands.
+#[derive(clap::Args, Clone)]
+struct ServiceArgs {
+    /// Configuration file (YAML; see config/fieldwatch.yaml). Environment
+    /// variables FIELDWATCH__SECTION__KEY override it.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// gRPC ingest address (ingest.listen).
+    #[arg(long)]
+    grpc_addr: Option<std::net::SocketAddr>,
+    /// Metrics / JSON API / live page address (http.listen).
+    #[arg(long)]
+    http_addr: Option<std::net::SocketAddr>,
+    /// Data directory (data_dir): the embedded broker's storage.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Run ingest, aggregator and HTTP in one process, on the embedded
+    /// broker unless kafka.brokers is set. Loads the demo study by default.
+    Serve(ServiceArgs),
+    /// Run gRPC ingest alone against external brokers.
+    Ingest(ServiceArgs),
+    /// Run the aggregator (and its HTTP endpoints) alone against external brokers.
+    Aggregate(ServiceArgs),
+    /// Run the embedded Kafka-protocol broker alone (SQLite storage).
+    #[cfg(feature = "embedded-broker")]
+    Broker {
+        /// Listener address (a literal IP; it is also advertised).
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        listen: std::net::SocketAddr,
+        /// Data directory.
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+    },
+    /// Stream a JSONL file of submissions to a running service.
+    Submit {
+        /// gRPC endpoint of ingest.
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        server: String,
+        /// JSONL file of submissions (`-` for standard input).
+        #[arg(long)]
+        file: PathBuf,
+        /// Bearer token for the front-end (or FIELDWATCH_TOKEN).
+        #[arg(long, env = "FIELDWATCH_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Stop retrying unavailable records after this many seconds without progress.
+        #[arg(long, default_value_t = 60)]
+        retry_for_secs: u64,
+    },
     /// Check or show questionnaire definitions.
     Instrument {
         #[command(subcommand)]
@@ -68,7 +122,24 @@ enum InstrumentCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tansu=warn,libsql=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     match cli.command {
+        Command::Serve(args) => service(args, Parts::All),
+        Command::Ingest(args) => service(args, Parts::Ingest),
+        Command::Aggregate(args) => service(args, Parts::Aggregate),
+        #[cfg(feature = "embedded-broker")]
+        Command::Broker { listen, data_dir } => block_on(async move {
+            fieldwatch::broker::run_standalone(fieldwatch::broker::BrokerConfig::new(listen, data_dir))
+                .await
+                .map_err(anyhow::Error::from)
+        }),
+        Command::Submit { server, file, token, retry_for_secs } => submit(server, file, token, retry_for_secs),
         Command::Instrument { command: InstrumentCommand::Check { files } } => instrument_check(&files),
         Command::Instrument { command: InstrumentCommand::Show { study, instruments } } => {
             with_study(&instruments, &study, |s| {
@@ -80,6 +151,75 @@ fn main() -> ExitCode {
             with_study(&instruments, &study, |s| run_report(s, &input, by.as_deref(), format))
         }
     }
+}
+
+fn block_on(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn service(args: ServiceArgs, parts: Parts) -> ExitCode {
+    let mut config = match Config::load(args.config.as_deref(), std::env::vars) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    config.ingest.apply_env(|k| std::env::var(k).ok());
+    if let Some(a) = args.grpc_addr {
+        config.ingest.listen = a;
+    }
+    if let Some(a) = args.http_addr {
+        config.http.listen = a;
+    }
+    if let Some(d) = args.data_dir {
+        config.data_dir = d;
+    }
+    if let Err(e) = config.validate() {
+        eprintln!("error: invalid configuration: {e}");
+        return ExitCode::FAILURE;
+    }
+    block_on(app::run(config, parts))
+}
+
+fn submit(server: String, file: PathBuf, token: Option<String>, retry_for_secs: u64) -> ExitCode {
+    let opts = SubmitOptions { server, token, retry_for: Duration::from_secs(retry_for_secs), progress: true };
+    let reader: Box<dyn std::io::BufRead + Send> = if file.as_os_str() == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        match std::fs::File::open(&file) {
+            Ok(f) => Box::new(std::io::BufReader::new(f)),
+            Err(e) => {
+                eprintln!("error: cannot open {}: {e}", file.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    let mut failed = false;
+    let code = block_on(async {
+        let mut out = std::io::stdout();
+        let s = fieldwatch::submit::run(reader, &opts, &mut out).await?;
+        eprintln!(
+            "submitted {} lines: {} accepted, {} rejected, {} not stored, {} resends",
+            s.lines, s.accepted, s.rejected, s.failed, s.resent
+        );
+        failed = s.rejected > 0 || s.failed > 0;
+        Ok(())
+    });
+    if failed { ExitCode::FAILURE } else { code }
 }
 
 /// Loads the catalog (given paths, or the built-in demo) and runs `f` on one study.

@@ -1,0 +1,201 @@
+//! Prometheus export of the aggregator's results.
+//!
+//! Results are exported from the merged state of the partitions owned at
+//! scrape time, into a registry made for that scrape: a revoked partition
+//! stops counting at once, and summing a series over instances gives the
+//! study total. Every label value comes from the instrument (study, form,
+//! item codes, option codes, dimension values) or from an enum; nothing from
+//! a request reaches a label.
+
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+
+use super::{Outcome, Shared};
+use crate::instrument::{KindDef, Study};
+use crate::quality::Missing;
+use crate::results::StudyState;
+
+fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+    reg.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+fn gauge(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntGaugeVec> {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+    reg.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+/// Builds a registry holding the aggregator's results and progress as of now.
+pub fn snapshot(shared: &Shared) -> prometheus::Result<Registry> {
+    let reg = Registry::new();
+    let interviews = counter(&reg, "fieldwatch_interviews_total", "Counted interviews by study and form.", &["study", "form"])?;
+    let segments = counter(
+        &reg,
+        "fieldwatch_segment_interviews_total",
+        "Counted interviews by study and declared segment dimension value.",
+        &["study", "dimension", "segment"],
+    )?;
+    let answers = counter(
+        &reg,
+        "fieldwatch_answers_total",
+        "Valid answers by canonical item and value (multi-select: respondents picking the option), overall (dimension=\"all\") and per declared segment.",
+        &["study", "item", "value", "dimension", "segment"],
+    )?;
+    let valid = counter(
+        &reg,
+        "fieldwatch_item_valid_total",
+        "Valid answers by canonical item: the denominator of shares.",
+        &["study", "item", "dimension", "segment"],
+    )?;
+    let missing = counter(
+        &reg,
+        "fieldwatch_item_missing_total",
+        "Missing answers by canonical item and kind (nonresponse, blank, skipped, dont_know, refused, not_applicable).",
+        &["study", "item", "kind"],
+    )?;
+    let excluded = counter(
+        &reg,
+        "fieldwatch_item_excluded_total",
+        "Answers excluded from results by a quality flag (out of range, unknown option, broken ranking).",
+        &["study", "item"],
+    )?;
+    let flags = counter(
+        &reg,
+        "fieldwatch_quality_flags_total",
+        "Quality flags by study, form, check and canonical item (item=\"none\" for interview-level checks).",
+        &["study", "form", "check", "item"],
+    )?;
+    let dups = counter(
+        &reg,
+        "fieldwatch_duplicates_total",
+        "Duplicates by kind: retry (same submission id, counted once), respondent (same respondent, new submission), possible (identical answers).",
+        &["study", "kind"],
+    )?;
+    let records = counter(
+        &reg,
+        "fieldwatch_aggregator_records_total",
+        "Records read from the responses topic by outcome, since this process started.",
+        &["outcome"],
+    )?;
+    let lag = gauge(&reg, "fieldwatch_aggregator_lag_records", "Records between the next offset and the high watermark, per owned partition.", &["partition"])?;
+    let owned = gauge(&reg, "fieldwatch_aggregator_partitions_owned", "Partitions of the responses topic this instance owns.", &[])?;
+    let caught_up = gauge(&reg, "fieldwatch_aggregator_caught_up", "1 when every owned partition has been read up to its high watermark.", &[])?;
+
+    for study in shared.catalog().studies() {
+        let state = shared.merged(study.id());
+        export_study(study, &state, &interviews, &segments, &answers, &valid, &missing, &excluded, &flags, &dups);
+    }
+    let outcomes = shared.outcomes();
+    for o in Outcome::ALL {
+        records.with_label_values(&[o.as_str()]).inc_by(outcomes.get(&o).copied().unwrap_or(0));
+    }
+    let parts = shared.partitions();
+    owned.with_label_values(&[] as &[&str]).set(parts.len() as i64);
+    for p in &parts {
+        let l = p.high_watermark.map(|h| (h - p.next_offset).max(0)).unwrap_or(0);
+        lag.with_label_values(&[p.partition.to_string().as_str()]).set(l);
+    }
+    caught_up.with_label_values(&[] as &[&str]).set(i64::from(shared.caught_up()));
+    Ok(reg)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn export_study(
+    study: &Study,
+    state: &StudyState,
+    interviews: &IntCounterVec,
+    segments: &IntCounterVec,
+    answers: &IntCounterVec,
+    valid: &IntCounterVec,
+    missing: &IntCounterVec,
+    excluded: &IntCounterVec,
+    flags: &IntCounterVec,
+    dups: &IntCounterVec,
+) {
+    let sid = study.id();
+    // Every form and every declared value appears, even at zero, so
+    // dashboards and alerts see the series from the start.
+    let mut by_form = vec![0u64; study.forms.len()];
+    for cell in state.cells.values() {
+        for (a, b) in by_form.iter_mut().zip(&cell.interviews) {
+            *a += b;
+        }
+    }
+    for (f, n) in study.forms.iter().zip(&by_form) {
+        interviews.with_label_values(&[sid, &f.id]).inc_by(*n);
+    }
+    for (di, d) in study.dims.iter().enumerate() {
+        let mut per_value = vec![0u64; d.slots()];
+        for (key, cell) in &state.cells {
+            if let Some(slot) = key.get(di).and_then(|&v| per_value.get_mut(usize::from(v))) {
+                *slot += cell.interviews.iter().sum::<u64>();
+            }
+        }
+        for (v, n) in per_value.iter().enumerate() {
+            if v < d.values.len() || *n > 0 {
+                segments.with_label_values(&[sid, &d.name, d.value_name(v)]).inc_by(*n);
+            }
+        }
+    }
+
+    // Item counts: overall, and per value of each dimension.
+    for (ci, info) in study.codes.iter().enumerate() {
+        if matches!(info.kind, KindDef::Text) {
+            continue;
+        }
+        let mut groups: Vec<(&str, &str, Box<dyn Fn(&[u16]) -> bool>)> = vec![("all", "all", Box::new(|_| true))];
+        for (di, d) in study.dims.iter().enumerate() {
+            for v in 0..d.slots() {
+                groups.push((&d.name, d.value_name(v), Box::new(move |k: &[u16]| k.get(di).is_some_and(|&x| usize::from(x) == v))));
+            }
+        }
+        for (dim, seg, pick) in &groups {
+            let mut n_valid = 0u64;
+            let mut cats = vec![0u64; info.categories.len()];
+            let mut any = false;
+            for (key, cell) in &state.cells {
+                if !pick(key) {
+                    continue;
+                }
+                if let Some(c) = cell.items.get(ci) {
+                    any = true;
+                    n_valid += c.valid;
+                    for (a, b) in cats.iter_mut().zip(&c.categories) {
+                        *a += b;
+                    }
+                }
+            }
+            if !any && *dim != "all" {
+                continue;
+            }
+            valid.with_label_values(&[sid, &info.code, dim, seg]).inc_by(n_valid);
+            for ((value, _), n) in info.categories.iter().zip(&cats) {
+                answers.with_label_values(&[sid, &info.code, value, dim, seg]).inc_by(*n);
+            }
+        }
+        let mut miss = [0u64; 6];
+        let mut excl = 0u64;
+        for cell in state.cells.values() {
+            if let Some(c) = cell.items.get(ci) {
+                for (a, b) in miss.iter_mut().zip(c.missing) {
+                    *a += b;
+                }
+                excl += c.excluded;
+            }
+        }
+        for m in Missing::ALL {
+            missing.with_label_values(&[sid, &info.code, m.as_str()]).inc_by(miss[m.index()]);
+        }
+        excluded.with_label_values(&[sid, &info.code]).inc_by(excl);
+    }
+
+    for ((form, check, code), n) in &state.flags {
+        let form = study.forms.get(*form).map(|f| f.id.as_str()).unwrap_or("unknown");
+        let item = code.and_then(|c| study.codes.get(c)).map(|c| c.code.as_str()).unwrap_or("none");
+        flags.with_label_values(&[sid, form, check.as_str(), item]).inc_by(*n);
+    }
+    dups.with_label_values(&[sid, "retry"]).inc_by(state.retries);
+    dups.with_label_values(&[sid, "respondent"]).inc_by(state.duplicate_respondents);
+    dups.with_label_values(&[sid, "possible"]).inc_by(state.possible_duplicates());
+}

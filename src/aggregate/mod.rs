@@ -1,0 +1,357 @@
+//! The aggregator: a consumer-group member on the responses topic that turns
+//! each record into results with the pure core (decode → validate → check →
+//! apply) and keeps one state per partition it owns.
+//!
+//! Exactness: a partition's state is a function of the partition's records.
+//! When a partition is assigned, its state starts empty and the consumer
+//! reads it from its first offset (no offsets are committed, so
+//! `auto.offset.reset=earliest` applies on every assignment); a record is
+//! applied only if its offset is the partition's next offset, so a record is
+//! never applied twice, and the next offset is `offset + 1` of the last
+//! applied record. When a partition is revoked its state is dropped at once,
+//! so what an instance exports is the sum over the partitions it owns now and
+//! the sum over instances is the study total. Readiness: every owned
+//! partition's next offset has reached the high watermark read after it was
+//! assigned.
+
+pub mod metrics;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use prost::Message as _;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::{ClientContext, Message};
+use serde::{Deserialize, Serialize};
+
+use crate::instrument::Catalog;
+use crate::kafka::{KafkaConfig, consumer_config};
+use crate::proto::v1;
+use crate::quality::check;
+use crate::results::StudyState;
+use crate::validate::{Limits, Submission, validate};
+
+/// Aggregator settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateConfig {
+    /// Consumer group id: instances with the same id share the partitions.
+    #[serde(default = "default_group_id")]
+    pub group_id: String,
+    /// How often high watermarks (for lag and readiness) are read, in ms.
+    #[serde(default = "default_watermark_interval_ms")]
+    pub watermark_interval_ms: u64,
+}
+
+fn default_group_id() -> String {
+    "fieldwatch-aggregator".into()
+}
+fn default_watermark_interval_ms() -> u64 {
+    500
+}
+
+impl Default for AggregateConfig {
+    fn default() -> Self {
+        AggregateConfig { group_id: default_group_id(), watermark_interval_ms: default_watermark_interval_ms() }
+    }
+}
+
+/// Errors of the aggregator.
+#[derive(Debug, thiserror::Error)]
+pub enum AggregateError {
+    /// The consumer could not be created or subscribed.
+    #[error("kafka consumer")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+}
+
+/// What happened to one record; a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Counted into results.
+    Applied,
+    /// Same submission id as an earlier record: counted once.
+    Retry,
+    /// Same respondent as an earlier record: flagged, not counted.
+    DuplicateRespondent,
+    /// Decoded but failed validation against the current instrument.
+    Invalid,
+    /// Not a decodable envelope.
+    DecodeError,
+    /// A study no loaded instrument defines.
+    UnknownStudy,
+    /// An offset already applied (redelivery): skipped.
+    Redelivered,
+    /// A record of a partition this instance does not own (in flight during a rebalance).
+    NotOwned,
+}
+
+impl Outcome {
+    /// Every outcome, for pre-registering metric label values.
+    pub const ALL: [Outcome; 8] = [
+        Outcome::Applied,
+        Outcome::Retry,
+        Outcome::DuplicateRespondent,
+        Outcome::Invalid,
+        Outcome::DecodeError,
+        Outcome::UnknownStudy,
+        Outcome::Redelivered,
+        Outcome::NotOwned,
+    ];
+
+    /// Stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Retry => "retry",
+            Outcome::DuplicateRespondent => "duplicate_respondent",
+            Outcome::Invalid => "invalid",
+            Outcome::DecodeError => "decode_error",
+            Outcome::UnknownStudy => "unknown_study",
+            Outcome::Redelivered => "redelivered",
+            Outcome::NotOwned => "not_owned",
+        }
+    }
+}
+
+/// The state of one owned partition.
+#[derive(Debug, Clone, Default)]
+pub struct PartitionState {
+    /// Offset of the next record to apply (last applied + 1).
+    pub next_offset: i64,
+    /// High watermark last read, if any since assignment.
+    pub high_watermark: Option<i64>,
+    /// Results per study id.
+    pub studies: HashMap<String, StudyState>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    partitions: BTreeMap<i32, PartitionState>,
+    assigned_once: bool,
+    outcomes: HashMap<Outcome, u64>,
+}
+
+/// State shared between the consumer loop, the rebalance callbacks and the
+/// HTTP exporter.
+#[derive(Debug)]
+pub struct Shared {
+    catalog: Arc<Catalog>,
+    limits: Limits,
+    inner: Mutex<Inner>,
+}
+
+/// Lag and readiness of one partition.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionStatus {
+    /// Partition number.
+    pub partition: i32,
+    /// Next offset to apply.
+    pub next_offset: i64,
+    /// High watermark, if read.
+    pub high_watermark: Option<i64>,
+}
+
+impl Shared {
+    /// Shared state for a catalog.
+    pub fn new(catalog: Arc<Catalog>, limits: Limits) -> Arc<Shared> {
+        Arc::new(Shared { catalog, limits, inner: Mutex::new(Inner::default()) })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave counts half-applied
+        // (apply mutates one partition's state and is not interrupted), so a
+        // poisoned lock is still usable.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    fn assign(&self, partitions: &[i32]) {
+        let mut g = self.lock();
+        g.assigned_once = true;
+        for p in partitions {
+            g.partitions.insert(*p, PartitionState::default());
+        }
+    }
+
+    fn revoke(&self, partitions: &[i32]) {
+        let mut g = self.lock();
+        for p in partitions {
+            g.partitions.remove(p);
+        }
+    }
+
+    /// Applies the record at `offset` of `partition`.
+    pub fn apply(&self, partition: i32, offset: i64, payload: Option<&[u8]>) -> Outcome {
+        let decoded = payload
+            .and_then(|b| v1::Envelope::decode(b).ok())
+            .and_then(|e| e.submission)
+            .map(Submission::from);
+        let mut g = self.lock();
+        let outcome = self.apply_locked(&mut g, partition, offset, decoded);
+        *g.outcomes.entry(outcome).or_default() += 1;
+        outcome
+    }
+
+    fn apply_locked(&self, g: &mut Inner, partition: i32, offset: i64, sub: Option<Submission>) -> Outcome {
+        let Some(ps) = g.partitions.get_mut(&partition) else {
+            return Outcome::NotOwned;
+        };
+        if offset < ps.next_offset {
+            return Outcome::Redelivered;
+        }
+        // next offset = last applied + 1, whatever the record's fate below:
+        // a record that cannot be used must not be read again either.
+        ps.next_offset = offset + 1;
+        let Some(sub) = sub else {
+            return Outcome::DecodeError;
+        };
+        let Some(study) = self.catalog.get(&sub.study) else {
+            return Outcome::UnknownStudy;
+        };
+        let Ok(rec) = validate(&self.catalog, &sub, &self.limits) else {
+            return Outcome::Invalid;
+        };
+        let checked = check(study, &rec);
+        let state = ps.studies.entry(sub.study).or_default();
+        match state.apply(study, &rec, &checked) {
+            crate::results::Applied::Counted { .. } => Outcome::Applied,
+            crate::results::Applied::Retry => Outcome::Retry,
+            crate::results::Applied::DuplicateRespondent => Outcome::DuplicateRespondent,
+        }
+    }
+
+    /// The study's state summed over the partitions owned now.
+    pub fn merged(&self, study: &str) -> StudyState {
+        let g = self.lock();
+        let mut out = StudyState::new();
+        for ps in g.partitions.values() {
+            if let Some(s) = ps.studies.get(study) {
+                out.merge(s);
+            }
+        }
+        out
+    }
+
+    /// Every owned partition has read up to its high watermark.
+    pub fn caught_up(&self) -> bool {
+        let g = self.lock();
+        g.assigned_once
+            && g.partitions.values().all(|p| p.high_watermark.is_some_and(|h| p.next_offset >= h))
+    }
+
+    /// Per-partition progress.
+    pub fn partitions(&self) -> Vec<PartitionStatus> {
+        self.lock()
+            .partitions
+            .iter()
+            .map(|(p, s)| PartitionStatus { partition: *p, next_offset: s.next_offset, high_watermark: s.high_watermark })
+            .collect()
+    }
+
+    /// Records processed by outcome since start.
+    pub fn outcomes(&self) -> HashMap<Outcome, u64> {
+        self.lock().outcomes.clone()
+    }
+
+    fn set_high_watermark(&self, partition: i32, high: i64) {
+        if let Some(p) = self.lock().partitions.get_mut(&partition) {
+            p.high_watermark = Some(high);
+        }
+    }
+}
+
+/// Consumer context that keeps [`Shared`]'s partition map equal to the
+/// assignment: states are dropped before a revoke completes and created
+/// empty after an assignment.
+struct Ctx {
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for Ctx {}
+
+fn partitions_of(tpl: &rdkafka::TopicPartitionList) -> Vec<i32> {
+    tpl.elements().iter().map(|e| e.partition()).collect()
+}
+
+impl ConsumerContext for Ctx {
+    fn pre_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let ps = partitions_of(tpl);
+            tracing::info!(partitions = ?ps, "partitions revoked");
+            self.shared.revoke(&ps);
+        }
+    }
+
+    fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let ps = partitions_of(tpl);
+                tracing::info!(partitions = ?ps, "partitions assigned");
+                self.shared.assign(&ps);
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}
+
+/// Runs the aggregator until `shutdown` resolves.
+pub async fn run(
+    kafka: &KafkaConfig,
+    bootstrap: &str,
+    config: &AggregateConfig,
+    shared: Arc<Shared>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), AggregateError> {
+    let consumer: Arc<StreamConsumer<Ctx>> = Arc::new(
+        consumer_config(kafka, bootstrap, &config.group_id)
+            .create_with_context(Ctx { shared: shared.clone() })?,
+    );
+    consumer.subscribe(&[kafka.responses_topic.as_str()])?;
+
+    // Reads high watermarks of owned partitions every interval; ends when the
+    // consumer loop below ends (it aborts this task at shutdown).
+    let wm_consumer = consumer.clone();
+    let wm_shared = shared.clone();
+    let topic = kafka.responses_topic.clone();
+    let interval = Duration::from_millis(config.watermark_interval_ms.max(50));
+    let watermarks = tokio::spawn(async move {
+        loop {
+            let owned: Vec<i32> = wm_shared.partitions().iter().map(|p| p.partition).collect();
+            for p in owned {
+                let c = wm_consumer.clone();
+                let t = topic.clone();
+                // fetch_watermarks blocks; bounded by its own 2 s timeout.
+                let res = tokio::task::spawn_blocking(move || c.fetch_watermarks(&t, p, Duration::from_secs(2))).await;
+                if let Ok(Ok((_, high))) = res {
+                    wm_shared.set_high_watermark(p, high);
+                }
+            }
+            tokio::time::sleep(interval).await;
+        }
+    });
+
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            msg = consumer.recv() => match msg {
+                Ok(m) => {
+                    shared.apply(m.partition(), m.offset(), m.payload());
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "consume error");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+    watermarks.abort();
+    consumer.unsubscribe();
+    Ok(())
+}

@@ -1,0 +1,253 @@
+//! Start-up wiring for the long-running commands: `serve` (everything in
+//! one process, on the embedded broker unless `kafka.brokers` is set),
+//! `ingest` and `aggregate` (each alone, against external brokers).
+//!
+//! One shutdown path: the signal flips a watch channel every part listens
+//! to; ingest drains its calls and flushes the producer first, then the
+//! aggregator stops consuming, then HTTP, then the embedded broker.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::aggregate::{self, Shared};
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::ingest::{self, Publisher};
+use crate::instrument::Catalog;
+use crate::kafka;
+
+/// Which parts a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parts {
+    /// Ingest, aggregator and HTTP (and the embedded broker if no brokers are configured).
+    All,
+    /// gRPC ingest (and HTTP for its metrics).
+    Ingest,
+    /// The aggregator and HTTP.
+    Aggregate,
+}
+
+/// A running process: its addresses and how to stop it.
+pub struct Running {
+    /// Bound gRPC address (ingest), if running.
+    pub grpc_addr: Option<SocketAddr>,
+    /// Bound HTTP address.
+    pub http_addr: SocketAddr,
+    /// Kafka bootstrap servers in use.
+    pub bootstrap: String,
+    /// The aggregator's shared state, if running.
+    pub aggregator: Option<Arc<Shared>>,
+    /// Flipped to true to stop every part. Receivers: the shutdown futures
+    /// of ingest, aggregator and HTTP.
+    stop: watch::Sender<bool>,
+    ingest: Option<JoinHandle<Result<(), ingest::IngestError>>>,
+    aggregate: Option<JoinHandle<Result<(), aggregate::AggregateError>>>,
+    http: JoinHandle<Result<(), http::HttpError>>,
+    #[cfg(feature = "embedded-broker")]
+    broker: Option<crate::broker::EmbeddedBroker>,
+}
+
+fn stopped(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut rx = rx.clone();
+    async move {
+        // Resolves when `true` is sent or the sender is dropped.
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+/// Loads the configured instruments, or the built-in demo study.
+pub fn load_catalog(config: &Config) -> anyhow::Result<Catalog> {
+    if config.instruments.is_empty() {
+        Ok(Catalog::demo())
+    } else {
+        Catalog::load_paths(&config.instruments).context("loading instruments")
+    }
+}
+
+/// Starts the parts of `parts` and returns once they are listening.
+pub async fn start(mut config: Config, parts: Parts) -> anyhow::Result<Running> {
+    let catalog = Arc::new(load_catalog(&config)?);
+
+    #[cfg(feature = "embedded-broker")]
+    let mut broker = None;
+    let bootstrap = match (&config.kafka.brokers, parts) {
+        (Some(b), _) => {
+            kafka::wait_for_broker(&config.kafka, b, config.kafka.admin_timeout())
+                .await
+                .with_context(|| "waiting for the configured Kafka brokers")?;
+            b.clone()
+        }
+        (None, Parts::All) => {
+            #[cfg(feature = "embedded-broker")]
+            {
+                let b = crate::broker::EmbeddedBroker::start(crate::broker::BrokerConfig::new(
+                    config.broker.listen,
+                    config.data_dir.join("broker"),
+                ))
+                .await
+                .context("starting the embedded broker")?;
+                let addr = b.bootstrap();
+                broker = Some(b);
+                addr
+            }
+            #[cfg(not(feature = "embedded-broker"))]
+            bail!("kafka.brokers is not set and this build has no embedded broker (feature `embedded-broker`)")
+        }
+        (None, _) => bail!("kafka.brokers must be set (FIELDWATCH__KAFKA__BROKERS) for `ingest` and `aggregate`"),
+    };
+    kafka::ensure_topics(&config.kafka, &bootstrap).await.context("creating topics")?;
+
+    let registry = prometheus::Registry::new();
+    let (stop, stop_rx) = watch::channel(false);
+    let ready = Arc::new(AtomicBool::new(false));
+
+    let mut grpc_addr = None;
+    let ingest_task = if matches!(parts, Parts::All | Parts::Ingest) {
+        if parts == Parts::All && config.kafka.brokers.is_none() && config.ingest.use_demo_key_if_unset() {
+            tracing::warn!("no ingest.hmac_key configured: using the public demo key; respondent keys are not secret");
+        }
+        config.ingest.validate().context("ingest configuration")?;
+        if config.ingest.tokens.is_empty() && !config.ingest.listen.ip().is_loopback() {
+            bail!("ingest.tokens is empty: without tokens ingest only listens on loopback; configure tokens to listen on {}", config.ingest.listen);
+        }
+        if config.ingest.tokens.is_empty() {
+            tracing::warn!("no front-end tokens configured: ingest is open, on loopback only");
+        }
+        let publisher = Publisher::from_kafka(&config.kafka, &bootstrap).context("creating the producer")?;
+        let listener = ingest::bind(config.ingest.listen).await.context("binding the gRPC address")?;
+        grpc_addr = Some(listener.local_addr().context("gRPC address")?);
+        let fut = ingest::serve(config.ingest.clone(), catalog.clone(), publisher, &registry, listener, stopped(&stop_rx));
+        Some(tokio::spawn(fut))
+    } else {
+        None
+    };
+
+    let shared = matches!(parts, Parts::All | Parts::Aggregate)
+        .then(|| Shared::new(catalog.clone(), config.ingest.limits));
+    let aggregate_task = shared.clone().map(|shared| {
+        let kafka = config.kafka.clone();
+        let agg = config.aggregate.clone();
+        let bootstrap = bootstrap.clone();
+        let stop = stopped(&stop_rx);
+        tokio::spawn(async move { aggregate::run(&kafka, &bootstrap, &agg, shared, stop).await })
+    });
+
+    let http_listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("binding the HTTP address {}", config.http.listen))?;
+    let http_addr = http_listener.local_addr().context("HTTP address")?;
+    let state = AppState { registry, aggregator: shared.clone(), catalog, ready: ready.clone() };
+    let http_task = tokio::spawn(http::serve(http_listener, state, stopped(&stop_rx)));
+    ready.store(true, Ordering::Relaxed);
+
+    Ok(Running {
+        grpc_addr,
+        http_addr,
+        bootstrap,
+        aggregator: shared,
+        stop,
+        ingest: ingest_task,
+        aggregate: aggregate_task,
+        http: http_task,
+        #[cfg(feature = "embedded-broker")]
+        broker,
+    })
+}
+
+impl Running {
+    /// Stops every part in order and waits for them, within `grace`.
+    pub async fn shutdown(self, grace: Duration) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        let deadline = tokio::time::Instant::now() + grace;
+        let mut failures = Vec::new();
+        if let Some(t) = self.ingest {
+            match tokio::time::timeout_at(deadline, t).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => failures.push(format!("ingest: {e}")),
+                Ok(Err(e)) => failures.push(format!("ingest task: {e}")),
+                Err(_) => failures.push("ingest did not stop in time".into()),
+            }
+        }
+        if let Some(t) = self.aggregate {
+            match tokio::time::timeout_at(deadline, t).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => failures.push(format!("aggregator: {e}")),
+                Ok(Err(e)) => failures.push(format!("aggregator task: {e}")),
+                Err(_) => failures.push("aggregator did not stop in time".into()),
+            }
+        }
+        match tokio::time::timeout_at(deadline, self.http).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => failures.push(format!("http: {e}")),
+            Ok(Err(e)) => failures.push(format!("http task: {e}")),
+            Err(_) => failures.push("http did not stop in time".into()),
+        }
+        #[cfg(feature = "embedded-broker")]
+        if let Some(b) = self.broker {
+            b.shutdown().await;
+        }
+        if failures.is_empty() { Ok(()) } else { bail!(failures.join("; ")) }
+    }
+
+    /// Resolves when every owned partition has caught up (or `timeout` passes).
+    pub async fn wait_caught_up(&self, timeout: Duration) -> bool {
+        let Some(a) = &self.aggregator else { return true };
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            if a.caught_up() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+pub async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs `parts` until a signal, printing the addresses once listening.
+pub async fn run(config: Config, parts: Parts) -> anyhow::Result<()> {
+    let grace = config.ingest.shutdown_grace() * 2 + Duration::from_secs(5);
+    let running = start(config, parts).await?;
+    let mut line = String::from("fieldwatch ready:");
+    if let Some(g) = running.grpc_addr {
+        line.push_str(&format!(" grpc=http://{g}"));
+    }
+    line.push_str(&format!(" http=http://{} kafka={}", running.http_addr, running.bootstrap));
+    // The one line users and scripts wait for; stdout on purpose.
+    #[allow(clippy::print_stdout)]
+    {
+        println!("{line}");
+    }
+    tracing::info!(http = %running.http_addr, "started");
+    signal().await;
+    tracing::info!("shutting down");
+    running.shutdown(grace).await
+}

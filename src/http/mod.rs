@@ -1,0 +1,195 @@
+//! The HTTP side: `/metrics` (Prometheus text), the JSON API under
+//! `/api/v1/`, health (`/healthz` live, `/readyz` caught up) and the live
+//! page at `/`. It listens on its own address, separate from gRPC ingest.
+//!
+//! Routes:
+//! - `GET /api/v1/studies`: the loaded studies with forms, dimensions and counted interviews.
+//! - `GET /api/v1/studies/{study}/toplines?by=DIM`: the same toplines as `fieldwatch report`.
+//! - `GET /api/v1/status`: partitions, lag and readiness.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use prometheus::{Encoder, Registry, TextEncoder};
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::Shared;
+use crate::instrument::Catalog;
+use crate::results::toplines;
+
+/// HTTP settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address for metrics, the JSON API and the live page.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9464))
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { listen: default_listen() }
+    }
+}
+
+/// What the handlers read.
+#[derive(Clone)]
+pub struct AppState {
+    /// Process-wide metrics (ingest, runtime).
+    pub registry: Registry,
+    /// The aggregator, when this process runs one.
+    pub aggregator: Option<Arc<Shared>>,
+    /// Loaded studies.
+    pub catalog: Arc<Catalog>,
+    /// Readiness of parts other than the aggregator (e.g. ingest connected).
+    pub ready: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Errors of the HTTP server.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The server failed.
+    #[error("http server")]
+    Serve(#[source] std::io::Error),
+}
+
+/// The router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/studies", get(studies))
+        .route("/api/v1/studies/{study}/toplines", get(study_toplines))
+        .with_state(state)
+}
+
+/// Serves on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), HttpError> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await.map_err(HttpError::Serve)
+}
+
+fn is_ready(s: &AppState) -> bool {
+    s.ready.load(std::sync::atomic::Ordering::Relaxed) && s.aggregator.as_ref().is_none_or(|a| a.caught_up())
+}
+
+async fn readyz(State(s): State<AppState>) -> Response {
+    if is_ready(&s) {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    }
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    let mut families = s.registry.gather();
+    if let Some(a) = &s.aggregator {
+        match crate::aggregate::metrics::snapshot(a) {
+            Ok(reg) => families.extend(reg.gather()),
+            Err(e) => {
+                tracing::error!(error = %e, "metrics snapshot failed");
+                return (StatusCode::INTERNAL_SERVER_ERROR, "metrics snapshot failed").into_response();
+            }
+        }
+    }
+    families.sort_by(|a, b| a.name().cmp(b.name()));
+    let mut buf = Vec::new();
+    let enc = TextEncoder::new();
+    if let Err(e) = enc.encode(&families, &mut buf) {
+        tracing::error!(error = %e, "metrics encoding failed");
+        return (StatusCode::INTERNAL_SERVER_ERROR, "metrics encoding failed").into_response();
+    }
+    ([(header::CONTENT_TYPE, enc.format_type().to_string())], buf).into_response()
+}
+
+#[derive(Serialize)]
+struct ApiError {
+    error: String,
+}
+
+fn api_error(code: StatusCode, msg: String) -> Response {
+    (code, Json(ApiError { error: msg })).into_response()
+}
+
+#[derive(Serialize)]
+struct StudySummary<'a> {
+    study: &'a str,
+    title: &'a str,
+    forms: Vec<&'a str>,
+    dimensions: Vec<&'a str>,
+    min_cell_size: u32,
+    interviews: Option<u64>,
+}
+
+async fn studies(State(s): State<AppState>) -> Response {
+    let list: Vec<StudySummary<'_>> = s
+        .catalog
+        .studies()
+        .map(|st| StudySummary {
+            study: st.id(),
+            title: &st.def.title,
+            forms: st.forms.iter().map(|f| f.id.as_str()).collect(),
+            dimensions: st.dims.iter().map(|d| d.name.as_str()).collect(),
+            min_cell_size: st.def.reporting.min_cell_size,
+            interviews: s.aggregator.as_ref().map(|a| a.merged(st.id()).interviews()),
+        })
+        .collect();
+    Json(serde_json::json!({ "studies": list })).into_response()
+}
+
+#[derive(Deserialize)]
+struct TopQuery {
+    by: Option<String>,
+}
+
+async fn study_toplines(State(s): State<AppState>, Path(study): Path<String>, Query(q): Query<TopQuery>) -> Response {
+    let Some(st) = s.catalog.get(&study) else {
+        return api_error(StatusCode::NOT_FOUND, "no such study".into());
+    };
+    let Some(agg) = &s.aggregator else {
+        return api_error(StatusCode::NOT_FOUND, "this process runs no aggregator".into());
+    };
+    let state = agg.merged(&study);
+    match toplines(st, &state, q.by.as_deref().filter(|b| !b.is_empty())) {
+        Ok(t) => {
+            let mut v = serde_json::to_value(&t).unwrap_or_default();
+            if let Some(o) = v.as_object_mut() {
+                o.insert("caught_up".into(), agg.caught_up().into());
+                o.insert("retries".into(), state.retries.into());
+                o.insert("duplicate_respondents".into(), state.duplicate_respondents.into());
+                o.insert("possible_duplicates".into(), state.possible_duplicates().into());
+            }
+            Json(v).into_response()
+        }
+        Err(e) => api_error(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+async fn status(State(s): State<AppState>) -> Response {
+    let partitions = s.aggregator.as_ref().map(|a| a.partitions()).unwrap_or_default();
+    Json(serde_json::json!({
+        "ready": is_ready(&s),
+        "caught_up": s.aggregator.as_ref().map(|a| a.caught_up()),
+        "partitions": partitions,
+    }))
+    .into_response()
+}
+
+async fn page() -> Html<&'static str> {
+    Html(include_str!("live.html"))
+}
