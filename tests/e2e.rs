@@ -1,0 +1,202 @@
+//! End to end through a real broker over loopback: `serve`'s parts on the
+//! embedded tansu broker, interviews submitted over gRPC with the `submit`
+//! client, live toplines read over HTTP and compared with the offline
+//! `report` on the same file, and `/metrics` checked against the same counts.
+
+#![cfg(feature = "embedded-broker")]
+
+use std::io::BufReader;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use fieldwatch::app::{self, Parts, Running};
+use fieldwatch::config::Config;
+use fieldwatch::instrument::{Catalog, DEMO_STUDY_ID};
+use fieldwatch::report;
+use fieldwatch::submit::{self, SubmitOptions};
+use fieldwatch::validate::Limits;
+
+fn path(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+async fn start(dir: &std::path::Path) -> Running {
+    let mut config = Config::default();
+    config.data_dir = dir.to_path_buf();
+    config.ingest.listen = "127.0.0.1:0".parse().expect("addr");
+    config.http.listen = "127.0.0.1:0".parse().expect("addr");
+    config.kafka.partitions = 4;
+    app::start(config, Parts::All).await.expect("service starts")
+}
+
+fn opts(r: &Running) -> SubmitOptions {
+    SubmitOptions {
+        server: format!("http://{}", r.grpc_addr.expect("ingest runs")),
+        token: None,
+        retry_for: Duration::from_secs(30),
+        progress: false,
+    }
+}
+
+async fn get_json(url: &str) -> serde_json::Value {
+    reqwest::get(url).await.expect("GET").json().await.expect("json")
+}
+
+/// Polls the live toplines until `interviews` are counted and the aggregator has caught up.
+async fn wait_for(r: &Running, interviews: u64) -> serde_json::Value {
+    let url = format!("http://{}/api/v1/studies/{DEMO_STUDY_ID}/toplines", r.http_addr);
+    for _ in 0..600 {
+        let v = get_json(&url).await;
+        if v["caught_up"] == true && v["groups"][0]["interviews"] == interviews {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the aggregator did not count {interviews} interviews within 60 s");
+}
+
+fn metric(scrape: &str, name: &str, labels: &[(&str, &str)]) -> u64 {
+    scrape
+        .lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+        .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).expect("sample value") as u64)
+        .sum()
+}
+
+/// The path and values of the first difference between two JSON documents.
+fn first_difference(path: &str, a: &serde_json::Value, b: &serde_json::Value) -> Option<String> {
+    use serde_json::Value::{Array, Object};
+    match (a, b) {
+        (Object(x), Object(y)) => {
+            for k in x.keys().chain(y.keys()) {
+                let (va, vb) = (x.get(k).unwrap_or(&serde_json::Value::Null), y.get(k).unwrap_or(&serde_json::Value::Null));
+                if let Some(d) = first_difference(&format!("{path}.{k}"), va, vb) {
+                    return Some(d);
+                }
+            }
+            None
+        }
+        (Array(x), Array(y)) if x.len() == y.len() => {
+            x.iter().zip(y).enumerate().find_map(|(i, (va, vb))| first_difference(&format!("{path}[{i}]"), va, vb))
+        }
+        _ if a == b => None,
+        // serde_json's default float parser is not exact in the last digit.
+        (serde_json::Value::Number(x), serde_json::Value::Number(y))
+            if x.is_f64() || y.is_f64() =>
+        {
+            let (x, y) = (x.as_f64().unwrap_or(f64::NAN), y.as_f64().unwrap_or(f64::NAN));
+            ((x - y).abs() > 1e-12).then(|| format!("{path}: live {x} vs offline {y}"))
+        }
+        _ => Some(format!("{path}: live {a} vs offline {b}")),
+    }
+}
+
+async fn seed_scenario(r: &Running) {
+    let file = std::fs::File::open(path("tests/data/seed-121.jsonl")).expect("dataset");
+    let mut out = Vec::new();
+    let s = submit::run(BufReader::new(file), &opts(r), &mut out).await.expect("submit runs");
+    assert_eq!((s.accepted, s.rejected, s.failed), (121, 0, 0), "{}", String::from_utf8_lossy(&out));
+
+    let live = wait_for(r, 121).await;
+    let catalog = Catalog::demo();
+    let study = catalog.get(DEMO_STUDY_ID).expect("demo");
+    for by in [None, Some("position"), Some("region")] {
+        let file = std::fs::File::open(path("tests/data/seed-121.jsonl")).expect("dataset");
+        let (_, offline) = report::run(study, BufReader::new(file), by, &Limits::default()).expect("report");
+        let offline = serde_json::to_value(&offline).expect("json");
+        let live = match by {
+            None => live.clone(),
+            Some(d) => get_json(&format!("http://{}/api/v1/studies/{DEMO_STUDY_ID}/toplines?by={d}", r.http_addr)).await,
+        };
+        if let Some(d) = first_difference("groups", &live["groups"], &offline["groups"]) {
+            panic!("live and offline toplines differ (by {by:?}): {d}");
+        }
+    }
+
+    // A few published findings, read from the live JSON.
+    let item = |code: &str| {
+        live["groups"][0]["items"].as_array().expect("items").iter().find(|i| i["code"] == code).cloned().expect(code)
+    };
+    let pct = |v: &serde_json::Value| (v.as_f64().expect("share") * 100.0).round() as i64;
+    let knowledge = item("knowledge");
+    assert_eq!(
+        [pct(&knowledge["boxes"]["high"]), pct(&knowledge["boxes"]["middle"]), pct(&knowledge["boxes"]["low"])],
+        [57, 25, 18]
+    );
+    assert_eq!(pct(&item("communication_challenge")["boxes"]["high"]), 63);
+    let services = item("services_needed");
+    let housing = services["distribution"].as_array().expect("dist").iter().find(|c| c["value"] == "housing").cloned();
+    assert_eq!(pct(&housing.expect("housing")["share"]), 65);
+
+    // /metrics carries the same counts.
+    let scrape = reqwest::get(format!("http://{}/metrics", r.http_addr)).await.expect("GET").text().await.expect("text");
+    assert_eq!(metric(&scrape, "fieldwatch_interviews_total", &[("study", DEMO_STUDY_ID)]), 121);
+    assert_eq!(metric(&scrape, "fieldwatch_interviews_total", &[("form", "investigator")]), 84);
+    let knowledge_n = knowledge["valid_n"].as_u64().expect("n");
+    assert_eq!(
+        metric(&scrape, "fieldwatch_item_valid_total", &[("item", "knowledge"), ("dimension", "all")]),
+        knowledge_n
+    );
+    for cat in knowledge["distribution"].as_array().expect("dist") {
+        let v = cat["value"].as_str().expect("value");
+        assert_eq!(
+            metric(&scrape, "fieldwatch_answers_total", &[("item", "knowledge"), ("value", v), ("dimension", "all")]),
+            cat["count"].as_u64().expect("count"),
+            "knowledge = {v}"
+        );
+    }
+    assert_eq!(metric(&scrape, "fieldwatch_ingest_records_total", &[("outcome", "accepted")]), 121);
+    assert!(scrape.contains("fieldwatch_aggregator_caught_up 1"), "caught-up gauge is 1");
+
+    // A batch mixing valid and invalid interviews: exactly the valid ones count.
+    let first = std::fs::read_to_string(path("tests/data/seed-121.jsonl")).expect("dataset");
+    let base: serde_json::Value = serde_json::from_str(first.lines().next().expect("a line")).expect("json");
+    let mut lines = Vec::new();
+    for i in 0..5 {
+        let mut v = base.clone();
+        v["respondent_id"] = format!("mixed-r{i}").into();
+        v["submission_id"] = format!("mixed-s{i}").into();
+        if i % 2 == 1 {
+            v["answers"]["q6"] = "very".into(); // text for a scale
+            v["answers"]["q999"] = 1.into(); // an item the form lacks
+        }
+        lines.push(v.to_string());
+    }
+    let mut out = Vec::new();
+    let s = submit::run(lines.join("\n").as_bytes(), &opts(r), &mut out).await.expect("submit runs");
+    let out = String::from_utf8(out).expect("utf8");
+    assert_eq!((s.accepted, s.rejected), (3, 2), "{out}");
+    assert!(out.contains("line 2: answers.q6 (wrong_kind)"), "{out}");
+    assert!(out.contains("line 2: answers.q999 (unknown_item)"), "{out}");
+    assert!(out.contains("line 4: answers.q6 (wrong_kind)"), "{out}");
+    wait_for(r, 124).await;
+
+    // The same file again: only the retry counter moves.
+    let file = std::fs::File::open(path("tests/data/seed-121.jsonl")).expect("dataset");
+    let s = submit::run(BufReader::new(file), &opts(r), &mut Vec::new()).await.expect("submit runs");
+    assert_eq!(s.accepted, 121);
+    let url = format!("http://{}/api/v1/studies/{DEMO_STUDY_ID}/toplines", r.http_addr);
+    for _ in 0..600 {
+        let v = get_json(&url).await;
+        if v["retries"] == 121 && v["caught_up"] == true {
+            assert_eq!(v["groups"][0]["interviews"], 124);
+            assert_eq!(v["duplicate_respondents"], 0);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the resubmitted file was not recognised as 121 retries");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn seed_interviews_over_grpc_give_the_published_toplines_live_and_in_metrics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = start(dir.path()).await;
+    // Run the scenario, then always shut down, then report the outcome.
+    let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(seed_scenario(&r))).await;
+    r.shutdown(Duration::from_secs(30)).await.expect("clean shutdown");
+    if let Err(p) = outcome {
+        std::panic::resume_unwind(p);
+    }
+}
