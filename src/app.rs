@@ -97,9 +97,13 @@ pub async fn start(mut config: Config, parts: Parts) -> anyhow::Result<Running> 
                 addr
             }
             #[cfg(not(feature = "embedded-broker"))]
-            bail!("kafka.brokers is not set and this build has no embedded broker (feature `embedded-broker`)")
+            bail!(
+                "kafka.brokers is not set and this build has no embedded broker (feature `embedded-broker`)"
+            )
         }
-        (None, _) => bail!("kafka.brokers must be set (FIELDWATCH__KAFKA__BROKERS) for `ingest` and `aggregate`"),
+        (None, _) => {
+            bail!("kafka.brokers must be set (FIELDWATCH__KAFKA__BROKERS) for `ingest` and `aggregate`")
+        }
     };
     kafka::ensure_topics(&config.kafka, &bootstrap).await.context("creating topics")?;
 
@@ -110,11 +114,16 @@ pub async fn start(mut config: Config, parts: Parts) -> anyhow::Result<Running> 
     let mut grpc_addr = None;
     let ingest_task = if matches!(parts, Parts::All | Parts::Ingest) {
         if parts == Parts::All && config.kafka.brokers.is_none() && config.ingest.use_demo_key_if_unset() {
-            tracing::warn!("no ingest.hmac_key configured: using the public demo key; respondent keys are not secret");
+            tracing::warn!(
+                "no ingest.hmac_key configured: using the public demo key; respondent keys are not secret"
+            );
         }
         config.ingest.validate().context("ingest configuration")?;
         if config.ingest.tokens.is_empty() && !config.ingest.listen.ip().is_loopback() {
-            bail!("ingest.tokens is empty: without tokens ingest only listens on loopback; configure tokens to listen on {}", config.ingest.listen);
+            bail!(
+                "ingest.tokens is empty: without tokens ingest only listens on loopback; configure tokens to listen on {}",
+                config.ingest.listen
+            );
         }
         if config.ingest.tokens.is_empty() {
             tracing::warn!("no front-end tokens configured: ingest is open, on loopback only");
@@ -122,7 +131,14 @@ pub async fn start(mut config: Config, parts: Parts) -> anyhow::Result<Running> 
         let publisher = Publisher::from_kafka(&config.kafka, &bootstrap).context("creating the producer")?;
         let listener = ingest::bind(config.ingest.listen).await.context("binding the gRPC address")?;
         grpc_addr = Some(listener.local_addr().context("gRPC address")?);
-        let fut = ingest::serve(config.ingest.clone(), catalog.clone(), publisher, &registry, listener, stopped(&stop_rx));
+        let fut = ingest::serve(
+            config.ingest.clone(),
+            catalog.clone(),
+            publisher,
+            &registry,
+            listener,
+            stopped(&stop_rx),
+        );
         Some(tokio::spawn(fut))
     } else {
         None

@@ -156,7 +156,9 @@ impl Config {
             tracing::warn!("embedded broker listens on a non-loopback address");
         }
         if self.ingest.listen.port() != 0 && self.ingest.listen == self.http.listen {
-            return Err("ingest.listen and http.listen must differ: metrics and API are separate from ingest".into());
+            return Err(
+                "ingest.listen and http.listen must differ: metrics and API are separate from ingest".into(),
+            );
         }
         Ok(())
     }

@@ -4,13 +4,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use fieldwatch::instrument::{self, Catalog, KindDef, Study};
 use fieldwatch::app::{self, Parts};
 use fieldwatch::config::Config;
+use fieldwatch::instrument::{self, Catalog, KindDef, Study};
 use fieldwatch::report;
 use fieldwatch::submit::SubmitOptions;
-use std::time::Duration;
 use fieldwatch::validate::Limits;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(name = "fieldwatch", version, about = "Live results and live data quality for survey fieldwork")]
@@ -139,7 +139,9 @@ fn main() -> ExitCode {
                 .await
                 .map_err(anyhow::Error::from)
         }),
-        Command::Submit { server, file, token, retry_for_secs } => submit(server, file, token, retry_for_secs),
+        Command::Submit { server, file, token, retry_for_secs } => {
+            submit(server, file, token, retry_for_secs)
+        }
         Command::Instrument { command: InstrumentCommand::Check { files } } => instrument_check(&files),
         Command::Instrument { command: InstrumentCommand::Show { study, instruments } } => {
             with_study(&instruments, &study, |s| {
@@ -196,7 +198,8 @@ fn service(args: ServiceArgs, parts: Parts) -> ExitCode {
 }
 
 fn submit(server: String, file: PathBuf, token: Option<String>, retry_for_secs: u64) -> ExitCode {
-    let opts = SubmitOptions { server, token, retry_for: Duration::from_secs(retry_for_secs), progress: true };
+    let opts =
+        SubmitOptions { server, token, retry_for: Duration::from_secs(retry_for_secs), progress: true };
     let reader: Box<dyn std::io::BufRead + Send> = if file.as_os_str() == "-" {
         Box::new(std::io::BufReader::new(std::io::stdin()))
     } else {
@@ -311,10 +314,16 @@ fn show_study(s: &Study) -> String {
     let _ = writeln!(out, "study {} — {}", s.id(), s.def.title);
     for f in &s.forms {
         let _ = writeln!(out, "\nform {} — {} ({} items)", f.id, f.title, f.items.len());
-        let _ = writeln!(out, "{:<10} {:<36} {:<14} {:<4} {:<30} relevant", "item", "code", "kind", "req", "values");
+        let _ = writeln!(
+            out,
+            "{:<10} {:<36} {:<14} {:<4} {:<30} relevant",
+            "item", "code", "kind", "req", "values"
+        );
         for it in &f.items {
             let values = match &it.kind {
-                KindDef::Scale { min, max, direction, .. } => format!("{min}..{max} {direction:?}").to_lowercase(),
+                KindDef::Scale { min, max, direction, .. } => {
+                    format!("{min}..{max} {direction:?}").to_lowercase()
+                }
                 KindDef::Count { min, max } => format!("{min}..{max}"),
                 KindDef::Number { min, max } => format!("{:?}..{:?}", min, max),
                 KindDef::MultiSelect { options, ranked, max_picks } => format!(
@@ -326,7 +335,11 @@ fn show_study(s: &Study) -> String {
                 KindDef::SingleChoice { options } => format!("{} options", options.len()),
                 _ => String::new(),
             };
-            let relevant = s.def.forms.iter().find(|d| d.id == f.id)
+            let relevant = s
+                .def
+                .forms
+                .iter()
+                .find(|d| d.id == f.id)
                 .and_then(|d| d.items.iter().find(|d| d.id == it.id))
                 .and_then(|d| d.relevant.clone())
                 .unwrap_or_default();

@@ -62,7 +62,11 @@ struct Pending {
 }
 
 /// Reads `input` and submits it; rejected lines are written to `out`.
-pub async fn run(input: impl BufRead, opts: &SubmitOptions, out: &mut impl Write) -> Result<SubmitSummary, SubmitError> {
+pub async fn run(
+    input: impl BufRead,
+    opts: &SubmitOptions,
+    out: &mut impl Write,
+) -> Result<SubmitSummary, SubmitError> {
     let mut summary = SubmitSummary::default();
     let mut pending = Vec::new();
     for (n, line) in input.lines().enumerate() {
@@ -134,7 +138,10 @@ pub async fn run(input: impl BufRead, opts: &SubmitOptions, out: &mut impl Write
             let rate = summary.accepted as f64 / started.elapsed().as_secs_f64().max(1e-3);
             eprintln!(
                 "submit: {}/{} accepted, {} rejected, {} to resend ({rate:.0}/s)",
-                summary.accepted, total, summary.rejected, retry.len()
+                summary.accepted,
+                total,
+                summary.rejected,
+                retry.len()
             );
         }
         if retry.len() < before {
@@ -145,7 +152,8 @@ pub async fn run(input: impl BufRead, opts: &SubmitOptions, out: &mut impl Write
             if stalled_since.elapsed() > opts.retry_for {
                 summary.failed = retry.len();
                 for p in &retry {
-                    let _ = writeln!(out, "line {}: not stored (server unavailable; gave up retrying)", p.line);
+                    let _ =
+                        writeln!(out, "line {}: not stored (server unavailable; gave up retrying)", p.line);
                 }
                 break;
             }
@@ -181,7 +189,8 @@ async fn stream_once(
     let channel: Channel =
         endpoint.connect().await.map_err(|e| tonic::Status::unavailable(format!("connect: {e}")))?;
     let mut client = IngestServiceClient::new(channel).max_decoding_message_size(16 << 20);
-    let reqs: Vec<SubmitRequest> = pending.iter().map(|p| SubmitRequest { submission: Some(p.sub.clone()) }).collect();
+    let reqs: Vec<SubmitRequest> =
+        pending.iter().map(|p| SubmitRequest { submission: Some(p.sub.clone()) }).collect();
     let mut request = tonic::Request::new(futures::stream::iter(reqs));
     if let Some(a) = auth {
         request.metadata_mut().insert("authorization", a.clone());

@@ -101,7 +101,11 @@ pub fn interview(study: &Study, form: &Form, n: u64, rng: &mut Rng, opts: &Optio
         submission_id: format!("sub-{n}"),
         started_at: Some("2025-03-01T10:00:00Z".into()),
         completed_at: Some(format!("2025-03-01T10:{:02}:00Z", 20 + rng.below(40))),
-        interviewer: Some(if opts.random_strings { rng.text(20) } else { format!("int{:02}", 1 + rng.below(6)) }),
+        interviewer: Some(if opts.random_strings {
+            rng.text(20)
+        } else {
+            format!("int{:02}", 1 + rng.below(6))
+        }),
         attributes: BTreeMap::new(),
         answers,
     };

@@ -21,8 +21,7 @@ fn path(rel: &str) -> PathBuf {
 }
 
 async fn start(dir: &std::path::Path) -> Running {
-    let mut config = Config::default();
-    config.data_dir = dir.to_path_buf();
+    let mut config = Config { data_dir: dir.to_path_buf(), ..Config::default() };
     config.ingest.listen = "127.0.0.1:0".parse().expect("addr");
     config.http.listen = "127.0.0.1:0".parse().expect("addr");
     config.kafka.partitions = 4;
@@ -70,21 +69,24 @@ fn first_difference(path: &str, a: &serde_json::Value, b: &serde_json::Value) ->
     match (a, b) {
         (Object(x), Object(y)) => {
             for k in x.keys().chain(y.keys()) {
-                let (va, vb) = (x.get(k).unwrap_or(&serde_json::Value::Null), y.get(k).unwrap_or(&serde_json::Value::Null));
+                let (va, vb) = (
+                    x.get(k).unwrap_or(&serde_json::Value::Null),
+                    y.get(k).unwrap_or(&serde_json::Value::Null),
+                );
                 if let Some(d) = first_difference(&format!("{path}.{k}"), va, vb) {
                     return Some(d);
                 }
             }
             None
         }
-        (Array(x), Array(y)) if x.len() == y.len() => {
-            x.iter().zip(y).enumerate().find_map(|(i, (va, vb))| first_difference(&format!("{path}[{i}]"), va, vb))
-        }
+        (Array(x), Array(y)) if x.len() == y.len() => x
+            .iter()
+            .zip(y)
+            .enumerate()
+            .find_map(|(i, (va, vb))| first_difference(&format!("{path}[{i}]"), va, vb)),
         _ if a == b => None,
         // serde_json's default float parser is not exact in the last digit.
-        (serde_json::Value::Number(x), serde_json::Value::Number(y))
-            if x.is_f64() || y.is_f64() =>
-        {
+        (serde_json::Value::Number(x), serde_json::Value::Number(y)) if x.is_f64() || y.is_f64() => {
             let (x, y) = (x.as_f64().unwrap_or(f64::NAN), y.as_f64().unwrap_or(f64::NAN));
             ((x - y).abs() > 1e-12).then(|| format!("{path}: live {x} vs offline {y}"))
         }
@@ -107,7 +109,10 @@ async fn seed_scenario(r: &Running) {
         let offline = serde_json::to_value(&offline).expect("json");
         let live = match by {
             None => live.clone(),
-            Some(d) => get_json(&format!("http://{}/api/v1/studies/{DEMO_STUDY_ID}/toplines?by={d}", r.http_addr)).await,
+            Some(d) => {
+                get_json(&format!("http://{}/api/v1/studies/{DEMO_STUDY_ID}/toplines?by={d}", r.http_addr))
+                    .await
+            }
         };
         if let Some(d) = first_difference("groups", &live["groups"], &offline["groups"]) {
             panic!("live and offline toplines differ (by {by:?}): {d}");
@@ -116,21 +121,37 @@ async fn seed_scenario(r: &Running) {
 
     // A few published findings, read from the live JSON.
     let item = |code: &str| {
-        live["groups"][0]["items"].as_array().expect("items").iter().find(|i| i["code"] == code).cloned().expect(code)
+        live["groups"][0]["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .find(|i| i["code"] == code)
+            .cloned()
+            .expect(code)
     };
     let pct = |v: &serde_json::Value| (v.as_f64().expect("share") * 100.0).round() as i64;
     let knowledge = item("knowledge");
     assert_eq!(
-        [pct(&knowledge["boxes"]["high"]), pct(&knowledge["boxes"]["middle"]), pct(&knowledge["boxes"]["low"])],
+        [
+            pct(&knowledge["boxes"]["high"]),
+            pct(&knowledge["boxes"]["middle"]),
+            pct(&knowledge["boxes"]["low"])
+        ],
         [57, 25, 18]
     );
     assert_eq!(pct(&item("communication_challenge")["boxes"]["high"]), 63);
     let services = item("services_needed");
-    let housing = services["distribution"].as_array().expect("dist").iter().find(|c| c["value"] == "housing").cloned();
+    let housing =
+        services["distribution"].as_array().expect("dist").iter().find(|c| c["value"] == "housing").cloned();
     assert_eq!(pct(&housing.expect("housing")["share"]), 65);
 
     // /metrics carries the same counts.
-    let scrape = reqwest::get(format!("http://{}/metrics", r.http_addr)).await.expect("GET").text().await.expect("text");
+    let scrape = reqwest::get(format!("http://{}/metrics", r.http_addr))
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("text");
     assert_eq!(metric(&scrape, "fieldwatch_interviews_total", &[("study", DEMO_STUDY_ID)]), 121);
     assert_eq!(metric(&scrape, "fieldwatch_interviews_total", &[("form", "investigator")]), 84);
     let knowledge_n = knowledge["valid_n"].as_u64().expect("n");
@@ -141,7 +162,11 @@ async fn seed_scenario(r: &Running) {
     for cat in knowledge["distribution"].as_array().expect("dist") {
         let v = cat["value"].as_str().expect("value");
         assert_eq!(
-            metric(&scrape, "fieldwatch_answers_total", &[("item", "knowledge"), ("value", v), ("dimension", "all")]),
+            metric(
+                &scrape,
+                "fieldwatch_answers_total",
+                &[("item", "knowledge"), ("value", v), ("dimension", "all")]
+            ),
             cat["count"].as_u64().expect("count"),
             "knowledge = {v}"
         );

@@ -29,7 +29,12 @@ fn gauge(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus:
 /// Builds a registry holding the aggregator's results and progress as of now.
 pub fn snapshot(shared: &Shared) -> prometheus::Result<Registry> {
     let reg = Registry::new();
-    let interviews = counter(&reg, "fieldwatch_interviews_total", "Counted interviews by study and form.", &["study", "form"])?;
+    let interviews = counter(
+        &reg,
+        "fieldwatch_interviews_total",
+        "Counted interviews by study and form.",
+        &["study", "form"],
+    )?;
     let segments = counter(
         &reg,
         "fieldwatch_segment_interviews_total",
@@ -78,13 +83,39 @@ pub fn snapshot(shared: &Shared) -> prometheus::Result<Registry> {
         "Records read from the responses topic by outcome, since this process started.",
         &["outcome"],
     )?;
-    let lag = gauge(&reg, "fieldwatch_aggregator_lag_records", "Records between the next offset and the high watermark, per owned partition.", &["partition"])?;
-    let owned = gauge(&reg, "fieldwatch_aggregator_partitions_owned", "Partitions of the responses topic this instance owns.", &[])?;
-    let caught_up = gauge(&reg, "fieldwatch_aggregator_caught_up", "1 when every owned partition has been read up to its high watermark.", &[])?;
+    let lag = gauge(
+        &reg,
+        "fieldwatch_aggregator_lag_records",
+        "Records between the next offset and the high watermark, per owned partition.",
+        &["partition"],
+    )?;
+    let owned = gauge(
+        &reg,
+        "fieldwatch_aggregator_partitions_owned",
+        "Partitions of the responses topic this instance owns.",
+        &[],
+    )?;
+    let caught_up = gauge(
+        &reg,
+        "fieldwatch_aggregator_caught_up",
+        "1 when every owned partition has been read up to its high watermark.",
+        &[],
+    )?;
 
     for study in shared.catalog().studies() {
         let state = shared.merged(study.id());
-        export_study(study, &state, &interviews, &segments, &answers, &valid, &missing, &excluded, &flags, &dups);
+        export_study(
+            study,
+            &state,
+            &interviews,
+            &segments,
+            &answers,
+            &valid,
+            &missing,
+            &excluded,
+            &flags,
+            &dups,
+        );
     }
     let outcomes = shared.outcomes();
     for o in Outcome::ALL {
@@ -99,6 +130,9 @@ pub fn snapshot(shared: &Shared) -> prometheus::Result<Registry> {
     caught_up.with_label_values(&[] as &[&str]).set(i64::from(shared.caught_up()));
     Ok(reg)
 }
+
+/// (dimension, segment, `Some((dimension index, value index))` to select; `None` = everyone).
+type Group<'a> = (&'a str, &'a str, Option<(usize, usize)>);
 
 #[allow(clippy::too_many_arguments)]
 fn export_study(
@@ -144,13 +178,15 @@ fn export_study(
         if matches!(info.kind, KindDef::Text) {
             continue;
         }
-        let mut groups: Vec<(&str, &str, Box<dyn Fn(&[u16]) -> bool>)> = vec![("all", "all", Box::new(|_| true))];
+        // (dimension, segment, which dimension index must equal which value); None = overall.
+        let mut groups: Vec<Group<'_>> = vec![("all", "all", None)];
         for (di, d) in study.dims.iter().enumerate() {
             for v in 0..d.slots() {
-                groups.push((&d.name, d.value_name(v), Box::new(move |k: &[u16]| k.get(di).is_some_and(|&x| usize::from(x) == v))));
+                groups.push((&d.name, d.value_name(v), Some((di, v))));
             }
         }
-        for (dim, seg, pick) in &groups {
+        for (dim, seg, sel) in &groups {
+            let pick = |k: &[u16]| sel.is_none_or(|(di, v)| k.get(di).is_some_and(|&x| usize::from(x) == v));
             let mut n_valid = 0u64;
             let mut cats = vec![0u64; info.categories.len()];
             let mut any = false;

@@ -53,7 +53,10 @@ fn default_watermark_interval_ms() -> u64 {
 
 impl Default for AggregateConfig {
     fn default() -> Self {
-        AggregateConfig { group_id: default_group_id(), watermark_interval_ms: default_watermark_interval_ms() }
+        AggregateConfig {
+            group_id: default_group_id(),
+            watermark_interval_ms: default_watermark_interval_ms(),
+        }
     }
 }
 
@@ -240,8 +243,7 @@ impl Shared {
     /// Every owned partition has read up to its high watermark.
     pub fn caught_up(&self) -> bool {
         let g = self.lock();
-        g.assigned_once
-            && g.partitions.values().all(|p| p.high_watermark.is_some_and(|h| p.next_offset >= h))
+        g.assigned_once && g.partitions.values().all(|p| p.high_watermark.is_some_and(|h| p.next_offset >= h))
     }
 
     /// Per-partition progress.
@@ -249,7 +251,11 @@ impl Shared {
         self.lock()
             .partitions
             .iter()
-            .map(|(p, s)| PartitionStatus { partition: *p, next_offset: s.next_offset, high_watermark: s.high_watermark })
+            .map(|(p, s)| PartitionStatus {
+                partition: *p,
+                next_offset: s.next_offset,
+                high_watermark: s.high_watermark,
+            })
             .collect()
     }
 
@@ -327,7 +333,9 @@ pub async fn run(
                 let c = wm_consumer.clone();
                 let t = topic.clone();
                 // fetch_watermarks blocks; bounded by its own 2 s timeout.
-                let res = tokio::task::spawn_blocking(move || c.fetch_watermarks(&t, p, Duration::from_secs(2))).await;
+                let res =
+                    tokio::task::spawn_blocking(move || c.fetch_watermarks(&t, p, Duration::from_secs(2)))
+                        .await;
                 if let Ok(Ok((_, high))) = res {
                     wm_shared.set_high_watermark(p, high);
                 }

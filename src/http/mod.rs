@@ -157,7 +157,11 @@ struct TopQuery {
     by: Option<String>,
 }
 
-async fn study_toplines(State(s): State<AppState>, Path(study): Path<String>, Query(q): Query<TopQuery>) -> Response {
+async fn study_toplines(
+    State(s): State<AppState>,
+    Path(study): Path<String>,
+    Query(q): Query<TopQuery>,
+) -> Response {
     let Some(st) = s.catalog.get(&study) else {
         return api_error(StatusCode::NOT_FOUND, "no such study".into());
     };

@@ -206,11 +206,7 @@ struct Parser<'s> {
 
 impl Parser<'_> {
     fn err(&self, message: impl Into<String>) -> ParseError {
-        let column = self
-            .toks
-            .get(self.pos)
-            .map(|t| t.1)
-            .unwrap_or_else(|| self.src.chars().count());
+        let column = self.toks.get(self.pos).map(|t| t.1).unwrap_or_else(|| self.src.chars().count());
         ParseError { source_text: self.src.to_string(), message: message.into(), column }
     }
 
@@ -436,9 +432,7 @@ where
             ExprValue::Str(s) => Scalar::Str(s),
             ExprValue::None | ExprValue::Missing | ExprValue::Set(_) => Scalar::None,
         },
-        Operand::Answered(r) => {
-            Scalar::Bool(!matches!(value(r.index), ExprValue::None | ExprValue::Missing))
-        }
+        Operand::Answered(r) => Scalar::Bool(!matches!(value(r.index), ExprValue::None | ExprValue::Missing)),
         Operand::Missing(r) => Scalar::Bool(matches!(value(r.index), ExprValue::Missing)),
         Operand::Selected(r, code) => match value(r.index) {
             ExprValue::Set(picks) => Scalar::Bool(picks.iter().any(|p| p == code)),
@@ -510,7 +504,7 @@ mod tests {
 
     #[test]
     fn syntax_errors_give_a_column() {
-        let e = Expr::parse("q1 == ").unwrap_err();
+        let e = Expr::parse("q1 == ").expect_err("incomplete");
         assert_eq!(e.column, 6);
         assert!(Expr::parse("q1 = 2").is_err());
         assert!(Expr::parse("(q1 > 2").is_err());

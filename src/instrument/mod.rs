@@ -15,9 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use expr::{Expr, ExprValue};
-pub use model::{
-    DimensionSource, Direction, KindDef, MissingKind, OptionDef, ReportingDef, StudyDef,
-};
+pub use model::{DimensionSource, Direction, KindDef, MissingKind, OptionDef, ReportingDef, StudyDef};
 
 /// The seed study, built in as the demo.
 pub const DEMO_STUDY_YAML: &str = include_str!("../../config/instruments/le-trafficking.yaml");
@@ -221,10 +219,7 @@ impl Study {
     /// returned with its line.
     pub fn from_yaml(src: &str) -> Result<Study, Vec<Problem>> {
         let def: StudyDef = serde_yaml::from_str(src).map_err(|e| {
-            vec![Problem {
-                line: e.location().map(|l| l.line()).unwrap_or(0),
-                message: e.to_string(),
-            }]
+            vec![Problem { line: e.location().map(|l| l.line()).unwrap_or(0), message: e.to_string() }]
         })?;
         let lines = IdLines::scan(src, &def);
         compile(def, &lines)
@@ -265,11 +260,7 @@ impl IdLines {
             }
             items.push(its);
         }
-        let dims = src
-            .lines()
-            .position(|l| l.starts_with("dimensions:"))
-            .map(|n| n + 1)
-            .unwrap_or(0);
+        let dims = src.lines().position(|l| l.starts_with("dimensions:")).map(|n| n + 1).unwrap_or(0);
         IdLines { forms, items, dims }
     }
 }
@@ -296,12 +287,10 @@ fn incompatibility(a: &KindDef, b: &KindDef) -> Option<String> {
         (
             KindDef::Scale { min: a0, max: a1, direction: ad, .. },
             KindDef::Scale { min: b0, max: b1, direction: bd, .. },
-        ) if (a0, a1, ad) != (b0, b1, bd) => Some(format!(
-            "scale {b0}..{b1} ({bd:?}) here but {a0}..{a1} ({ad:?}) on another form"
-        )),
-        (KindDef::MultiSelect { ranked: ar, .. }, KindDef::MultiSelect { ranked: br, .. })
-            if ar != br =>
-        {
+        ) if (a0, a1, ad) != (b0, b1, bd) => {
+            Some(format!("scale {b0}..{b1} ({bd:?}) here but {a0}..{a1} ({ad:?}) on another form"))
+        }
+        (KindDef::MultiSelect { ranked: ar, .. }, KindDef::MultiSelect { ranked: br, .. }) if ar != br => {
             Some("ranked on one form but not on another".into())
         }
         _ => None,
@@ -327,10 +316,13 @@ fn compile(def: StudyDef, lines: &IdLines) -> Result<Study, Vec<Problem>> {
         let mut value_index = HashMap::new();
         for (i, v) in d.values.iter().enumerate() {
             if !is_label_safe(&v.code) || v.code == "other" || v.code == "unknown" {
-                p(lines.dims, format!(
-                    "dimension `{}` value `{}` must be lowercase letters, digits, `_` or `-` and not `other` or `unknown`",
-                    d.name, v.code
-                ));
+                p(
+                    lines.dims,
+                    format!(
+                        "dimension `{}` value `{}` must be lowercase letters, digits, `_` or `-` and not `other` or `unknown`",
+                        d.name, v.code
+                    ),
+                );
             }
             if value_index.insert(v.code.clone(), i).is_some() {
                 p(lines.dims, format!("dimension `{}` lists value `{}` twice", d.name, v.code));
@@ -374,7 +366,9 @@ fn compile(def: StudyDef, lines: &IdLines) -> Result<Study, Vec<Problem>> {
                 ),
                 Some(di) => match dims[di].value_index.get(dval) {
                     Some(&vi) => fixed_segments.push((di, vi)),
-                    None => p(fline, format!("form `{}`: `{dval}` is not a value of dimension `{dname}`", f.id)),
+                    None => {
+                        p(fline, format!("form `{}`: `{dval}` is not a value of dimension `{dname}`", f.id))
+                    }
                 },
             }
         }
@@ -396,7 +390,10 @@ fn compile(def: StudyDef, lines: &IdLines) -> Result<Study, Vec<Problem>> {
                 p(line, format!("form `{}`: item id `{}` is used twice", f.id, it.id));
             }
             if let Some(other) = seen_codes.insert(&it.code, &it.id) {
-                p(line, format!("form `{}`: code `{}` is used by both `{other}` and `{}`", f.id, it.code, it.id));
+                p(
+                    line,
+                    format!("form `{}`: code `{}` is used by both `{other}` and `{}`", f.id, it.code, it.id),
+                );
             }
             if !is_label_safe(&it.code) {
                 p(line, format!("item code `{}` must be lowercase letters, digits, `_` or `-`", it.code));
@@ -427,13 +424,7 @@ fn compile(def: StudyDef, lines: &IdLines) -> Result<Study, Vec<Problem>> {
                     codes.len() - 1
                 }
             };
-            let categories = it
-                .kind
-                .categories()
-                .into_iter()
-                .enumerate()
-                .map(|(i, (v, _))| (v, i))
-                .collect();
+            let categories = it.kind.categories().into_iter().enumerate().map(|(i, (v, _))| (v, i)).collect();
             items.push(Item {
                 id: it.id.clone(),
                 code,
@@ -458,7 +449,10 @@ fn compile(def: StudyDef, lines: &IdLines) -> Result<Study, Vec<Problem>> {
                             Some(&i) => r.index = i,
                             None => {
                                 ok = false;
-                                p(line, format!("item `{}`: condition refers to unknown item `{}`", it.id, r.id));
+                                p(
+                                    line,
+                                    format!("item `{}`: condition refers to unknown item `{}`", it.id, r.id),
+                                );
                             }
                         }
                     }
@@ -470,11 +464,10 @@ fn compile(def: StudyDef, lines: &IdLines) -> Result<Study, Vec<Problem>> {
         }
         for cycle in find_cycles(&items) {
             let ids: Vec<&str> = cycle.iter().map(|&i| items[i].id.as_str()).collect();
-            p(lines.items[fi][cycle[0]], format!(
-                "form `{}`: relevance conditions form a cycle: {}",
-                f.id,
-                ids.join(" -> ")
-            ));
+            p(
+                lines.items[fi][cycle[0]],
+                format!("form `{}`: relevance conditions form a cycle: {}", f.id, ids.join(" -> ")),
+            );
         }
         forms.push(Form { id: f.id.clone(), title: f.title.clone(), items, fixed_segments, item_index });
     }
@@ -518,7 +511,13 @@ fn lint_kind(kind: &KindDef, id: &str, line: usize, p: &mut impl FnMut(usize, St
             let mut seen = std::collections::HashSet::new();
             for o in options {
                 if !is_label_safe(&o.code) {
-                    p(line, format!("item `{id}`: option code `{}` must be lowercase letters, digits, `_` or `-`", o.code));
+                    p(
+                        line,
+                        format!(
+                            "item `{id}`: option code `{}` must be lowercase letters, digits, `_` or `-`",
+                            o.code
+                        ),
+                    );
                 }
                 if !seen.insert(&o.code) {
                     p(line, format!("item `{id}`: option `{}` is listed twice", o.code));
@@ -541,14 +540,18 @@ fn lint_kind(kind: &KindDef, id: &str, line: usize, p: &mut impl FnMut(usize, St
 /// Cycles in the relevance graph (item -> items its condition reads), each
 /// reported once, starting at its first item.
 fn find_cycles(items: &[Item]) -> Vec<Vec<usize>> {
-    let edges: Vec<Vec<usize>> = items
-        .iter()
-        .map(|i| i.relevant.as_ref().map(|e| e.item_indexes()).unwrap_or_default())
-        .collect();
+    let edges: Vec<Vec<usize>> =
+        items.iter().map(|i| i.relevant.as_ref().map(|e| e.item_indexes()).unwrap_or_default()).collect();
     // 0 = unvisited, 1 = on stack, 2 = done
     let mut state = vec![0u8; items.len()];
     let mut cycles = Vec::new();
-    fn dfs(n: usize, edges: &[Vec<usize>], state: &mut [u8], stack: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
+    fn dfs(
+        n: usize,
+        edges: &[Vec<usize>],
+        state: &mut [u8],
+        stack: &mut Vec<usize>,
+        out: &mut Vec<Vec<usize>>,
+    ) {
         state[n] = 1;
         stack.push(n);
         for &m in &edges[n] {
@@ -697,7 +700,7 @@ forms:
     #[test]
     fn problems_carry_the_line_of_their_item() {
         let broken = SMALL.replace("relevant: q1 >= 3", "relevant: q9 >= 3");
-        let problems = Study::from_yaml(&broken).unwrap_err();
+        let problems = Study::from_yaml(&broken).expect_err("broken");
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].message.contains("unknown item `q9`"));
         let line = broken.lines().position(|l| l.contains("id: q2")).expect("q2") + 1;
@@ -715,16 +718,19 @@ forms:
             "      - id: q7\n        code: know\n        kind: scale\n        min: 1\n        max: 5\n        labels: {1: Not, 5: Very}",
             "      - id: q7\n        code: know\n        kind: yes_no",
         );
-        let problems = Study::from_yaml(&yes_no).unwrap_err();
+        let problems = Study::from_yaml(&yes_no).expect_err("incompatible");
         assert!(problems[0].message.contains("kind `yes_no` here but `scale`"), "{problems:?}");
     }
 
     #[test]
     fn cycles_duplicates_and_unlabelled_scales_are_reported() {
         let broken = SMALL
-            .replace("labels: {1: Not, 5: Very}\n      - id: q2", "labels: {}\n        relevant: answered(q2)\n      - id: q2")
+            .replace(
+                "labels: {1: Not, 5: Very}\n      - id: q2",
+                "labels: {}\n        relevant: answered(q2)\n      - id: q2",
+            )
             .replace("id: q7", "id: q1");
-        let problems = Study::from_yaml(&broken).unwrap_err();
+        let problems = Study::from_yaml(&broken).expect_err("broken");
         let all: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
         assert!(all.iter().any(|m| m.contains("no labels")), "{all:?}");
         assert!(all.iter().any(|m| m.contains("cycle")), "{all:?}");

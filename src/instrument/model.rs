@@ -398,9 +398,9 @@ impl KindDef {
     /// scale points, option codes, yes/no. Empty for counts, numbers and text.
     pub fn categories(&self) -> Vec<(String, String)> {
         match self {
-            KindDef::Scale { min, max, labels, .. } => (*min..=*max)
-                .map(|p| (p.to_string(), labels.get(&p).cloned().unwrap_or_default()))
-                .collect(),
+            KindDef::Scale { min, max, labels, .. } => {
+                (*min..=*max).map(|p| (p.to_string(), labels.get(&p).cloned().unwrap_or_default())).collect()
+            }
             KindDef::YesNo => vec![("yes".into(), "Yes".into()), ("no".into(), "No".into())],
             KindDef::YesNoNa => vec![
                 ("yes".into(), "Yes".into()),

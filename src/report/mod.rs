@@ -105,7 +105,12 @@ pub struct ReportJson<'a> {
 }
 
 /// Runs the report: tallies the input and returns toplines.
-pub fn run(study: &Study, input: impl BufRead, by: Option<&str>, limits: &Limits) -> Result<(Tally, Toplines), ReportError> {
+pub fn run(
+    study: &Study,
+    input: impl BufRead,
+    by: Option<&str>,
+    limits: &Limits,
+) -> Result<(Tally, Toplines), ReportError> {
     let tally = tally(study, input, limits)?;
     let top = toplines(study, &tally.state, by)?;
     Ok((tally, top))

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_128;
 
-pub use toplines::{toplines, Toplines};
+pub use toplines::{Toplines, toplines};
 
 use crate::instrument::{KindDef, Study};
 use crate::quality::{Check, Checked, Missing, Status};
@@ -176,7 +176,8 @@ impl StudyState {
                         Value::Int(x) => {
                             counts.sum += *x as f64;
                             if let KindDef::Scale { min, .. } = info.kind
-                                && let Some(slot) = usize::try_from(x - min).ok().and_then(|s| counts.categories.get_mut(s))
+                                && let Some(slot) =
+                                    usize::try_from(x - min).ok().and_then(|s| counts.categories.get_mut(s))
                             {
                                 *slot += 1;
                             }

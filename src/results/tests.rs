@@ -185,7 +185,7 @@ proptest! {
     ) {
         let s = study();
         let mut whole = StudyState::new();
-        let mut parts = vec![StudyState::new(), StudyState::new(), StudyState::new(), StudyState::new()];
+        let mut parts = [StudyState::new(), StudyState::new(), StudyState::new(), StudyState::new()];
         for ((form, ans), region, resp, retry) in &records {
             let form = if *form == 0 { "fa" } else { "fb" };
             let region = ["west", "east", "north"][*region as usize];

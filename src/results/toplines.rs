@@ -154,7 +154,13 @@ pub fn toplines(study: &Study, state: &StudyState, by: Option<&str>) -> Result<T
     })
 }
 
-fn group(study: &Study, state: &StudyState, segment: String, label: String, pick: impl Fn(&[u16]) -> bool) -> Group {
+fn group(
+    study: &Study,
+    state: &StudyState,
+    segment: String,
+    label: String,
+    pick: impl Fn(&[u16]) -> bool,
+) -> Group {
     let mut sum: Vec<ItemCounts> = vec![ItemCounts::default(); study.codes.len()];
     let mut by_form = vec![0u64; study.forms.len()];
     for (key, cell) in &state.cells {
@@ -240,7 +246,11 @@ fn item_topline(info: &crate::instrument::CodeInfo, c: &ItemCounts, min_n: u64) 
                 Direction::Ascending => (bottom, top),
                 Direction::Descending => (top, bottom),
             };
-            Some(Boxes { low: share(low, c.valid), middle: share(middle, c.valid), high: share(high, c.valid) })
+            Some(Boxes {
+                low: share(low, c.valid),
+                middle: share(middle, c.valid),
+                high: share(high, c.valid),
+            })
         }
         _ => None,
     };
@@ -265,7 +275,11 @@ impl Toplines {
         let mut out = String::new();
         let pct = |s: f64| format!("{:.0}%", s * 100.0);
         for g in &self.groups {
-            let _ = writeln!(out, "== {} / {} ({}) — {} interviews", self.study, g.segment, g.label, g.interviews);
+            let _ = writeln!(
+                out,
+                "== {} / {} ({}) — {} interviews",
+                self.study, g.segment, g.label, g.interviews
+            );
             for it in &g.items {
                 let _ = write!(out, "{:<40} n={:<5}", it.code, it.valid_n);
                 if it.suppressed {
@@ -284,7 +298,8 @@ impl Toplines {
                     }
                 }
                 let ms = it.missing;
-                let missing = ms.nonresponse + ms.blank + ms.skipped + ms.dont_know + ms.refused + ms.not_applicable;
+                let missing =
+                    ms.nonresponse + ms.blank + ms.skipped + ms.dont_know + ms.refused + ms.not_applicable;
                 if missing > 0 {
                     let _ = write!(
                         out,

@@ -358,12 +358,9 @@ pub fn validate_in(study: &Study, sub: &Submission, limits: &Limits) -> Result<R
         .iter()
         .enumerate()
         .map(|(di, d)| match d.source {
-            crate::instrument::DimensionSource::Form => form
-                .fixed_segments
-                .iter()
-                .find(|(x, _)| *x == di)
-                .map(|(_, val)| *val)
-                .unwrap_or(d.unknown()),
+            crate::instrument::DimensionSource::Form => {
+                form.fixed_segments.iter().find(|(x, _)| *x == di).map(|(_, val)| *val).unwrap_or(d.unknown())
+            }
             crate::instrument::DimensionSource::Attribute => {
                 d.value_of(sub.attributes.get(&d.name).map(String::as_str))
             }
@@ -389,7 +386,11 @@ fn times(sub: &Submission, v: &mut Vec<Violation>) -> (Option<Time>, Option<Time
         match chrono::DateTime::parse_from_rfc3339(s) {
             Ok(t) => Some(t),
             Err(_) => {
-                v.push(Violation::new(field, Rule::BadTimestamp, format!("{field} must be an RFC 3339 timestamp")));
+                v.push(Violation::new(
+                    field,
+                    Rule::BadTimestamp,
+                    format!("{field} must be an RFC 3339 timestamp"),
+                ));
                 None
             }
         }
@@ -399,7 +400,11 @@ fn times(sub: &Submission, v: &mut Vec<Violation>) -> (Option<Time>, Option<Time
     if let (Some(s), Some(c)) = (started, completed)
         && c < s
     {
-        v.push(Violation::new("completed_at", Rule::CompletedBeforeStarted, "completed_at is before started_at"));
+        v.push(Violation::new(
+            "completed_at",
+            Rule::CompletedBeforeStarted,
+            "completed_at is before started_at",
+        ));
     }
     (started, completed)
 }
@@ -571,7 +576,10 @@ forms:
         assert!(got.contains(&("submission_id".into(), Rule::Required)));
         assert!(got.contains(&("form".into(), Rule::UnknownForm)));
         s.study = "nope".into();
-        assert!(rules(validate(&catalog(), &s, &Limits::default())).contains(&("study".into(), Rule::UnknownStudy)));
+        assert!(
+            rules(validate(&catalog(), &s, &Limits::default()))
+                .contains(&("study".into(), Rule::UnknownStudy))
+        );
     }
 
     #[test]
@@ -584,7 +592,10 @@ forms:
             vec![("completed_at".into(), Rule::CompletedBeforeStarted)]
         );
         s.completed_at = Some("yesterday".into());
-        assert_eq!(rules(validate(&catalog(), &s, &Limits::default())), vec![("completed_at".into(), Rule::BadTimestamp)]);
+        assert_eq!(
+            rules(validate(&catalog(), &s, &Limits::default())),
+            vec![("completed_at".into(), Rule::BadTimestamp)]
+        );
         s.completed_at = Some("2024-01-01T10:30:00+00:00".into());
         assert_eq!(validate(&catalog(), &s, &Limits::default()).map(|r| r.duration_secs), Ok(Some(1800)));
     }
@@ -596,7 +607,10 @@ forms:
             rules(validate(&catalog(), &sub(r#"{"q1":1,"q2":"x","q5":"y"}"#), &limits)),
             vec![("answers".into(), Rule::TooMany)]
         );
-        assert_eq!(rules(validate(&catalog(), &sub(r#"{"q5":"long"}"#), &limits)), vec![("answers.q5".into(), Rule::TooLong)]);
+        assert_eq!(
+            rules(validate(&catalog(), &sub(r#"{"q5":"long"}"#), &limits)),
+            vec![("answers.q5".into(), Rule::TooLong)]
+        );
     }
 
     #[test]
@@ -632,7 +646,9 @@ mod props {
             Just(serde_json::Value::Null),
             any::<bool>().prop_map(serde_json::Value::from),
             any::<i64>().prop_map(serde_json::Value::from),
-            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map(serde_json::Value::Number).unwrap_or_default()),
+            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f)
+                .map(serde_json::Value::Number)
+                .unwrap_or_default()),
             "[a-z]{0,3}|\\PC{0,12}".prop_map(serde_json::Value::from),
         ];
         leaf.prop_recursive(3, 24, 4, |inner| {
@@ -664,15 +680,15 @@ mod props {
                 "started_at": started, "completed_at": completed,
                 "attributes": {"region": region}, "answers": answers,
             });
-            if let Ok(sub) = serde_json::from_value::<Submission>(doc) {
-                if let Ok(rec) = validate(&catalog, &sub, &Limits::default()) {
-                    let study = catalog.get("le-trafficking").expect("demo");
-                    let checked = check(study, &rec);
-                    prop_assert_eq!(checked.status.len(), study.forms[rec.form].items.len());
-                    let mut state = crate::results::StudyState::new();
-                    state.apply(study, &rec, &checked);
-                    prop_assert!(crate::results::toplines(study, &state, Some("position")).is_ok());
-                }
+            if let Ok(sub) = serde_json::from_value::<Submission>(doc)
+                && let Ok(rec) = validate(&catalog, &sub, &Limits::default())
+            {
+                let study = catalog.get("le-trafficking").expect("demo");
+                let checked = check(study, &rec);
+                prop_assert_eq!(checked.status.len(), study.forms[rec.form].items.len());
+                let mut state = crate::results::StudyState::new();
+                state.apply(study, &rec, &checked);
+                prop_assert!(crate::results::toplines(study, &state, Some("position")).is_ok());
             }
         }
     }
