@@ -21,7 +21,12 @@ fn path(rel: &str) -> PathBuf {
 }
 
 async fn start(dir: &std::path::Path) -> Running {
+    start_on(dir, "127.0.0.1:0").await
+}
+
+async fn start_on(dir: &std::path::Path, broker: &str) -> Running {
     let mut config = Config { data_dir: dir.to_path_buf(), ..Config::default() };
+    config.broker.listen = broker.parse().expect("addr");
     config.ingest.listen = "127.0.0.1:0".parse().expect("addr");
     config.http.listen = "127.0.0.1:0".parse().expect("addr");
     config.kafka.partitions = 4;
@@ -222,6 +227,51 @@ async fn seed_interviews_over_grpc_give_the_published_toplines_live_and_in_metri
     let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(seed_scenario(&r))).await;
     r.shutdown(Duration::from_secs(30)).await.expect("clean shutdown");
     if let Err(p) = outcome {
+        std::panic::resume_unwind(p);
+    }
+}
+
+async fn submit_seed(r: &Running) -> submit::SubmitSummary {
+    let file = std::fs::File::open(path("tests/data/seed-121.jsonl")).expect("dataset");
+    submit::run(BufReader::new(file), &opts(r), &mut Vec::new()).await.expect("submit runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restart_restores_partition_state_and_still_recognises_retries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = start(dir.path()).await;
+    let broker = r.bootstrap.clone();
+    let first = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async {
+        assert_eq!(submit_seed(&r).await.accepted, 121);
+        wait_for(&r, 121).await
+    }))
+    .await;
+    r.shutdown(Duration::from_secs(30)).await.expect("clean shutdown");
+    let before = first.unwrap_or_else(|p| std::panic::resume_unwind(p));
+
+    // Same data dir and broker port: the snapshots written at shutdown are restored.
+    let r = start_on(dir.path(), &broker).await;
+    let second = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async {
+        let after = wait_for(&r, 121).await;
+        assert_eq!(after["groups"], before["groups"], "restored toplines equal the ones before the restart");
+        let (_, restored) = r.aggregator.as_ref().expect("aggregator").snapshot_counts();
+        assert!(restored > 0, "partitions were restored from snapshots, not replayed");
+        // Retries sent after the restart are still recognised.
+        assert_eq!(submit_seed(&r).await.accepted, 121);
+        let url = format!("http://{}/api/v1/studies/{DEMO_STUDY_ID}/toplines", r.http_addr);
+        for _ in 0..600 {
+            let v = get_json(&url).await;
+            if v["retries"] == 121 && v["caught_up"] == true {
+                assert_eq!(v["groups"][0]["interviews"], 121);
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("retries after the restart were not recognised");
+    }))
+    .await;
+    r.shutdown(Duration::from_secs(30)).await.expect("clean shutdown");
+    if let Err(p) = second {
         std::panic::resume_unwind(p);
     }
 }

@@ -2,31 +2,37 @@
 //! each record into results with the pure core (decode → validate → check →
 //! apply) and keeps one state per partition it owns.
 //!
-//! Exactness: a partition's state is a function of the partition's records.
-//! When a partition is assigned, its state starts empty and the consumer
-//! reads it from its first offset (no offsets are committed, so
-//! `auto.offset.reset=earliest` applies on every assignment); a record is
-//! applied only if its offset is the partition's next offset, so a record is
-//! never applied twice, and the next offset is `offset + 1` of the last
-//! applied record. When a partition is revoked its state is dropped at once,
-//! so what an instance exports is the sum over the partitions it owns now and
-//! the sum over instances is the study total. Readiness: every owned
-//! partition's next offset has reached the high watermark read after it was
-//! assigned.
+//! Exactness: a partition's state is a function of the partition's records
+//! up to its next offset. Every `snapshot_interval_ms`, on revoke and at
+//! shutdown, each changed partition's state is written with its next offset
+//! to the state topic ([`snapshot`]) and only after that write is
+//! acknowledged is the next offset committed to the group. When a partition
+//! is assigned, the new owner restores the newest snapshot in the rebalance
+//! callback, before the partition counts (or starts empty at offset 0 when
+//! there is none). A record is applied only at the partition's next offset:
+//! one below was applied already (skipped), one above means the consumer
+//! position and the state disagree (the consumer seeks back to the next
+//! offset). So a record is applied exactly once whatever restarts, and the
+//! next offset is always `offset + 1` of the last applied record. A revoked
+//! partition's state is dropped at once, so what an instance exports is the
+//! sum over the partitions it owns now and the sum over instances is the
+//! study total. Readiness: every owned partition's next offset has reached
+//! the high watermark read after it was assigned.
 
 pub mod metrics;
+pub mod snapshot;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use prost::Message as _;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::{ClientContext, Message};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use crate::instrument::Catalog;
-use crate::kafka::{KafkaConfig, consumer_config};
+use crate::kafka::{KafkaConfig, consumer_config, producer_config};
 use crate::proto::v1;
 use crate::quality::check;
 use crate::results::StudyState;
@@ -42,6 +48,15 @@ pub struct AggregateConfig {
     /// How often high watermarks (for lag and readiness) are read, in ms.
     #[serde(default = "default_watermark_interval_ms")]
     pub watermark_interval_ms: u64,
+    /// How often changed partitions are snapshotted to the state topic (and
+    /// their offsets committed), in ms. Bounds the records a restarted
+    /// instance reads again.
+    #[serde(default = "default_snapshot_interval_ms")]
+    pub snapshot_interval_ms: u64,
+    /// Consumer group session timeout, in ms: how long a crashed instance
+    /// keeps its partitions before the group gives them to others.
+    #[serde(default = "default_session_timeout_ms")]
+    pub session_timeout_ms: u64,
 }
 
 fn default_group_id() -> String {
@@ -50,12 +65,20 @@ fn default_group_id() -> String {
 fn default_watermark_interval_ms() -> u64 {
     500
 }
+fn default_snapshot_interval_ms() -> u64 {
+    5_000
+}
+fn default_session_timeout_ms() -> u64 {
+    10_000
+}
 
 impl Default for AggregateConfig {
     fn default() -> Self {
         AggregateConfig {
             group_id: default_group_id(),
             watermark_interval_ms: default_watermark_interval_ms(),
+            snapshot_interval_ms: default_snapshot_interval_ms(),
+            session_timeout_ms: default_session_timeout_ms(),
         }
     }
 }
@@ -66,6 +89,9 @@ pub enum AggregateError {
     /// The consumer could not be created or subscribed.
     #[error("kafka consumer")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// The snapshot store could not be set up.
+    #[error("snapshot store")]
+    Snapshot(#[from] snapshot::SnapshotError),
 }
 
 /// What happened to one record; a metric label.
@@ -87,11 +113,13 @@ pub enum Outcome {
     Redelivered,
     /// A record of a partition this instance does not own (in flight during a rebalance).
     NotOwned,
+    /// A record past the next offset: not applied; the consumer seeks back.
+    Gap,
 }
 
 impl Outcome {
     /// Every outcome, for pre-registering metric label values.
-    pub const ALL: [Outcome; 8] = [
+    pub const ALL: [Outcome; 9] = [
         Outcome::Applied,
         Outcome::Retry,
         Outcome::DuplicateRespondent,
@@ -100,6 +128,7 @@ impl Outcome {
         Outcome::UnknownStudy,
         Outcome::Redelivered,
         Outcome::NotOwned,
+        Outcome::Gap,
     ];
 
     /// Stable snake_case name.
@@ -113,6 +142,7 @@ impl Outcome {
             Outcome::UnknownStudy => "unknown_study",
             Outcome::Redelivered => "redelivered",
             Outcome::NotOwned => "not_owned",
+            Outcome::Gap => "gap",
         }
     }
 }
@@ -126,6 +156,11 @@ pub struct PartitionState {
     pub high_watermark: Option<i64>,
     /// Results per study id.
     pub studies: HashMap<String, StudyState>,
+    /// `next_offset` as of the last snapshot written or restored.
+    pub snapshot_offset: i64,
+    /// The offset a seek back was last requested to, so a real gap in the
+    /// log (a deleted or compacted range) is accepted after one try.
+    seek_tried: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -133,6 +168,8 @@ struct Inner {
     partitions: BTreeMap<i32, PartitionState>,
     assigned_once: bool,
     outcomes: HashMap<Outcome, u64>,
+    snapshots_written: u64,
+    snapshots_restored: u64,
 }
 
 /// State shared between the consumer loop, the rebalance callbacks and the
@@ -140,6 +177,8 @@ struct Inner {
 #[derive(Debug)]
 pub struct Shared {
     catalog: Arc<Catalog>,
+    /// Fingerprint of the loaded instruments; snapshots of other instruments are not restored.
+    fingerprint: u64,
     limits: Limits,
     inner: Mutex<Inner>,
 }
@@ -158,7 +197,10 @@ pub struct PartitionStatus {
 impl Shared {
     /// Shared state for a catalog.
     pub fn new(catalog: Arc<Catalog>, limits: Limits) -> Arc<Shared> {
-        Arc::new(Shared { catalog, limits, inner: Mutex::new(Inner::default()) })
+        let defs: Vec<String> =
+            catalog.studies().map(|s| serde_json::to_string(&s.def).unwrap_or_default()).collect();
+        let fingerprint = xxhash_rust::xxh3::xxh3_64(defs.join("\n").as_bytes());
+        Arc::new(Shared { catalog, fingerprint, limits, inner: Mutex::new(Inner::default()) })
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -173,12 +215,27 @@ impl Shared {
         &self.catalog
     }
 
-    fn assign(&self, partitions: &[i32]) {
+    /// Takes ownership of a partition with a restored snapshot (or empty).
+    fn assign(&self, partition: i32, restored: Option<snapshot::Snapshot>) {
         let mut g = self.lock();
         g.assigned_once = true;
-        for p in partitions {
-            g.partitions.insert(*p, PartitionState::default());
-        }
+        let state = match restored {
+            Some(s) if s.catalog == self.fingerprint => {
+                g.snapshots_restored += 1;
+                PartitionState {
+                    next_offset: s.next_offset,
+                    snapshot_offset: s.next_offset,
+                    studies: s.studies.into_iter().collect(),
+                    ..PartitionState::default()
+                }
+            }
+            Some(_) => {
+                tracing::warn!(partition, "snapshot was made with other instruments; replaying the partition");
+                PartitionState::default()
+            }
+            None => PartitionState::default(),
+        };
+        g.partitions.insert(partition, state);
     }
 
     fn revoke(&self, partitions: &[i32]) {
@@ -186,6 +243,42 @@ impl Shared {
         for p in partitions {
             g.partitions.remove(p);
         }
+    }
+
+    /// Snapshots of the owned partitions (all, or only those changed since
+    /// their last snapshot).
+    fn snapshots(&self, only_changed: bool, which: Option<&[i32]>) -> Vec<snapshot::Snapshot> {
+        let g = self.lock();
+        g.partitions
+            .iter()
+            .filter(|(p, s)| which.is_none_or(|w| w.contains(p)) && (!only_changed || s.next_offset != s.snapshot_offset))
+            .map(|(p, s)| snapshot::Snapshot {
+                version: snapshot::FORMAT_VERSION,
+                catalog: self.fingerprint,
+                partition: *p,
+                next_offset: s.next_offset,
+                studies: s.studies.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            })
+            .collect()
+    }
+
+    fn snapshot_written(&self, partition: i32, next_offset: i64) {
+        let mut g = self.lock();
+        g.snapshots_written += 1;
+        if let Some(p) = g.partitions.get_mut(&partition) {
+            p.snapshot_offset = next_offset;
+        }
+    }
+
+    /// Snapshots written and restored since start.
+    pub fn snapshot_counts(&self) -> (u64, u64) {
+        let g = self.lock();
+        (g.snapshots_written, g.snapshots_restored)
+    }
+
+    /// The next offset of an owned partition.
+    pub fn next_offset(&self, partition: i32) -> Option<i64> {
+        self.lock().partitions.get(&partition).map(|p| p.next_offset)
     }
 
     /// Applies the record at `offset` of `partition`.
@@ -206,6 +299,10 @@ impl Shared {
         };
         if offset < ps.next_offset {
             return Outcome::Redelivered;
+        }
+        if offset > ps.next_offset && ps.seek_tried != Some(ps.next_offset) {
+            ps.seek_tried = Some(ps.next_offset);
+            return Outcome::Gap;
         }
         // next offset = last applied + 1, whatever the record's fate below:
         // a record that cannot be used must not be read again either.
@@ -276,6 +373,52 @@ impl Shared {
 /// empty after an assignment.
 struct Ctx {
     shared: Arc<Shared>,
+    store: Arc<snapshot::Store>,
+    topic: String,
+}
+
+impl Ctx {
+    /// Writes snapshots of `partitions` and commits their next offsets,
+    /// blocking (rebalance callback). A failure leaves the committed offsets
+    /// where they were: the next owner reads more records again.
+    fn save_and_commit(&self, consumer: &BaseConsumer<Self>, partitions: &[i32]) {
+        let tpl = futures::executor::block_on(save_snapshots(&self.shared, &self.store, &self.topic, false, Some(partitions)));
+        if tpl.count() > 0
+            && let Err(e) = consumer.commit(&tpl, CommitMode::Sync)
+        {
+            tracing::warn!(error = %e, "offset commit failed");
+        }
+    }
+}
+
+/// Writes snapshots of the owned partitions (those in `which`, or all; only
+/// the changed ones if `only_changed`) and returns the offsets to commit:
+/// for each saved partition its next offset (= last applied + 1), stored
+/// only once its state is saved.
+async fn save_snapshots(
+    shared: &Shared,
+    store: &snapshot::Store,
+    topic: &str,
+    only_changed: bool,
+    which: Option<&[i32]>,
+) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for s in shared.snapshots(only_changed, which) {
+        match store.save(&s, snapshot_id()).await {
+            Ok(_) => {
+                shared.snapshot_written(s.partition, s.next_offset);
+                let _ = tpl.add_partition_offset(topic, s.partition, Offset::Offset(s.next_offset));
+            }
+            Err(e) => tracing::warn!(partition = s.partition, error = %e, "snapshot failed"),
+        }
+    }
+    tpl
+}
+
+/// A snapshot id unique enough to tell interleaved writers apart.
+fn snapshot_id() -> u64 {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    xxhash_rust::xxh3::xxh3_64(&[t.to_le_bytes().as_slice(), &std::process::id().to_le_bytes()].concat())
 }
 
 impl ClientContext for Ctx {}
@@ -285,10 +428,11 @@ fn partitions_of(tpl: &rdkafka::TopicPartitionList) -> Vec<i32> {
 }
 
 impl ConsumerContext for Ctx {
-    fn pre_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(&self, c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             let ps = partitions_of(tpl);
-            tracing::info!(partitions = ?ps, "partitions revoked");
+            tracing::info!(partitions = ?ps, "partitions revoked; saving their state");
+            self.save_and_commit(c, &ps);
             self.shared.revoke(&ps);
         }
     }
@@ -297,8 +441,15 @@ impl ConsumerContext for Ctx {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 let ps = partitions_of(tpl);
-                tracing::info!(partitions = ?ps, "partitions assigned");
-                self.shared.assign(&ps);
+                tracing::info!(partitions = ?ps, "partitions assigned; restoring their state");
+                for p in ps {
+                    // Restored before any record of the partition is applied.
+                    let restored = self.store.load_blocking(p).unwrap_or_else(|e| {
+                        tracing::warn!(partition = p, error = %e, "snapshot restore failed; replaying");
+                        None
+                    });
+                    self.shared.assign(p, restored);
+                }
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
             Rebalance::Revoke(_) => {}
@@ -314,10 +465,16 @@ pub async fn run(
     shared: Arc<Shared>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AggregateError> {
-    let consumer: Arc<StreamConsumer<Ctx>> = Arc::new(
-        consumer_config(kafka, bootstrap, &config.group_id)
-            .create_with_context(Ctx { shared: shared.clone() })?,
-    );
+    let store = Arc::new(snapshot::Store::new(
+        kafka.state_topic.clone(),
+        &producer_config(kafka, bootstrap),
+        &consumer_config(kafka, bootstrap, &format!("{}-snapshot-reader", config.group_id)),
+        kafka.admin_timeout(),
+    )?);
+    let mut consumer_cfg = consumer_config(kafka, bootstrap, &config.group_id);
+    consumer_cfg.set("session.timeout.ms", config.session_timeout_ms.to_string());
+    let ctx = Ctx { shared: shared.clone(), store: store.clone(), topic: kafka.responses_topic.clone() };
+    let consumer: Arc<StreamConsumer<Ctx>> = Arc::new(consumer_cfg.create_with_context(ctx)?);
     consumer.subscribe(&[kafka.responses_topic.as_str()])?;
 
     // Reads high watermarks of owned partitions every interval; ends when the
@@ -345,12 +502,30 @@ pub async fn run(
     });
 
     tokio::pin!(shutdown);
+    // Snapshot cadence; each tick saves the partitions changed since their last snapshot.
+    let mut snapshot_tick = tokio::time::interval(Duration::from_millis(config.snapshot_interval_ms.max(100)));
+    snapshot_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
+            _ = snapshot_tick.tick() => {
+                let tpl = save_snapshots(&shared, &store, &kafka.responses_topic, true, None).await;
+                if tpl.count() > 0 && let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+                    tracing::warn!(error = %e, "offset commit failed");
+                }
+            }
             msg = consumer.recv() => match msg {
                 Ok(m) => {
-                    shared.apply(m.partition(), m.offset(), m.payload());
+                    let (p, o) = (m.partition(), m.offset());
+                    if shared.apply(p, o, m.payload()) == Outcome::Gap
+                        && let Some(next) = shared.next_offset(p)
+                    {
+                        drop(m);
+                        tracing::info!(partition = p, from = o, to = next, "offset ahead of the state; seeking back");
+                        if let Err(e) = consumer.seek(&kafka.responses_topic, p, Offset::Offset(next), Duration::from_secs(5)) {
+                            tracing::warn!(partition = p, error = %e, "seek failed");
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "consume error");
@@ -360,6 +535,16 @@ pub async fn run(
         }
     }
     watermarks.abort();
+    // Shutdown: save every owned partition and commit, then leave the group.
+    let tpl = save_snapshots(&shared, &store, &kafka.responses_topic, false, None).await;
+    if tpl.count() > 0 {
+        let c = consumer.clone();
+        // A synchronous commit blocks: off the async workers.
+        let committed = tokio::task::spawn_blocking(move || c.commit(&tpl, CommitMode::Sync)).await;
+        if let Ok(Err(e)) = committed {
+            tracing::warn!(error = %e, "final offset commit failed");
+        }
+    }
     consumer.unsubscribe();
     Ok(())
 }

@@ -76,6 +76,10 @@ pub struct KafkaConfig {
     pub responses_topic: String,
     /// Topic of quality flags raised by the aggregator.
     pub quality_topic: String,
+    /// Topic of aggregator partition snapshots (state + next offset), one
+    /// partition per responses partition, compacted. Each consumer group
+    /// needs its own.
+    pub state_topic: String,
     /// Partitions of each topic when fieldwatch creates it; the unit of
     /// aggregator parallelism. Existing topics are left as they are.
     pub partitions: u32,
@@ -99,6 +103,8 @@ pub struct KafkaConfig {
 pub const DEFAULT_RESPONSES_TOPIC: &str = "fieldwatch.responses.v1";
 /// Default topic of quality flags.
 pub const DEFAULT_QUALITY_TOPIC: &str = "fieldwatch.quality.v1";
+/// Default topic of aggregator snapshots.
+pub const DEFAULT_STATE_TOPIC: &str = "fieldwatch.state.v1";
 
 impl Default for KafkaConfig {
     fn default() -> Self {
@@ -106,6 +112,7 @@ impl Default for KafkaConfig {
             brokers: None,
             responses_topic: DEFAULT_RESPONSES_TOPIC.to_owned(),
             quality_topic: DEFAULT_QUALITY_TOPIC.to_owned(),
+            state_topic: DEFAULT_STATE_TOPIC.to_owned(),
             partitions: 6,
             replication_factor: 1,
             produce_timeout_ms: 5_000,
@@ -136,14 +143,21 @@ impl KafkaConfig {
     pub fn validate(&self) -> Result<(), KafkaError> {
         let bad = |m: String| Err(KafkaError::Config(m));
         for (field, topic) in
-            [("responses_topic", &self.responses_topic), ("quality_topic", &self.quality_topic)]
+            [
+                ("responses_topic", &self.responses_topic),
+                ("quality_topic", &self.quality_topic),
+                ("state_topic", &self.state_topic),
+            ]
         {
             if let Err(why) = check_topic_name(topic) {
                 return bad(format!("{field} `{topic}` {why}"));
             }
         }
-        if self.responses_topic == self.quality_topic {
-            return bad("responses_topic and quality_topic must differ".to_owned());
+        if self.responses_topic == self.quality_topic
+            || self.responses_topic == self.state_topic
+            || self.quality_topic == self.state_topic
+        {
+            return bad("responses_topic, quality_topic and state_topic must differ".to_owned());
         }
         if self.partitions == 0 || i32::try_from(self.partitions).is_err() {
             return bad(format!("partitions must be between 1 and {}", i32::MAX));
@@ -273,6 +287,10 @@ pub async fn ensure_topics(config: &KafkaConfig, bootstrap: &str) -> Result<(), 
             .set("retention.bytes", "-1"),
         // Flags can be recomputed from the responses: the cluster's retention applies.
         NewTopic::new(&config.quality_topic, partitions, TopicReplication::Fixed(replication)),
+        // Snapshots: only the newest per partition matters. Large records:
+        // a snapshot is written in chunks of at most 256 KiB.
+        NewTopic::new(&config.state_topic, partitions, TopicReplication::Fixed(replication))
+            .set("cleanup.policy", "compact"),
     ];
     // The broker-side bound; the tokio timeout below also covers connecting.
     let options = AdminOptions::new().request_timeout(Some(timeout)).operation_timeout(Some(timeout));
