@@ -56,6 +56,24 @@ enum Command {
         #[arg(long, default_value = "data")]
         data_dir: PathBuf,
     },
+    /// Write synthetic interviews of a study as JSONL (demo and load data).
+    Generate {
+        /// How many interviews.
+        #[arg(long, default_value_t = 1000)]
+        count: u64,
+        /// Seed: the same seed gives the same interviews.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Study id.
+        #[arg(long, default_value = instrument::DEMO_STUDY_ID)]
+        study: String,
+        /// Random strings in every free field (text answers, interviewer, attributes).
+        #[arg(long)]
+        hostile: bool,
+        /// Instrument files or directories (default: the built-in demo study).
+        #[arg(long = "instruments")]
+        instruments: Vec<PathBuf>,
+    },
     /// Stream a JSONL file of submissions to a running service.
     Submit {
         /// gRPC endpoint of ingest.
@@ -138,6 +156,29 @@ fn main() -> ExitCode {
             fieldwatch::broker::run_standalone(fieldwatch::broker::BrokerConfig::new(listen, data_dir))
                 .await
                 .map_err(anyhow::Error::from)
+        }),
+        Command::Generate { count, seed, study, hostile, instruments } => with_study(&instruments, &study, |s| {
+            use std::io::Write;
+            let opts = fieldwatch::synth::Options { random_strings: hostile };
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let mut rng = fieldwatch::synth::Rng::new(seed);
+            for n in 0..count {
+                let form = &s.forms[(n % s.forms.len() as u64) as usize];
+                let mut sub = fieldwatch::synth::interview(s, form, n, &mut rng, &opts);
+                sub.respondent_id = format!("gen-{seed}-r{n}");
+                sub.submission_id = format!("gen-{seed}-s{n}");
+                let line = match serde_json::to_string(&sub) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+                if writeln!(out, "{line}").is_err() {
+                    return ExitCode::FAILURE;
+                }
+            }
+            if out.flush().is_err() { ExitCode::FAILURE } else { ExitCode::SUCCESS }
         }),
         Command::Submit { server, file, token, retry_for_secs } => {
             submit(server, file, token, retry_for_secs)

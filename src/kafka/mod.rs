@@ -93,6 +93,12 @@ pub struct KafkaConfig {
     /// Bound on start-up admin work: waiting for the broker to answer and
     /// creating the topics. Start-up fails when it is exceeded.
     pub admin_timeout_ms: u64,
+    /// Idempotent producers (`enable.idempotence`): the broker drops
+    /// duplicates from the producer's own retries. Exactness does not rest on
+    /// it (the aggregator counts a submission id once), but keep it on unless
+    /// the broker mishandles it: tansu 0.6.0's storage panics when an
+    /// idempotent producer bumps its epoch across a broker restart.
+    pub idempotence: bool,
     /// Extra librdkafka properties for every client (TLS, SASL, tuning), e.g.
     /// `security.protocol: SASL_SSL`. They cannot override the settings
     /// fieldwatch's guarantees rest on (see [`PROTECTED_PROPERTIES`]).
@@ -117,6 +123,7 @@ impl Default for KafkaConfig {
             replication_factor: 1,
             produce_timeout_ms: 5_000,
             admin_timeout_ms: 15_000,
+            idempotence: true,
             client_properties: BTreeMap::new(),
         }
     }
@@ -231,7 +238,7 @@ fn base_config(config: &KafkaConfig, bootstrap: &str) -> ClientConfig {
 pub fn producer_config(config: &KafkaConfig, bootstrap: &str) -> ClientConfig {
     let mut client = base_config(config, bootstrap);
     client
-        .set("enable.idempotence", "true")
+        .set("enable.idempotence", if config.idempotence { "true" } else { "false" })
         .set("acks", "all")
         // Bounds the wait for the ack: the delivery future resolves with an
         // error after this long, and ingest answers UNAVAILABLE.
