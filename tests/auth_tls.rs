@@ -344,3 +344,22 @@ async fn without_tokens_ingest_refuses_a_non_loopback_address() {
     let e = app::start(c, Parts::All).await.err().expect("open ingest on 0.0.0.0 is refused");
     assert!(format!("{e:#}").contains("loopback"), "{e:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grpc_health_service_the_readiness_probe_asks_for_is_serving_without_a_token() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let dir = tempfile::tempdir().expect("tempdir");
+    with_service(config(dir.path(), tokens(&[("cati-east", CATI_TOKEN)]), None), |svc| async move {
+        // What the chart's `grpc:` readiness probe asks (the kubelet sends no token).
+        let channel = Endpoint::from_shared(format!("http://{}", svc.grpc)).expect("endpoint").connect_lazy();
+        let status = HealthClient::new(channel)
+            .check(HealthCheckRequest { service: "fieldwatch.v1.IngestService".into() })
+            .await
+            .expect("health answers")
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32);
+    })
+    .await;
+}
