@@ -18,7 +18,8 @@
 #
 # Needs python3 (3.10+), promtool (Debian: apt-get install prometheus) and, for
 # step 4, cargo. The Python packages live in a venv, created when missing:
-# FIELDWATCH_DEPLOY_VENV (default /var/tmp/fieldwatch-deploy-venv).
+# FIELDWATCH_DEPLOY_VENV (default /var/tmp/fieldwatch-deploy-venv). CHART_OUT:
+# a directory to keep the rendered manifests in.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv=${FIELDWATCH_DEPLOY_VENV:-/var/tmp/fieldwatch-deploy-venv}
@@ -52,8 +53,14 @@ if [ "${CHECK_RUN:-0}" = 1 ] && [ -z "${FIELDWATCH_BIN:-}" ]; then
   FIELDWATCH_BIN="$target/debug/fieldwatch"
 fi
 
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+# The rendered manifests; kept when CHART_OUT names a directory.
+if [ -n "${CHART_OUT:-}" ]; then
+  out=$CHART_OUT
+  mkdir -p "$out"
+else
+  out=$(mktemp -d)
+  trap 'rm -rf "$out"' EXIT
+fi
 echo "== chart"
 if [ -n "${FIELDWATCH_BIN:-}" ]; then
   "$venv/bin/python" "$root/deploy/check_chart.py" --out "$out" --fieldwatch-bin "$FIELDWATCH_BIN"
