@@ -37,6 +37,8 @@ pub enum Parts {
 pub struct Running {
     /// Bound gRPC address (ingest), if running.
     pub grpc_addr: Option<SocketAddr>,
+    /// True when the gRPC listener speaks TLS (`ingest.tls`).
+    pub grpc_tls: bool,
     /// Bound HTTP address.
     pub http_addr: SocketAddr,
     /// Kafka bootstrap servers in use.
@@ -71,7 +73,7 @@ pub fn load_catalog(config: &Config) -> anyhow::Result<Catalog> {
 }
 
 /// Starts the parts of `parts` and returns once they are listening.
-pub async fn start(mut config: Config, parts: Parts) -> anyhow::Result<Running> {
+pub async fn start(config: Config, parts: Parts) -> anyhow::Result<Running> {
     let catalog = Arc::new(load_catalog(&config)?);
 
     #[cfg(feature = "embedded-broker")]
@@ -105,6 +107,34 @@ pub async fn start(mut config: Config, parts: Parts) -> anyhow::Result<Running> 
             bail!("kafka.brokers must be set (FIELDWATCH__KAFKA__BROKERS) for `ingest` and `aggregate`")
         }
     };
+    match start_parts(config, parts, catalog, bootstrap).await {
+        #[cfg_attr(not(feature = "embedded-broker"), allow(unused_mut))]
+        Ok(mut running) => {
+            #[cfg(feature = "embedded-broker")]
+            {
+                running.broker = broker;
+            }
+            Ok(running)
+        }
+        Err(e) => {
+            // A part failed to start (a bad TLS file, a port in use): stop
+            // the broker properly so its port and database are free again.
+            #[cfg(feature = "embedded-broker")]
+            if let Some(b) = broker {
+                b.shutdown().await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Starts the parts on a reachable broker; [`start`] adds the embedded one.
+async fn start_parts(
+    mut config: Config,
+    parts: Parts,
+    catalog: Arc<Catalog>,
+    bootstrap: String,
+) -> anyhow::Result<Running> {
     kafka::ensure_topics(&config.kafka, &bootstrap).await.context("creating topics")?;
 
     let registry = prometheus::Registry::new();
@@ -128,18 +158,20 @@ pub async fn start(mut config: Config, parts: Parts) -> anyhow::Result<Running> 
         if config.ingest.tokens.is_empty() {
             tracing::warn!("no front-end tokens configured: ingest is open, on loopback only");
         }
+        if config.ingest.tls.is_none() && !config.ingest.listen.ip().is_loopback() {
+            tracing::warn!(
+                listen = %config.ingest.listen,
+                "ingest.tls is not set: bearer tokens cross the network in clear unless a proxy terminates tls"
+            );
+        }
         let publisher = Publisher::from_kafka(&config.kafka, &bootstrap).context("creating the producer")?;
+        // Built here, not inside the spawned task, so a bad TLS file or
+        // config fails start-up instead of a task nobody waits on yet.
+        let server = ingest::IngestServer::new(config.ingest.clone(), catalog.clone(), publisher, &registry)
+            .context("setting up ingest")?;
         let listener = ingest::bind(config.ingest.listen).await.context("binding the gRPC address")?;
         grpc_addr = Some(listener.local_addr().context("gRPC address")?);
-        let fut = ingest::serve(
-            config.ingest.clone(),
-            catalog.clone(),
-            publisher,
-            &registry,
-            listener,
-            stopped(&stop_rx),
-        );
-        Some(tokio::spawn(fut))
+        Some(tokio::spawn(server.run(listener, stopped(&stop_rx))))
     } else {
         None
     };
@@ -164,6 +196,7 @@ pub async fn start(mut config: Config, parts: Parts) -> anyhow::Result<Running> 
 
     Ok(Running {
         grpc_addr,
+        grpc_tls: config.ingest.tls.is_some(),
         http_addr,
         bootstrap,
         aggregator: shared,
@@ -172,7 +205,7 @@ pub async fn start(mut config: Config, parts: Parts) -> anyhow::Result<Running> 
         aggregate: aggregate_task,
         http: http_task,
         #[cfg(feature = "embedded-broker")]
-        broker,
+        broker: None,
     })
 }
 
@@ -254,7 +287,8 @@ pub async fn run(config: Config, parts: Parts) -> anyhow::Result<()> {
     let running = start(config, parts).await?;
     let mut line = String::from("fieldwatch ready:");
     if let Some(g) = running.grpc_addr {
-        line.push_str(&format!(" grpc=http://{g}"));
+        let scheme = if running.grpc_tls { "https" } else { "http" };
+        line.push_str(&format!(" grpc={scheme}://{g}"));
     }
     line.push_str(&format!(" http=http://{} kafka={}", running.http_addr, running.bootstrap));
     // The one line users and scripts wait for; stdout on purpose.

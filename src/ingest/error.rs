@@ -51,6 +51,18 @@ pub enum IngestError {
     /// The configuration is inconsistent.
     #[error("invalid ingest config: {0}")]
     Config(String),
+    /// A TLS certificate, key or CA file cannot be read.
+    #[error("cannot read tls file {path}")]
+    TlsFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS certificate, key or client CA is not usable.
+    #[error("invalid ingest tls certificate or key")]
+    Tls(#[source] tonic::transport::Error),
     /// The listen address cannot be bound.
     #[error("cannot listen on {addr}")]
     Bind {
@@ -147,6 +159,8 @@ impl IngestError {
             IngestError::ShuttingDown | IngestError::Publish { .. } => Code::Unavailable,
             IngestError::Producer(_)
             | IngestError::Config(_)
+            | IngestError::TlsFile { .. }
+            | IngestError::Tls(_)
             | IngestError::Bind { .. }
             | IngestError::Serve(_)
             | IngestError::DrainTimeout(_) => Code::Internal,

@@ -11,7 +11,8 @@
 //! - [`metrics`]: `fieldwatch_ingest_*` metrics.
 //!
 //! Entry points: [`serve`] (or [`IngestServer::new`] + [`IngestServer::run`])
-//! with a listener from [`bind`].
+//! with a listener from [`bind`]. TLS, when `ingest.tls` is set, is
+//! [`TlsConfig`].
 
 pub mod auth;
 pub mod error;
@@ -22,6 +23,7 @@ pub mod server;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -90,6 +92,66 @@ pub struct IngestConfig {
     /// `kafka.produce_timeout_ms`.)
     #[serde(default = "default_shutdown_grace_ms")]
     pub shutdown_grace_ms: u64,
+    /// TLS for the gRPC listener. Unset: plaintext (fine on loopback or
+    /// behind a TLS-terminating proxy; otherwise bearer tokens cross the
+    /// network in clear).
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// TLS of the gRPC listener (`ingest.tls`). The files are read once, at
+/// start-up; a renewed certificate takes a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain of the server, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key of the leaf certificate (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// PEM CA certificate(s) client certificates must chain to. Set: every
+    /// client must present a certificate (mutual TLS), in addition to its
+    /// bearer token when tokens are configured. Unset: no client certificates.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// Longest a client may take to finish the TLS handshake, in
+    /// milliseconds; a connection that takes longer is closed. Handshakes
+    /// run concurrently, so this bounds how long a slow or idle client
+    /// holds a socket before it has been authenticated at all.
+    #[serde(default = "default_handshake_timeout_ms")]
+    pub handshake_timeout_ms: u64,
+}
+
+fn default_handshake_timeout_ms() -> u64 {
+    10_000
+}
+
+impl TlsConfig {
+    /// Reads the certificate, key and client CA files and checks that they
+    /// make a usable server configuration.
+    pub fn load(&self) -> Result<tonic::transport::ServerTlsConfig, IngestError> {
+        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+        // tonic builds its rustls config with the process-wide provider.
+        // Install ring (tonic's `tls-ring`) unless one is installed already;
+        // an `Err` only means another provider got there first.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let cert = read_pem(&self.cert_file)?;
+        let key = read_pem(&self.key_file)?;
+        let mut tls = ServerTlsConfig::new()
+            .identity(Identity::from_pem(cert, key))
+            .timeout(Duration::from_millis(self.handshake_timeout_ms));
+        if let Some(ca) = &self.client_ca_file {
+            tls = tls.client_ca_root(Certificate::from_pem(read_pem(ca)?));
+        }
+        // The certificate and key are parsed only when a server takes the
+        // configuration: do it now, so bad files fail start-up, not the
+        // first handshake.
+        tonic::transport::Server::builder().tls_config(tls.clone()).map_err(IngestError::Tls)?;
+        Ok(tls)
+    }
+}
+
+fn read_pem(path: &Path) -> Result<Vec<u8>, IngestError> {
+    std::fs::read(path).map_err(|source| IngestError::TlsFile { path: path.to_path_buf(), source })
 }
 
 fn default_listen() -> SocketAddr {
@@ -119,6 +181,7 @@ impl Default for IngestConfig {
             limits: Limits::default(),
             max_message_bytes: default_max_message_bytes(),
             shutdown_grace_ms: default_shutdown_grace_ms(),
+            tls: None,
         }
     }
 }
@@ -165,6 +228,11 @@ impl IngestConfig {
         let l = &self.limits;
         if l.max_answers == 0 || l.max_text_chars == 0 || l.max_choices == 0 {
             problems.push("limits must be at least 1".into());
+        }
+        if let Some(tls) = &self.tls
+            && tls.handshake_timeout_ms == 0
+        {
+            problems.push("tls.handshake_timeout_ms must be at least 1".into());
         }
         if let Err(IngestError::Config(p)) = Authenticator::new(&self.tokens) {
             problems.push(p);
@@ -235,6 +303,32 @@ mod tests {
         let mut d = IngestConfig::default();
         assert!(d.use_demo_key_if_unset());
         assert!(d.validate().is_ok());
+    }
+
+    #[test]
+    fn tls_takes_paths_and_a_default_handshake_timeout() {
+        let c: IngestConfig =
+            serde_yaml::from_str("tls: {cert_file: /c.pem, key_file: /k.pem}").expect("parse");
+        let tls = c.tls.expect("tls");
+        assert_eq!(tls.cert_file, PathBuf::from("/c.pem"));
+        assert_eq!(tls.client_ca_file, None);
+        assert_eq!(tls.handshake_timeout_ms, 10_000);
+        assert!(
+            serde_yaml::from_str::<IngestConfig>("tls: {cert_file: /c.pem}").is_err(),
+            "key_file is required"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_certificate_is_named_in_the_error() {
+        let tls = TlsConfig {
+            cert_file: PathBuf::from("/nonexistent/cert.pem"),
+            key_file: PathBuf::from("/nonexistent/key.pem"),
+            client_ca_file: None,
+            handshake_timeout_ms: 1,
+        };
+        let e = tls.load().expect_err("no such file");
+        assert!(matches!(&e, IngestError::TlsFile { path, .. } if path.ends_with("cert.pem")), "{e}");
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub struct IngestServer {
     draining: watch::Sender<bool>,
     max_message_bytes: usize,
     grace: std::time::Duration,
+    /// TLS of the listener, loaded from `ingest.tls`; `None` is plaintext.
+    tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 /// What every call needs.
@@ -93,6 +95,7 @@ impl IngestServer {
         let key = config.hmac_key.as_deref().unwrap_or_default();
         let metrics = IngestMetrics::register(registry, &catalog, config.max_inflight)
             .map_err(|e| IngestError::Config(format!("cannot register ingest metrics: {e}")))?;
+        let tls = config.tls.as_ref().map(|t| t.load()).transpose()?;
         let (draining_tx, draining_rx) = watch::channel(false);
         let shared = Shared {
             pseudonymizer: Pseudonymizer::new(key.as_bytes()),
@@ -110,6 +113,7 @@ impl IngestServer {
             draining: draining_tx,
             max_message_bytes: config.max_message_bytes,
             grace: config.shutdown_grace(),
+            tls,
         })
     }
 
@@ -122,7 +126,7 @@ impl IngestServer {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), IngestError> {
-        let IngestServer { shared, draining, max_message_bytes, grace } = self;
+        let IngestServer { shared, draining, max_message_bytes, grace, tls } = self;
         let addr = listener.local_addr().ok();
 
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -151,8 +155,14 @@ impl IngestServer {
             draining.send_replace(true);
         };
 
-        info!(addr = ?addr, "ingest listening");
-        let server = tonic::transport::Server::builder()
+        info!(addr = ?addr, tls = tls.is_some(), "ingest listening");
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            // Handshakes happen on accepted connections, before any call;
+            // one that fails or times out closes that connection only.
+            builder = builder.tls_config(tls).map_err(IngestError::Tls)?;
+        }
+        let server = builder
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
