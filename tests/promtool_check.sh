@@ -8,10 +8,9 @@
 #    leave exactly the same set of series, land in the region segment `other`,
 #    and keep the exposition valid for promtool.
 #
-# "Before" is taken after one warm-up interview with an undeclared region:
-# the aggregator exports a dimension's `other` / `unknown` segment only once
-# something was counted there, so the first undeclared value adds that fixed,
-# instrument-bounded set of series once. The output shows that step apart.
+# "Before" is the scrape right after the seed: the aggregator exports every
+# segment slot the instrument allows (declared values, `other`, `unknown`)
+# from the start, so the series set is fixed before any hostile input.
 #
 # Needs: promtool, $PYTHON (default python3) with PyYAML, and a built binary
 # (see tests/lib/serve.sh). HOSTILE_COUNT overrides the 3,000.
@@ -45,19 +44,13 @@ check "promtool accepts the metrics after the seed" promtool_ok "$work/seed.txt"
 seed_n=$(count_series "$work/seed.txt")
 
 echo "== hostile input: $HOSTILE interviews with random strings in every free field"
-"$PYTHON" tests/data/make_hostile.py --count $((HOSTILE + 1)) --seed 1 >"$work/all.jsonl"
-head -n 1 "$work/all.jsonl" >"$work/warmup.jsonl"
-tail -n +2 "$work/all.jsonl" >"$work/hostile.jsonl"
-
-check "the warm-up interview (undeclared region) is accepted" submit "$work/warmup.jsonl"
-check "the aggregator counts 122 interviews" fw_wait_interviews 122
-fw_get /metrics >"$work/before.txt"
-before=$(count_series "$work/before.txt")
-echo "series after the seed: $seed_n; after the first undeclared region: $before (+$((before - seed_n)), the region=\"other\" segment)"
+"$PYTHON" tests/data/make_hostile.py --count "$HOSTILE" --seed 1 >"$work/hostile.jsonl"
+cp "$work/seed.txt" "$work/before.txt"
+before=$seed_n
 
 start=$SECONDS
 check "all $HOSTILE hostile interviews are accepted" submit "$work/hostile.jsonl"
-check "the aggregator counts $((122 + HOSTILE)) interviews" fw_wait_interviews $((122 + HOSTILE)) 300
+check "the aggregator counts $((121 + HOSTILE)) interviews" fw_wait_interviews $((121 + HOSTILE)) 300
 echo "submitted and counted in $((SECONDS - start))s"
 fw_get /metrics >"$work/after.txt"
 after=$(count_series "$work/after.txt")
@@ -75,7 +68,7 @@ in_other() {
     n=$(grep -E '^fieldwatch_segment_interviews_total\{dimension="region",segment="other",study="le-trafficking"\} ' \
         "$work/after.txt" | awk '{print $NF}')
     echo "region segment \"other\": ${n:-absent}"
-    [[ "$n" == "$((HOSTILE + 1))" ]]
+    [[ "$n" == "$HOSTILE" ]]
 }
 check "every undeclared region value counts under segment=\"other\"" in_other
 check "no submitted string reaches the exposition (printable ASCII only, no injected line)" \

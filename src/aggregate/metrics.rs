@@ -148,8 +148,10 @@ fn export_study(
     dups: &IntCounterVec,
 ) {
     let sid = study.id();
-    // Every form and every declared value appears, even at zero, so
-    // dashboards and alerts see the series from the start.
+    // Every form and every segment slot (declared values, `other`,
+    // `unknown`) appears from the start, even at zero: the series set is
+    // fixed by the instrument, so no input can add a series, and dashboards
+    // and alerts see every series from the first scrape.
     let mut by_form = vec![0u64; study.forms.len()];
     for cell in state.cells.values() {
         for (a, b) in by_form.iter_mut().zip(&cell.interviews) {
@@ -167,9 +169,7 @@ fn export_study(
             }
         }
         for (v, n) in per_value.iter().enumerate() {
-            if v < d.values.len() || *n > 0 {
-                segments.with_label_values(&[sid, &d.name, d.value_name(v)]).inc_by(*n);
-            }
+            segments.with_label_values(&[sid, &d.name, d.value_name(v)]).inc_by(*n);
         }
     }
 
@@ -189,21 +189,16 @@ fn export_study(
             let pick = |k: &[u16]| sel.is_none_or(|(di, v)| k.get(di).is_some_and(|&x| usize::from(x) == v));
             let mut n_valid = 0u64;
             let mut cats = vec![0u64; info.categories.len()];
-            let mut any = false;
             for (key, cell) in &state.cells {
                 if !pick(key) {
                     continue;
                 }
                 if let Some(c) = cell.items.get(ci) {
-                    any = true;
                     n_valid += c.valid;
                     for (a, b) in cats.iter_mut().zip(&c.categories) {
                         *a += b;
                     }
                 }
-            }
-            if !any && *dim != "all" {
-                continue;
             }
             valid.with_label_values(&[sid, &info.code, dim, seg]).inc_by(n_valid);
             for ((value, _), n) in info.categories.iter().zip(&cats) {

@@ -150,6 +150,10 @@ impl EmbeddedBroker {
         let storage = sqlite_url(&database)?;
         let attempts = if config.listen.port() == 0 { PORT_ATTEMPTS } else { 1 };
         let mut attempt = 1;
+        // The previous broker on this database may still be closing it (its
+        // tasks end a few ms after the abort, and another process may hold
+        // it briefly): "database is locked" is retried for up to ~5 s.
+        let mut locked_retries = 0;
         loop {
             let port = match config.listen.port() {
                 0 => pick_free_port(ip)?,
@@ -171,6 +175,11 @@ impl EmbeddedBroker {
                 {
                     tracing::debug!(port, "picked port was taken, picking another");
                     attempt += 1;
+                }
+                Err(e) if format!("{e:?}").contains("database is locked") && locked_retries < 50 => {
+                    locked_retries += 1;
+                    tracing::debug!(locked_retries, "database still locked by a previous broker; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Err(e) => return Err(e),
             }
