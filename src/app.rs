@@ -209,34 +209,36 @@ async fn start_parts(
     })
 }
 
+/// Waits for one part's task until `deadline`; records how it failed, if it did.
+async fn join_part<E: std::fmt::Display>(
+    name: &str,
+    task: JoinHandle<Result<(), E>>,
+    deadline: tokio::time::Instant,
+    failures: &mut Vec<String>,
+) {
+    match tokio::time::timeout_at(deadline, task).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => failures.push(format!("{name}: {e}")),
+        Ok(Err(e)) => failures.push(format!("{name} task: {e}")),
+        Err(_) => failures.push(format!("{name} did not stop in time")),
+    }
+}
+
 impl Running {
     /// Stops every part in order and waits for them, within `grace`.
     pub async fn shutdown(self, grace: Duration) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
         let deadline = tokio::time::Instant::now() + grace;
         let mut failures = Vec::new();
+        // In shutdown order: ingest drains and flushes first, then the
+        // aggregator saves its partitions, then HTTP.
         if let Some(t) = self.ingest {
-            match tokio::time::timeout_at(deadline, t).await {
-                Ok(Ok(Ok(()))) => {}
-                Ok(Ok(Err(e))) => failures.push(format!("ingest: {e}")),
-                Ok(Err(e)) => failures.push(format!("ingest task: {e}")),
-                Err(_) => failures.push("ingest did not stop in time".into()),
-            }
+            join_part("ingest", t, deadline, &mut failures).await;
         }
         if let Some(t) = self.aggregate {
-            match tokio::time::timeout_at(deadline, t).await {
-                Ok(Ok(Ok(()))) => {}
-                Ok(Ok(Err(e))) => failures.push(format!("aggregator: {e}")),
-                Ok(Err(e)) => failures.push(format!("aggregator task: {e}")),
-                Err(_) => failures.push("aggregator did not stop in time".into()),
-            }
+            join_part("aggregator", t, deadline, &mut failures).await;
         }
-        match tokio::time::timeout_at(deadline, self.http).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => failures.push(format!("http: {e}")),
-            Ok(Err(e)) => failures.push(format!("http task: {e}")),
-            Err(_) => failures.push("http did not stop in time".into()),
-        }
+        join_part("http", self.http, deadline, &mut failures).await;
         #[cfg(feature = "embedded-broker")]
         if let Some(b) = self.broker {
             b.shutdown().await;
