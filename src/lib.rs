@@ -28,6 +28,7 @@
 //! - [`http`]: `/metrics`, the JSON API, health and the live page; [`http::serve`].
 //! - [`config`]: the typed configuration file and environment overrides; [`config::Config::load`].
 //! - [`submit`]: the `submit` gRPC client; [`submit::run`].
+//! - [`restore_bench`]: `bench-restore`, time to ready after a restart with many interviews; [`restore_bench::run`].
 //! - [`app`]: start-up wiring of `serve`, `ingest` and `aggregate`; [`app::start`], [`app::run`].
 
 #![warn(missing_docs)]
@@ -44,6 +45,7 @@ pub mod kafka;
 pub mod proto;
 pub mod quality;
 pub mod report;
+pub mod restore_bench;
 pub mod results;
 pub mod submit;
 pub mod synth;

@@ -74,6 +74,9 @@ enum Command {
         #[arg(long = "instruments")]
         instruments: Vec<PathBuf>,
     },
+    /// Time from starting a fresh aggregator to ready, with many interviews in
+    /// the topic (default 1,000,000), from snapshots and (--replay) without.
+    BenchRestore(fieldwatch::restore_bench::RestoreOptions),
     /// Stream a JSONL file of submissions to a running service.
     Submit {
         /// gRPC endpoint of ingest.
@@ -157,6 +160,7 @@ fn main() -> ExitCode {
                 .await
                 .map_err(anyhow::Error::from)
         }),
+        Command::BenchRestore(opts) => block_on(async move { fieldwatch::restore_bench::run(&opts).await }),
         Command::Generate { count, seed, study, hostile, instruments } => with_study(&instruments, &study, |s| {
             use std::io::Write;
             let opts = fieldwatch::synth::Options { random_strings: hostile };
