@@ -56,12 +56,12 @@ enum Command {
         #[arg(long, default_value = "data")]
         data_dir: PathBuf,
     },
-    /// Stream a JSONL file of submissions to a running service.
+    /// Stream a JSONL file of interviews and dispositions to a running service.
     Submit {
         /// gRPC endpoint of ingest.
         #[arg(long, default_value = "http://127.0.0.1:50051")]
         server: String,
-        /// JSONL file of submissions (`-` for standard input).
+        /// JSONL file of interviews and dispositions (`-` for standard input).
         #[arg(long)]
         file: PathBuf,
         /// Bearer token for the front-end (or FIELDWATCH_TOKEN).
@@ -76,9 +76,10 @@ enum Command {
         #[command(subcommand)]
         command: InstrumentCommand,
     },
-    /// Toplines computed offline from a JSONL file of submissions.
+    /// Toplines and fieldwork (dispositions, AAPOR rates) computed offline
+    /// from a JSONL file of interviews and dispositions.
     Report {
-        /// JSONL file of submissions (`-` for standard input).
+        /// JSONL file of interviews and dispositions (`-` for standard input).
         #[arg(long)]
         input: PathBuf,
         /// Study id.
@@ -269,9 +270,17 @@ fn run_report(study: &Study, input: &std::path::Path, by: Option<&str>, format: 
             eprintln!("{}:{}: {} ({}): {}", input.display(), e.line, v.field, v.rule.as_str(), v.message);
         }
     }
+    let fieldwork = match report::fieldwork(study, &tally, by) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     match format {
         Format::Table => {
             print!("{}", top.to_table());
+            print!("{}", fieldwork.to_table());
             println!(
                 "{} lines, {} rejected, {} retries, {} duplicate respondents, {} possible duplicates",
                 tally.lines,
@@ -289,6 +298,7 @@ fn run_report(study: &Study, input: &std::path::Path, by: Option<&str>, format: 
                 retries: tally.state.retries,
                 duplicate_respondents: tally.state.duplicate_respondents,
                 possible_duplicates: tally.state.possible_duplicates(),
+                fieldwork: &fieldwork,
             };
             match serde_json::to_string_pretty(&doc) {
                 Ok(s) => println!("{s}"),

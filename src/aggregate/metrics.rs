@@ -82,10 +82,13 @@ pub fn snapshot(shared: &Shared) -> prometheus::Result<Registry> {
     let owned = gauge(&reg, "fieldwatch_aggregator_partitions_owned", "Partitions of the responses topic this instance owns.", &[])?;
     let caught_up = gauge(&reg, "fieldwatch_aggregator_caught_up", "1 when every owned partition has been read up to its high watermark.", &[])?;
 
+    let fieldwork = super::fieldwork::FieldworkMetrics::register(&reg)?;
     for study in shared.catalog().studies() {
         let state = shared.merged(study.id());
         export_study(study, &state, &interviews, &segments, &answers, &valid, &missing, &excluded, &flags, &dups);
+        fieldwork.export(study, &state);
     }
+    fieldwork.export_quality(shared.quality_counters());
     let outcomes = shared.outcomes();
     for o in Outcome::ALL {
         records.with_label_values(&[o.as_str()]).inc_by(outcomes.get(&o).copied().unwrap_or(0));

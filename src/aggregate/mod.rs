@@ -13,8 +13,15 @@
 //! the sum over instances is the study total. Readiness: every owned
 //! partition's next offset has reached the high watermark read after it was
 //! assigned.
+//!
+//! Envelopes carrying a case disposition update the study's fieldwork
+//! state. Each flagged interview is kept for `GET .../flags` and handed to
+//! [`quality`], which publishes it to the quality topic unless an earlier
+//! owner of the partition already did (replays publish nothing twice).
 
+pub mod fieldwork;
 pub mod metrics;
+pub mod quality;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,6 +32,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, Stre
 use rdkafka::{ClientContext, Message};
 use serde::{Deserialize, Serialize};
 
+use crate::fieldwork::review::{self, FlagFilter, FlagPage, FlaggedInterview};
+use crate::fieldwork::{DispositionSubmission, validate_disposition_in};
 use crate::instrument::Catalog;
 use crate::kafka::{KafkaConfig, consumer_config};
 use crate::proto::v1;
@@ -84,11 +93,13 @@ pub enum Outcome {
     Redelivered,
     /// A record of a partition this instance does not own (in flight during a rebalance).
     NotOwned,
+    /// A case disposition applied to the fieldwork state (superseded ones included).
+    Disposition,
 }
 
 impl Outcome {
     /// Every outcome, for pre-registering metric label values.
-    pub const ALL: [Outcome; 8] = [
+    pub const ALL: [Outcome; 9] = [
         Outcome::Applied,
         Outcome::Retry,
         Outcome::DuplicateRespondent,
@@ -97,6 +108,7 @@ impl Outcome {
         Outcome::UnknownStudy,
         Outcome::Redelivered,
         Outcome::NotOwned,
+        Outcome::Disposition,
     ];
 
     /// Stable snake_case name.
@@ -110,6 +122,7 @@ impl Outcome {
             Outcome::UnknownStudy => "unknown_study",
             Outcome::Redelivered => "redelivered",
             Outcome::NotOwned => "not_owned",
+            Outcome::Disposition => "disposition",
         }
     }
 }
@@ -123,6 +136,12 @@ pub struct PartitionState {
     pub high_watermark: Option<i64>,
     /// Results per study id.
     pub studies: HashMap<String, StudyState>,
+    /// Which assignment of the partition this state belongs to: a new one
+    /// for every assignment, so the quality publisher knows to look up
+    /// again what was published.
+    pub generation: u64,
+    /// The flagged interviews of the partition, in offset order.
+    pub flagged: Vec<FlaggedInterview>,
 }
 
 #[derive(Debug, Default)]
@@ -130,6 +149,7 @@ struct Inner {
     partitions: BTreeMap<i32, PartitionState>,
     assigned_once: bool,
     outcomes: HashMap<Outcome, u64>,
+    generations: u64,
 }
 
 /// State shared between the consumer loop, the rebalance callbacks and the
@@ -139,6 +159,8 @@ pub struct Shared {
     catalog: Arc<Catalog>,
     limits: Limits,
     inner: Mutex<Inner>,
+    /// Outcomes of the quality publisher, for the metrics.
+    quality: quality::QualityCounters,
 }
 
 /// Lag and readiness of one partition.
@@ -155,7 +177,12 @@ pub struct PartitionStatus {
 impl Shared {
     /// Shared state for a catalog.
     pub fn new(catalog: Arc<Catalog>, limits: Limits) -> Arc<Shared> {
-        Arc::new(Shared { catalog, limits, inner: Mutex::new(Inner::default()) })
+        Arc::new(Shared {
+            catalog,
+            limits,
+            inner: Mutex::new(Inner::default()),
+            quality: quality::QualityCounters::default(),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -174,7 +201,9 @@ impl Shared {
         let mut g = self.lock();
         g.assigned_once = true;
         for p in partitions {
-            g.partitions.insert(*p, PartitionState::default());
+            g.generations += 1;
+            let generation = g.generations;
+            g.partitions.insert(*p, PartitionState { generation, ..PartitionState::default() });
         }
     }
 
@@ -187,42 +216,106 @@ impl Shared {
 
     /// Applies the record at `offset` of `partition`.
     pub fn apply(&self, partition: i32, offset: i64, payload: Option<&[u8]>) -> Outcome {
-        let decoded = payload
-            .and_then(|b| v1::Envelope::decode(b).ok())
-            .and_then(|e| e.submission)
-            .map(Submission::from);
-        let mut g = self.lock();
-        let outcome = self.apply_locked(&mut g, partition, offset, decoded);
-        *g.outcomes.entry(outcome).or_default() += 1;
-        outcome
+        self.apply_record(partition, offset, payload).0
     }
 
-    fn apply_locked(&self, g: &mut Inner, partition: i32, offset: i64, sub: Option<Submission>) -> Outcome {
+    /// Applies the record at `offset` of `partition`; returns what happened
+    /// and, for a flagged interview, the record for the quality topic.
+    pub fn apply_record(
+        &self,
+        partition: i32,
+        offset: i64,
+        payload: Option<&[u8]>,
+    ) -> (Outcome, Option<quality::QualityRecord>) {
+        let decoded = payload.and_then(|b| v1::Envelope::decode(b).ok());
+        let mut g = self.lock();
+        let (outcome, flagged) = self.apply_locked(&mut g, partition, offset, decoded);
+        *g.outcomes.entry(outcome).or_default() += 1;
+        (outcome, flagged)
+    }
+
+    fn apply_locked(
+        &self,
+        g: &mut Inner,
+        partition: i32,
+        offset: i64,
+        envelope: Option<v1::Envelope>,
+    ) -> (Outcome, Option<quality::QualityRecord>) {
         let Some(ps) = g.partitions.get_mut(&partition) else {
-            return Outcome::NotOwned;
+            return (Outcome::NotOwned, None);
         };
         if offset < ps.next_offset {
-            return Outcome::Redelivered;
+            return (Outcome::Redelivered, None);
         }
         // next offset = last applied + 1, whatever the record's fate below:
         // a record that cannot be used must not be read again either.
         ps.next_offset = offset + 1;
-        let Some(sub) = sub else {
-            return Outcome::DecodeError;
+        let Some(envelope) = envelope else {
+            return (Outcome::DecodeError, None);
+        };
+        if let Some(d) = envelope.disposition {
+            return (self.apply_disposition(ps, d.into()), None);
+        }
+        let Some(sub) = envelope.submission.map(Submission::from) else {
+            return (Outcome::DecodeError, None);
         };
         let Some(study) = self.catalog.get(&sub.study) else {
-            return Outcome::UnknownStudy;
+            return (Outcome::UnknownStudy, None);
         };
         let Ok(rec) = validate(&self.catalog, &sub, &self.limits) else {
-            return Outcome::Invalid;
+            return (Outcome::Invalid, None);
         };
         let checked = check(study, &rec);
         let state = ps.studies.entry(sub.study).or_default();
-        match state.apply(study, &rec, &checked) {
+        let applied = state.apply(study, &rec, &checked);
+        let outcome = match applied {
             crate::results::Applied::Counted { .. } => Outcome::Applied,
             crate::results::Applied::Retry => Outcome::Retry,
             crate::results::Applied::DuplicateRespondent => Outcome::DuplicateRespondent,
+        };
+        let checks = review::raised(study, &rec, &checked, applied);
+        if checks.is_empty() {
+            return (outcome, None);
         }
+        let flagged = FlaggedInterview {
+            study: study.id().to_string(),
+            form: study.forms.get(rec.form).map(|f| f.id.clone()).unwrap_or_default(),
+            submission_id: rec.submission_id.clone(),
+            respondent_key: rec.respondent.clone(),
+            interviewer: state.fieldwork.interviewer_label_of(study, rec.interviewer.as_deref()),
+            received_at: envelope.received_at.and_then(|t| {
+                chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            }),
+            checks,
+            source_partition: partition,
+            source_offset: offset,
+        };
+        ps.flagged.push(flagged.clone());
+        (outcome, Some(quality::QualityRecord { generation: ps.generation, flagged }))
+    }
+
+    fn apply_disposition(&self, ps: &mut PartitionState, d: DispositionSubmission) -> Outcome {
+        let Some(study) = self.catalog.get(&d.study) else {
+            return Outcome::UnknownStudy;
+        };
+        let Ok(rec) = validate_disposition_in(study, &d, &self.limits) else {
+            return Outcome::Invalid;
+        };
+        ps.studies.entry(d.study).or_default().apply_disposition(study, &rec);
+        Outcome::Disposition
+    }
+
+    /// One page of the study's flagged interviews in the partitions owned now.
+    pub fn flags(&self, study: &str, filter: &FlagFilter, page: usize, per_page: usize) -> FlagPage {
+        let g = self.lock();
+        let all = g.partitions.values().flat_map(|p| p.flagged.iter()).filter(|f| f.study == study);
+        review::page(all, filter, page, per_page)
+    }
+
+    /// What the quality publisher did since start.
+    pub fn quality_counters(&self) -> &quality::QualityCounters {
+        &self.quality
     }
 
     /// The study's state summed over the partitions owned now.
@@ -336,13 +429,29 @@ pub async fn run(
         }
     });
 
+    // Flagged interviews on their way to the quality topic. Bounded: when
+    // the publisher falls behind, the consumer loop waits here instead of
+    // piling up records. The receiver is the publisher task; the sender is
+    // dropped after the loop, which ends the task once it has drained.
+    let (quality_tx, quality_rx) = tokio::sync::mpsc::channel(quality::CHANNEL_CAPACITY);
+    let publisher = quality::QualityPublisher::new(kafka, bootstrap, shared.clone())?;
+    let publisher = tokio::spawn(publisher.run(quality_rx));
+
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             msg = consumer.recv() => match msg {
                 Ok(m) => {
-                    shared.apply(m.partition(), m.offset(), m.payload());
+                    let (partition, offset) = (m.partition(), m.offset());
+                    if let (_, Some(record)) = shared.apply_record(partition, offset, m.payload()) {
+                        tokio::select! {
+                            _ = &mut shutdown => break,
+                            sent = quality_tx.send(record) => if sent.is_err() {
+                                tracing::warn!(partition, offset, "quality publisher is gone");
+                            },
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "consume error");
@@ -353,5 +462,11 @@ pub async fn run(
     }
     watermarks.abort();
     consumer.unsubscribe();
+    drop(quality_tx);
+    // The publisher drains what is queued and flushes, bounded by the produce timeout.
+    let bound = kafka.produce_timeout() * 2 + Duration::from_secs(1);
+    if tokio::time::timeout(bound, publisher).await.is_err() {
+        tracing::warn!("quality publisher did not finish before shutdown");
+    }
     Ok(())
 }
