@@ -87,6 +87,26 @@ fn the_report_command_prints_the_fieldwork_section() {
     assert!(table.contains("RR1 57.6%"), "{table}");
 }
 
+/// `promtool test rules` on the fieldwork rules, where promtool is
+/// installed (Debian package `prometheus`); said and skipped elsewhere.
+#[test]
+fn the_fieldwork_rules_pass_their_promtool_tests() {
+    let tests = path("deploy/prometheus/tests/fieldwork-rules-test.yaml");
+    let out = match Command::new("promtool").arg("test").arg("rules").arg(&tests).output() {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("promtool not runnable ({e}): fieldwork rule tests skipped");
+            return;
+        }
+    };
+    assert!(
+        out.status.success(),
+        "promtool test rules failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[cfg(feature = "embedded-broker")]
 mod live {
     use std::collections::BTreeMap;
