@@ -273,7 +273,9 @@ mod tests {
         let line = r#"{"kind": "disposition", "study": "le-trafficking", "case_id": "LE-0001",
  "disposition": "non_contact", "time": "2005-03-01T10:00:00Z", "interviewer": "int03",
  "form": "investigator", "attributes": {"region": "southeast"}}"#;
-        let Ok(crate::fieldwork::Line::Disposition(d)) = crate::fieldwork::parse_line(&line.replace('\n', "")) else {
+        let Ok(crate::fieldwork::Line::Disposition(d)) =
+            crate::fieldwork::parse_line(&line.replace('\n', ""))
+        else {
             panic!("a disposition line")
         };
         let pb = v1::Disposition::from(d.clone());

@@ -75,7 +75,12 @@ impl FieldworkMetrics {
                 "Exact median duration of the form's timed counted interviews in the partitions owned.",
                 &["study", "form"],
             )?,
-            interviews: counter(reg, "fieldwatch_interviewer_interviews_total", "Counted interviews per interviewer.", SI)?,
+            interviews: counter(
+                reg,
+                "fieldwatch_interviewer_interviews_total",
+                "Counted interviews per interviewer.",
+                SI,
+            )?,
             timed: counter(
                 reg,
                 "fieldwatch_interviewer_timed_interviews_total",
@@ -112,7 +117,12 @@ impl FieldworkMetrics {
                 "Interviews flagged straightlining per interviewer.",
                 SI,
             )?,
-            scale: counter(reg, "fieldwatch_interviewer_scale_answers_total", "Valid scale answers per interviewer.", SI)?,
+            scale: counter(
+                reg,
+                "fieldwatch_interviewer_scale_answers_total",
+                "Valid scale answers per interviewer.",
+                SI,
+            )?,
             extreme: counter(
                 reg,
                 "fieldwatch_interviewer_extreme_answers_total",
@@ -130,7 +140,9 @@ impl FieldworkMetrics {
 
     fn counts(&self, study: &str, dimension: &str, segment: &str, c: &Counts) {
         for d in Disposition::ALL {
-            self.dispositions.with_label_values(&[study, d.as_str(), dimension, segment]).inc_by(c[d.index()]);
+            self.dispositions
+                .with_label_values(&[study, d.as_str(), dimension, segment])
+                .inc_by(c[d.index()]);
         }
     }
 
@@ -163,7 +175,9 @@ impl FieldworkMetrics {
             self.duration.with_label_values(&l).inc_by(s.duration_secs);
             self.speeders.with_label_values(&l).inc_by(s.speeders);
             self.asked.with_label_values(&l).inc_by(s.asked);
-            for (kind, n) in [("nonresponse", s.nonresponse), ("dont_know", s.dont_know), ("refused", s.refused)] {
+            for (kind, n) in
+                [("nonresponse", s.nonresponse), ("dont_know", s.dont_know), ("refused", s.refused)]
+            {
                 self.missing.with_label_values(&[sid, r.label.as_str(), kind]).inc_by(n);
             }
             self.straightlining.with_label_values(&l).inc_by(s.straightlining);

@@ -87,7 +87,11 @@ pub struct QualityPublisher {
 
 impl QualityPublisher {
     /// A publisher for `kafka.quality_topic` on the cluster at `bootstrap`.
-    pub fn new(kafka: &KafkaConfig, bootstrap: &str, shared: Arc<Shared>) -> Result<QualityPublisher, KafkaError> {
+    pub fn new(
+        kafka: &KafkaConfig,
+        bootstrap: &str,
+        shared: Arc<Shared>,
+    ) -> Result<QualityPublisher, KafkaError> {
         Ok(QualityPublisher {
             producer: kafka::producer_config(kafka, bootstrap).create()?,
             reader: Arc::new(kafka::consumer_config(kafka, bootstrap, MARKER_GROUP).create()?),
@@ -129,7 +133,10 @@ impl QualityPublisher {
         let key = format!("{}/{}", record.flagged.study, record.flagged.submission_id);
         let sent = self
             .producer
-            .send(FutureRecord::to(&self.topic).partition(partition).key(&key).payload(&payload), self.timeout)
+            .send(
+                FutureRecord::to(&self.topic).partition(partition).key(&key).payload(&payload),
+                self.timeout,
+            )
             .await;
         match sent {
             Ok(_) => {
@@ -150,7 +157,9 @@ impl QualityPublisher {
         let reader = self.reader.clone();
         let topic = self.topic.clone();
         let timeout = self.timeout;
-        let read = tokio::task::spawn_blocking(move || last_source_offset(&reader, &topic, partition, timeout)).await;
+        let read =
+            tokio::task::spawn_blocking(move || last_source_offset(&reader, &topic, partition, timeout))
+                .await;
         match read {
             Ok(Ok(upto)) => {
                 tracing::debug!(partition, upto, "quality flags published so far");

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{Counts, FieldworkState, median};
-use crate::instrument::{DimensionSource, Dim, FieldworkDef, Form, KindDef, Study, is_label_safe};
+use crate::instrument::{Dim, DimensionSource, FieldworkDef, Form, KindDef, Study, is_label_safe};
 use crate::quality::{Check, Checked, Missing, Status};
 use crate::validate::{Record, Value};
 
@@ -173,8 +173,11 @@ pub fn by_interviewer(study: &Study, state: &FieldworkState) -> Vec<InterviewerR
     let declared = declared_dim(study);
     let cap = study.def.fieldwork.max_interviewers as usize;
     if declared.is_none() {
-        let mut own: Vec<(&String, u64)> =
-            rows.iter().filter(|(l, _)| *l != OTHER && *l != UNKNOWN).map(|(l, r)| (l, r.1.interviews)).collect();
+        let mut own: Vec<(&String, u64)> = rows
+            .iter()
+            .filter(|(l, _)| *l != OTHER && *l != UNKNOWN)
+            .map(|(l, r)| (l, r.1.interviews))
+            .collect();
         if own.len() > cap {
             own.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
             let fold: Vec<String> = own[cap..].iter().map(|(l, _)| (*l).clone()).collect();

@@ -346,7 +346,8 @@ impl FieldworkState {
                 c[old.disposition.index()] = c[old.disposition.index()].saturating_sub(1);
             }
         }
-        self.counts.entry((new.segments.clone(), new.interviewer.clone())).or_default()[new.disposition.index()] += 1;
+        self.counts.entry((new.segments.clone(), new.interviewer.clone())).or_default()
+            [new.disposition.index()] += 1;
         self.cases.insert(key, new);
         true
     }
@@ -355,8 +356,12 @@ impl FieldworkState {
     /// has a later one (the record changed nothing).
     pub fn apply_disposition(&mut self, study: &Study, d: &DispositionRecord) -> bool {
         let interviewer = self.interviewer_label(study, d.interviewer.as_deref());
-        let case =
-            Case { disposition: d.disposition, time: Some(d.time), segments: segment_key(&d.segments), interviewer };
+        let case = Case {
+            disposition: d.disposition,
+            time: Some(d.time),
+            segments: segment_key(&d.segments),
+            interviewer,
+        };
         self.update(&d.case, case)
     }
 

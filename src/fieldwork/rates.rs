@@ -175,7 +175,8 @@ pub fn eligibility(est: EligibilityEstimate, overall: &DispositionCounts) -> f64
     match est {
         EligibilityEstimate::Fixed(e) => e,
         EligibilityEstimate::Method(EligibilityMethod::Proportional) => {
-            ratio(overall.eligible() as f64, (overall.eligible() + overall.not_eligible) as f64).unwrap_or(1.0)
+            ratio(overall.eligible() as f64, (overall.eligible() + overall.not_eligible) as f64)
+                .unwrap_or(1.0)
         }
     }
 }
@@ -266,7 +267,13 @@ mod tests {
     #[test]
     fn the_seed_fieldwork_gives_rr1_of_57_6_percent() {
         // 292 contacted: 121 completes, 11 refusals, 78 non-contacts, 82 ineligible.
-        let c = DispositionCounts { complete: 121, refusal: 11, non_contact: 78, not_eligible: 82, ..Default::default() };
+        let c = DispositionCounts {
+            complete: 121,
+            refusal: 11,
+            non_contact: 78,
+            not_eligible: 82,
+            ..Default::default()
+        };
         assert_eq!(c.cases(), 292);
         let r = rates(&c, eligibility(EligibilityEstimate::default(), &c));
         close(r.rr1, 121.0 / 210.0);

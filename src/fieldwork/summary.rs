@@ -68,7 +68,13 @@ pub struct FormDurations {
     pub speeder_threshold_secs: Option<f64>,
 }
 
-fn group(segment: &str, label: &str, counts: Counts, e: f64, quality: Option<InterviewerQuality>) -> FieldworkGroup {
+fn group(
+    segment: &str,
+    label: &str,
+    counts: Counts,
+    e: f64,
+    quality: Option<InterviewerQuality>,
+) -> FieldworkGroup {
     let counts = DispositionCounts::from(counts);
     FieldworkGroup {
         segment: segment.to_string(),
@@ -97,7 +103,8 @@ pub fn report(study: &Study, state: &FieldworkState, by: Option<&str>) -> Result
                 .enumerate()
                 .filter(|(v, c)| *v < d.values.len() || c.iter().sum::<u64>() > 0)
                 .map(|(v, c)| {
-                    let label = d.labels.get(v).filter(|l| !l.is_empty()).map_or(d.value_name(v), String::as_str);
+                    let label =
+                        d.labels.get(v).filter(|l| !l.is_empty()).map_or(d.value_name(v), String::as_str);
                     group(d.value_name(v), label, c, e, None)
                 })
                 .collect()
@@ -112,7 +119,9 @@ pub fn report(study: &Study, state: &FieldworkState, by: Option<&str>) -> Result
             rows.iter()
                 .map(|r| {
                     let label = declared
-                        .and_then(|d| d.values.iter().position(|v| *v == r.label).and_then(|i| d.labels.get(i)))
+                        .and_then(|d| {
+                            d.values.iter().position(|v| *v == r.label).and_then(|i| d.labels.get(i))
+                        })
                         .filter(|l| !l.is_empty())
                         .unwrap_or(&r.label);
                     group(&r.label, label, r.counts, e, Some(quality(&r.stats, &total, cfg)))
@@ -186,20 +195,32 @@ impl FieldworkReport {
                 c.unknown_other,
                 c.not_eligible
             );
-            let rates: Vec<String> = g.rates.named().iter().map(|(n, r)| format!("{n} {}", pct(*r))).collect();
+            let rates: Vec<String> =
+                g.rates.named().iter().map(|(n, r)| format!("{n} {}", pct(*r))).collect();
             let _ = writeln!(out, "{:<24} {}", "", rates.join(" "));
             if let Some(q) = &g.quality {
                 let measures: Vec<String> = q
                     .measures
                     .iter()
-                    .map(|(n, m)| format!("{n} {} (rest {}){}", pct(m.rate), pct(m.rest), if m.outlier { " !" } else { "" }))
+                    .map(|(n, m)| {
+                        format!(
+                            "{n} {} (rest {}){}",
+                            pct(m.rate),
+                            pct(m.rest),
+                            if m.outlier { " !" } else { "" }
+                        )
+                    })
                     .collect();
                 let _ = writeln!(out, "{:<24} {} interviews: {}", "", q.interviews, measures.join(", "));
             }
         }
         for f in &self.forms {
             if let Some(m) = f.median_duration_secs {
-                let _ = writeln!(out, "form {:<20} {} timed interviews, median {:.0} s", f.form, f.timed_interviews, m);
+                let _ = writeln!(
+                    out,
+                    "form {:<20} {} timed interviews, median {:.0} s",
+                    f.form, f.timed_interviews, m
+                );
             }
         }
         out

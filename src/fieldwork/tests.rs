@@ -82,16 +82,24 @@ fn dispositions_parse_from_names_abbreviations_and_numeric_aapor_codes() {
 
 #[test]
 fn a_line_without_kind_is_an_interview_and_unknown_kinds_are_errors() {
-    assert!(matches!(parse_line(r#"{"study":"t","form":"fa","respondent_id":"r","submission_id":"s"}"#), Ok(Line::Interview(_))));
+    assert!(matches!(
+        parse_line(r#"{"study":"t","form":"fa","respondent_id":"r","submission_id":"s"}"#),
+        Ok(Line::Interview(_))
+    ));
     assert!(matches!(
         parse_line(r#"{"kind":"interview","study":"t","form":"fa","respondent_id":"r","submission_id":"s"}"#),
         Ok(Line::Interview(_))
     ));
     assert!(parse_line(r#"{"kind":"call","study":"t"}"#).is_err());
-    assert!(parse_line(r#"{"kind":"disposition","study":"t","respondent_id":"r"}"#).is_err(), "unknown field");
+    assert!(
+        parse_line(r#"{"kind":"disposition","study":"t","respondent_id":"r"}"#).is_err(),
+        "unknown field"
+    );
     // "kind" inside answers or attributes is no kind.
     assert!(matches!(
-        parse_line(r#"{"study":"t","form":"fa","respondent_id":"r","submission_id":"s","attributes":{"kind":"x"}}"#),
+        parse_line(
+            r#"{"study":"t","form":"fa","respondent_id":"r","submission_id":"s","attributes":{"kind":"x"}}"#
+        ),
         Ok(Line::Interview(_))
     ));
 }
@@ -127,7 +135,12 @@ fn invalid_dispositions_get_one_violation_per_problem() {
 
 #[test]
 fn dispositions_take_segments_from_form_attributes_and_interviewer() {
-    let d = disposition("c1", "refusal", "2024-05-01T10:00:00Z", r#", "form": "fb", "attributes": {"region": "east"}"#);
+    let d = disposition(
+        "c1",
+        "refusal",
+        "2024-05-01T10:00:00Z",
+        r#", "form": "fb", "attributes": {"region": "east"}"#,
+    );
     assert_eq!(d.segments, vec![1, 1]);
     let d = disposition("c1", "R", "2024-05-01T10:00:00Z", "");
     assert_eq!(d.segments, vec![3, 3], "no form, no region: unknown");
@@ -197,7 +210,10 @@ fn speeders_are_judged_against_the_exact_median_of_earlier_interviews() {
     // Four interviews of 30, 40, 50, 60 minutes: median 45, threshold 22.5.
     for (i, m) in [30, 40, 50, 60].into_iter().enumerate() {
         let (rec, checked) = interview(&format!("r{i}"), "int01", m, answers);
-        assert_eq!(st.apply(&s, &rec, &checked), Applied::Counted { possible_duplicate: false, speeder: false });
+        assert_eq!(
+            st.apply(&s, &rec, &checked),
+            Applied::Counted { possible_duplicate: false, speeder: false }
+        );
     }
     let (rec, checked) = interview("fast", "int02", 22, r#"{"q1": 1, "q2": 4, "q3": 2, "q4": "yes"}"#);
     assert_eq!(st.apply(&s, &rec, &checked), Applied::Counted { possible_duplicate: false, speeder: true });
@@ -240,7 +256,15 @@ fn crafted() -> StudyState {
     }
     for k in 0..4 {
         add(&mut st, "int03", 10 + k, r#"{"q1": {"missing": "dk"}, "q3": 3}"#);
-        add(&mut st, "int04", 45 + k, &format!(r#"{{"q1": {v}, "q2": {v}, "q3": {v}, "q4": "yes"}}"#, v = if k % 2 == 0 { 1 } else { 5 }));
+        add(
+            &mut st,
+            "int04",
+            45 + k,
+            &format!(
+                r#"{{"q1": {v}, "q2": {v}, "q3": {v}, "q4": "yes"}}"#,
+                v = if k % 2 == 0 { 1 } else { 5 }
+            ),
+        );
     }
     st
 }
@@ -252,7 +276,8 @@ fn interviewer_outliers_stand_out_against_the_rest_on_a_crafted_dataset() {
     let r = report(&s, &st.fieldwork, Some("interviewer")).expect("report");
     let labels: Vec<&str> = r.groups.iter().map(|g| g.segment.as_str()).collect();
     assert_eq!(labels, vec!["int01", "int02", "int03", "int04"]);
-    let q = |l: &str| r.groups.iter().find(|g| g.segment == l).and_then(|g| g.quality.clone()).expect("quality");
+    let q =
+        |l: &str| r.groups.iter().find(|g| g.segment == l).and_then(|g| g.quality.clone()).expect("quality");
     let int03 = q("int03");
     assert_eq!(int03.outliers, vec!["speeding", "nonresponse", "dont_know"]);
     // 4 interviews x 4 asked items: q2 and q4 blank (nonresponse), q1 don't know.
@@ -275,7 +300,8 @@ fn interviewer_outliers_stand_out_against_the_rest_on_a_crafted_dataset() {
 fn interviewer_labels_are_capped_and_hostile_ids_become_other() {
     let s = study();
     let mut st = StudyState::new();
-    for (i, who) in ["int01", "int02", "Bad Id!", "int03", "int04", "int05", "int06"].into_iter().enumerate() {
+    for (i, who) in ["int01", "int02", "Bad Id!", "int03", "int04", "int05", "int06"].into_iter().enumerate()
+    {
         let (rec, checked) = interview(&format!("r{i}"), who, 30, &format!(r#"{{"q1": {}}}"#, i % 5 + 1));
         st.apply(&s, &rec, &checked);
     }
@@ -295,7 +321,8 @@ fn the_cap_applies_again_when_partitions_saw_different_interviewers() {
     let mut b = StudyState::new();
     for (st, who) in [(&mut a, ["int01", "int02", "int03"]), (&mut b, ["int04", "int05", "int01"])] {
         for (i, w) in who.into_iter().enumerate() {
-            let (rec, checked) = interview(&format!("{w}-{i}-{}", who[0]), w, 30, &format!(r#"{{"q1": {}}}"#, i + 1));
+            let (rec, checked) =
+                interview(&format!("{w}-{i}-{}", who[0]), w, 30, &format!(r#"{{"q1": {}}}"#, i + 1));
             st.apply(&s, &rec, &checked);
         }
     }
@@ -330,7 +357,8 @@ fn a_declared_interviewer_dimension_gives_the_labels() {
         st.apply(&s, &rec, &checked);
     }
     let r = report(&s, &st.fieldwork, Some("staff")).expect("by staff");
-    let got: Vec<(&str, &str, u64)> = r.groups.iter().map(|g| (g.segment.as_str(), g.label.as_str(), g.cases)).collect();
+    let got: Vec<(&str, &str, u64)> =
+        r.groups.iter().map(|g| (g.segment.as_str(), g.label.as_str(), g.cases)).collect();
     assert_eq!(got, vec![("int01", "Ann", 1), ("other", "other", 1)]);
     assert!(r.groups[0].quality.is_some());
     assert!(report(&s, &st.fieldwork, Some("interviewer")).is_ok());
@@ -344,7 +372,8 @@ fn the_report_breaks_cases_down_by_a_declared_dimension() {
     st.apply_disposition(&s, &disposition("c2", "refusal", "2024-05-01T10:00:00Z", r#", "form": "fb""#));
     st.apply_disposition(&s, &disposition("c3", "not_eligible", "2024-05-01T10:00:00Z", ""));
     let r = report(&s, &st.fieldwork, Some("position")).expect("report");
-    let got: Vec<(&str, u64, Option<f64>)> = r.groups.iter().map(|g| (g.segment.as_str(), g.cases, g.rates.rr1)).collect();
+    let got: Vec<(&str, u64, Option<f64>)> =
+        r.groups.iter().map(|g| (g.segment.as_str(), g.cases, g.rates.rr1)).collect();
     assert_eq!(got, vec![("a", 1, Some(1.0)), ("b", 1, Some(0.0)), ("unknown", 1, None)]);
     // Proportional e over the whole study: 2 eligible of 3 known.
     assert!((r.eligibility_estimate - 2.0 / 3.0).abs() < 1e-12);
@@ -394,7 +423,11 @@ fn flags_for_review_name_checks_and_items_and_filter_and_page() {
     assert_eq!(p.flags.iter().map(|f| f.submission_id.as_str()).collect::<Vec<_>>(), vec!["s3"]);
     let speeders = review::FlagFilter { check: Some(Check::Speeder), ..Default::default() };
     assert_eq!(review::page(all.iter(), &speeders, 1, 50).total, 2);
-    let f = review::FlagFilter { check: Some(Check::Speeder), form: Some("fa".into()), interviewer: Some("int01".into()) };
+    let f = review::FlagFilter {
+        check: Some(Check::Speeder),
+        form: Some("fa".into()),
+        interviewer: Some("int01".into()),
+    };
     assert_eq!(review::page(all.iter(), &f, 1, 50).flags[0].submission_id, "s3");
 }
 
@@ -411,5 +444,8 @@ fn fieldwork_settings_are_linted() {
     assert_eq!(s.def.fieldwork.eligibility_estimate, crate::instrument::EligibilityEstimate::Fixed(0.8));
     let p = STUDY.replace("fieldwork: {", "fieldwork: {eligibility_estimate: proportional, ");
     assert!(Study::from_yaml(&p).is_ok());
-    assert!(Study::from_yaml(&STUDY.replace("fieldwork: {", "fieldwork: {eligibility_estimate: guess, ")).is_err());
+    assert!(
+        Study::from_yaml(&STUDY.replace("fieldwork: {", "fieldwork: {eligibility_estimate: guess, "))
+            .is_err()
+    );
 }

@@ -56,7 +56,11 @@ pub(super) struct FlagsQuery {
 /// Default page size of the flags list.
 const DEFAULT_PER_PAGE: usize = 50;
 
-pub(super) async fn flags(State(s): State<AppState>, Path(study): Path<String>, Query(q): Query<FlagsQuery>) -> Response {
+pub(super) async fn flags(
+    State(s): State<AppState>,
+    Path(study): Path<String>,
+    Query(q): Query<FlagsQuery>,
+) -> Response {
     let Some(st) = s.catalog.get(&study) else {
         return api_error(StatusCode::NOT_FOUND, "no such study".into());
     };

@@ -28,8 +28,8 @@ use super::publisher::Publisher;
 use crate::instrument::Catalog;
 use crate::proto::v1::ingest_service_server::{IngestService, IngestServiceServer};
 use crate::proto::v1::{
-    Envelope, FieldViolation, GetInstrumentRequest, Instrument, SubmitDispositionRequest, SubmitDispositionResponse,
-    SubmitRequest, SubmitResponse, SubmitResult,
+    Envelope, FieldViolation, GetInstrumentRequest, Instrument, SubmitDispositionRequest,
+    SubmitDispositionResponse, SubmitRequest, SubmitResponse, SubmitResult,
 };
 use crate::proto::{ENVELOPE_VERSION, v1};
 use crate::validate::{self, Limits, Rule, Violation};
@@ -309,7 +309,11 @@ impl Shared {
     }
 
     /// A `SubmitRequest`: an interview, or a case outcome.
-    async fn ingest_request(&self, frontend: &str, request: SubmitRequest) -> Result<SubmitResponse, IngestError> {
+    async fn ingest_request(
+        &self,
+        frontend: &str,
+        request: SubmitRequest,
+    ) -> Result<SubmitResponse, IngestError> {
         match request {
             SubmitRequest { submission: None, disposition: Some(d) } => {
                 let received_at = self.ingest_disposition(frontend, Some(d)).await?;
