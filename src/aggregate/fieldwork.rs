@@ -9,6 +9,8 @@
 
 use prometheus::{GaugeVec, IntCounterVec, Opts, Registry};
 
+use super::metrics::counter;
+
 use crate::fieldwork::interviewers::by_interviewer;
 use crate::fieldwork::summary::INTERVIEWER;
 use crate::fieldwork::{Counts, Disposition, DispositionCounts, median, rates};
@@ -31,12 +33,6 @@ pub struct FieldworkMetrics {
     scale: IntCounterVec,
     extreme: IntCounterVec,
     quality: IntCounterVec,
-}
-
-fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
-    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
-    reg.register(Box::new(c.clone()))?;
-    Ok(c)
 }
 
 fn gauge(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<GaugeVec> {

@@ -12,8 +12,17 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::{AppState, api_error};
+use crate::aggregate::Shared;
 use crate::fieldwork::review::FlagFilter;
+use crate::instrument::Study;
 use crate::quality::Check;
+
+/// The study and this process's aggregator, or why not (a 404).
+fn study_and_aggregator<'a>(s: &'a AppState, study: &str) -> Result<(&'a Study, &'a Shared), &'static str> {
+    let st = s.catalog.get(study).ok_or("no such study")?;
+    let agg = s.aggregator.as_deref().ok_or("this process runs no aggregator")?;
+    Ok((st, agg))
+}
 
 #[derive(Deserialize)]
 pub(super) struct FieldworkQuery {
@@ -25,11 +34,9 @@ pub(super) async fn fieldwork(
     Path(study): Path<String>,
     Query(q): Query<FieldworkQuery>,
 ) -> Response {
-    let Some(st) = s.catalog.get(&study) else {
-        return api_error(StatusCode::NOT_FOUND, "no such study".into());
-    };
-    let Some(agg) = &s.aggregator else {
-        return api_error(StatusCode::NOT_FOUND, "this process runs no aggregator".into());
+    let (st, agg) = match study_and_aggregator(&s, &study) {
+        Ok(x) => x,
+        Err(why) => return api_error(StatusCode::NOT_FOUND, why.into()),
     };
     let state = agg.merged(&study);
     match crate::fieldwork::report(st, &state.fieldwork, q.by.as_deref().filter(|b| !b.is_empty())) {
@@ -61,11 +68,9 @@ pub(super) async fn flags(
     Path(study): Path<String>,
     Query(q): Query<FlagsQuery>,
 ) -> Response {
-    let Some(st) = s.catalog.get(&study) else {
-        return api_error(StatusCode::NOT_FOUND, "no such study".into());
-    };
-    let Some(agg) = &s.aggregator else {
-        return api_error(StatusCode::NOT_FOUND, "this process runs no aggregator".into());
+    let (st, agg) = match study_and_aggregator(&s, &study) {
+        Ok(x) => x,
+        Err(why) => return api_error(StatusCode::NOT_FOUND, why.into()),
     };
     let check = match q.check.as_deref().filter(|c| !c.is_empty()) {
         None => None,
