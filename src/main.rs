@@ -258,7 +258,10 @@ fn run_report(study: &Study, input: &std::path::Path, by: Option<&str>, format: 
             }
         }
     };
-    let (tally, top) = match report::run(study, reader, by, &Limits::default()) {
+    // `--by interviewer` breaks fieldwork down by interviewer even where no
+    // declared dimension has that name; the toplines then stay overall.
+    let top_by = by.filter(|b| study.dim(b).is_some() || *b != fieldwatch::fieldwork::summary::INTERVIEWER);
+    let (tally, top) = match report::run(study, reader, top_by, &Limits::default()) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");

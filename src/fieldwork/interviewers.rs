@@ -211,8 +211,9 @@ pub struct Measure {
     pub rate: Option<f64>,
     /// The rate of every other interviewer together.
     pub rest: Option<f64>,
-    /// The rate is more than `fieldwork.outlier_ratio` times the rest's,
-    /// over at least `fieldwork.outlier_min_interviews` interviews.
+    /// The rate is more than `fieldwork.outlier_ratio` times the rest's and
+    /// at least `fieldwork.outlier_min_difference` above it, over at least
+    /// `fieldwork.outlier_min_interviews` interviews.
     pub outlier: bool,
 }
 
@@ -243,7 +244,7 @@ pub fn quality(row: &InterviewerStats, total: &InterviewerStats, cfg: &Fieldwork
         let rest = share(rn, rd);
         let outlier = row.interviews >= u64::from(cfg.outlier_min_interviews)
             && match (rate, rest) {
-                (Some(r), Some(x)) => r > 0.0 && r > cfg.outlier_ratio * x,
+                (Some(r), Some(x)) => r > cfg.outlier_ratio * x && r - x >= cfg.outlier_min_difference,
                 _ => false,
             };
         if outlier {

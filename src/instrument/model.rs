@@ -180,6 +180,10 @@ pub struct FieldworkDef {
     /// times the rate of the other interviewers is an outlier.
     #[serde(default = "default_outlier_ratio")]
     pub outlier_ratio: f64,
+    /// ... and at least this much above it (a share: 0.05 is 5 percentage
+    /// points), so that tiny rates are no outliers.
+    #[serde(default = "default_outlier_min_difference")]
+    pub outlier_min_difference: f64,
     /// Interviewers with fewer counted interviews are never outliers.
     #[serde(default = "default_outlier_min_interviews")]
     pub outlier_min_interviews: u32,
@@ -194,6 +198,7 @@ impl Default for FieldworkDef {
             speeder_min_interviews: default_speeder_min_interviews(),
             max_interviewers: default_max_interviewers(),
             outlier_ratio: default_outlier_ratio(),
+            outlier_min_difference: default_outlier_min_difference(),
             outlier_min_interviews: default_outlier_min_interviews(),
         }
     }
@@ -210,6 +215,9 @@ fn default_max_interviewers() -> u32 {
 }
 fn default_outlier_ratio() -> f64 {
     2.0
+}
+fn default_outlier_min_difference() -> f64 {
+    0.05
 }
 fn default_outlier_min_interviews() -> u32 {
     10
