@@ -18,6 +18,7 @@
 //! - [`validate`]: hard validation of a submission against its form; [`validate::validate`].
 //! - [`quality`]: soft checks on an accepted record; [`quality::check`].
 //! - [`results`]: mergeable counts and toplines; [`results::StudyState`], [`results::toplines`].
+//! - [`fieldwork`]: case dispositions, AAPOR rates, interviewer quality, flags for review; [`fieldwork::report`].
 //! - [`report`]: the offline `report` command over a JSONL file; [`report::run`].
 //! - [`synth`]: deterministic synthetic interviews for benches and load tests; [`synth::interviews`].
 //! - [`proto`]: the gRPC API (`fieldwatch.v1`) and its conversion to and from JSONL submissions; [`proto::v1`].
@@ -38,6 +39,7 @@ pub mod app;
 #[cfg(feature = "embedded-broker")]
 pub mod broker;
 pub mod config;
+pub mod fieldwork;
 pub mod http;
 pub mod ingest;
 pub mod instrument;

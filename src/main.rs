@@ -77,12 +77,12 @@ enum Command {
     /// Time from starting a fresh aggregator to ready, with many interviews in
     /// the topic (default 1,000,000), from snapshots and (--replay) without.
     BenchRestore(fieldwatch::restore_bench::RestoreOptions),
-    /// Stream a JSONL file of submissions to a running service.
+    /// Stream a JSONL file of interviews and dispositions to a running service.
     Submit {
         /// gRPC endpoint of ingest.
         #[arg(long, default_value = "http://127.0.0.1:50051")]
         server: String,
-        /// JSONL file of submissions (`-` for standard input).
+        /// JSONL file of interviews and dispositions (`-` for standard input).
         #[arg(long)]
         file: PathBuf,
         /// Bearer token for the front-end (or FIELDWATCH_TOKEN).
@@ -97,9 +97,10 @@ enum Command {
         #[command(subcommand)]
         command: InstrumentCommand,
     },
-    /// Toplines computed offline from a JSONL file of submissions.
+    /// Toplines and fieldwork (dispositions, AAPOR rates) computed offline
+    /// from a JSONL file of interviews and dispositions.
     Report {
-        /// JSONL file of submissions (`-` for standard input).
+        /// JSONL file of interviews and dispositions (`-` for standard input).
         #[arg(long)]
         input: PathBuf,
         /// Study id.
@@ -305,7 +306,10 @@ fn run_report(study: &Study, input: &std::path::Path, by: Option<&str>, format: 
             }
         }
     };
-    let (tally, top) = match report::run(study, reader, by, &Limits::default()) {
+    // `--by interviewer` breaks fieldwork down by interviewer even where no
+    // declared dimension has that name; the toplines then stay overall.
+    let top_by = by.filter(|b| study.dim(b).is_some() || *b != fieldwatch::fieldwork::summary::INTERVIEWER);
+    let (tally, top) = match report::run(study, reader, top_by, &Limits::default()) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -317,9 +321,17 @@ fn run_report(study: &Study, input: &std::path::Path, by: Option<&str>, format: 
             eprintln!("{}:{}: {} ({}): {}", input.display(), e.line, v.field, v.rule.as_str(), v.message);
         }
     }
+    let fieldwork = match report::fieldwork(study, &tally, by) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     match format {
         Format::Table => {
             print!("{}", top.to_table());
+            print!("{}", fieldwork.to_table());
             println!(
                 "{} lines, {} rejected, {} retries, {} duplicate respondents, {} possible duplicates",
                 tally.lines,
@@ -337,6 +349,7 @@ fn run_report(study: &Study, input: &std::path::Path, by: Option<&str>, format: 
                 retries: tally.state.retries,
                 duplicate_respondents: tally.state.duplicate_respondents,
                 possible_duplicates: tally.state.possible_duplicates(),
+                fieldwork: &fieldwork,
             };
             match serde_json::to_string_pretty(&doc) {
                 Ok(s) => println!("{s}"),

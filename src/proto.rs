@@ -184,6 +184,34 @@ fn item_summary(it: &crate::instrument::model::ItemDef) -> v1::ItemSummary {
     }
 }
 
+impl From<crate::fieldwork::DispositionSubmission> for v1::Disposition {
+    fn from(d: crate::fieldwork::DispositionSubmission) -> Self {
+        v1::Disposition {
+            study: d.study,
+            case_id: d.case_id,
+            disposition: d.disposition,
+            time: d.time,
+            interviewer: d.interviewer,
+            form: d.form,
+            attributes: d.attributes,
+        }
+    }
+}
+
+impl From<v1::Disposition> for crate::fieldwork::DispositionSubmission {
+    fn from(d: v1::Disposition) -> Self {
+        crate::fieldwork::DispositionSubmission {
+            study: d.study,
+            case_id: d.case_id,
+            disposition: d.disposition,
+            time: d.time,
+            interviewer: d.interviewer,
+            form: d.form,
+            attributes: d.attributes,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,6 +266,22 @@ mod tests {
         let again = Study::from_yaml(&msg.yaml).expect("the yaml loads");
         assert_eq!(again.forms.len(), study.forms.len());
         assert_eq!(again.codes.len(), study.codes.len());
+    }
+
+    #[test]
+    fn a_disposition_line_survives_the_trip_through_protobuf_unchanged() {
+        let line = r#"{"kind": "disposition", "study": "le-trafficking", "case_id": "LE-0001",
+ "disposition": "non_contact", "time": "2005-03-01T10:00:00Z", "interviewer": "int03",
+ "form": "investigator", "attributes": {"region": "southeast"}}"#;
+        let Ok(crate::fieldwork::Line::Disposition(d)) =
+            crate::fieldwork::parse_line(&line.replace('\n', ""))
+        else {
+            panic!("a disposition line")
+        };
+        let pb = v1::Disposition::from(d.clone());
+        let bytes = prost::Message::encode_to_vec(&pb);
+        let decoded: v1::Disposition = prost::Message::decode(bytes.as_slice()).expect("decode");
+        assert_eq!(crate::fieldwork::DispositionSubmission::from(decoded), d);
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! `fieldwatch submit`: streams a JSONL file of submissions to a running
-//! service over gRPC (`SubmitStream`), shows progress, prints each rejected
+//! `fieldwatch submit`: streams a JSONL file of submissions — interviews
+//! and case dispositions (`"kind": "disposition"`, see
+//! [`crate::fieldwork::parse_line`]) — to a running service over gRPC
+//! (`SubmitStream`), shows progress, prints each rejected
 //! line with its reasons, and resends records that got a retryable code
 //! (UNAVAILABLE, RESOURCE_EXHAUSTED) or no result at all (the stream broke)
 //! with the same submission ids, so a retry is counted once.
@@ -12,7 +14,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::proto::v1::ingest_service_client::IngestServiceClient;
 use crate::proto::v1::{SubmitRequest, SubmitResult};
-use crate::validate::Submission;
+use crate::fieldwork::{Line, parse_line};
 
 /// Options of `submit`.
 #[derive(Debug, Clone)]
@@ -58,7 +60,7 @@ pub enum SubmitError {
 
 struct Pending {
     line: usize,
-    sub: crate::proto::v1::Submission,
+    request: SubmitRequest,
 }
 
 /// Reads `input` and submits it; rejected lines are written to `out`.
@@ -75,8 +77,13 @@ pub async fn run(
             continue;
         }
         summary.lines += 1;
-        match serde_json::from_str::<Submission>(&line) {
-            Ok(s) => pending.push(Pending { line: n + 1, sub: s.into() }),
+        let request = match parse_line(&line) {
+            Ok(Line::Interview(s)) => Ok(SubmitRequest { submission: Some((*s).into()), disposition: None }),
+            Ok(Line::Disposition(d)) => Ok(SubmitRequest { submission: None, disposition: Some(d.into()) }),
+            Err(e) => Err(e),
+        };
+        match request {
+            Ok(request) => pending.push(Pending { line: n + 1, request }),
             Err(e) => {
                 summary.rejected += 1;
                 let _ = writeln!(out, "line {}: not a submission object: {e}", n + 1);
@@ -189,8 +196,7 @@ async fn stream_once(
     let channel: Channel =
         endpoint.connect().await.map_err(|e| tonic::Status::unavailable(format!("connect: {e}")))?;
     let mut client = IngestServiceClient::new(channel).max_decoding_message_size(16 << 20);
-    let reqs: Vec<SubmitRequest> =
-        pending.iter().map(|p| SubmitRequest { submission: Some(p.sub.clone()) }).collect();
+    let reqs: Vec<SubmitRequest> = pending.iter().map(|p| p.request.clone()).collect();
     let mut request = tonic::Request::new(futures::stream::iter(reqs));
     if let Some(a) = auth {
         request.metadata_mut().insert("authorization", a.clone());

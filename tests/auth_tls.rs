@@ -148,7 +148,7 @@ fn valid(respondent: &str, submission: &str) -> v1::Submission {
 }
 
 fn request(s: v1::Submission, token: Option<&str>) -> tonic::Request<SubmitRequest> {
-    let mut r = tonic::Request::new(SubmitRequest { submission: Some(s) });
+    let mut r = tonic::Request::new(SubmitRequest { submission: Some(s), disposition: None });
     if let Some(t) = token {
         r.metadata_mut().insert("authorization", format!("Bearer {t}").parse().expect("ascii"));
     }
@@ -204,7 +204,7 @@ async fn calls_without_a_token_or_with_a_wrong_one_are_unauthenticated_and_store
             assert_eq!(e.code(), Code::Unauthenticated, "{what}: {e:?}");
         }
         // A stream is refused as a whole before any record is read.
-        let records = futures::stream::iter([SubmitRequest { submission: Some(valid("R-2", "S-2")) }]);
+        let records = futures::stream::iter([SubmitRequest { submission: Some(valid("R-2", "S-2")), disposition: None }]);
         let e = client.submit_stream(records).await.expect_err("stream without a token");
         assert_eq!(e.code(), Code::Unauthenticated);
 

@@ -147,7 +147,7 @@ fn invalid(ctx: &Ctx, submission: &str) -> v1::Submission {
 }
 
 fn request(s: v1::Submission) -> SubmitRequest {
-    SubmitRequest { submission: Some(s) }
+    SubmitRequest { submission: Some(s), disposition: None }
 }
 
 /// Records in the responses topic: the sum over partitions of high minus

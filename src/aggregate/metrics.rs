@@ -14,7 +14,12 @@ use crate::instrument::{KindDef, Study};
 use crate::quality::Missing;
 use crate::results::StudyState;
 
-fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
+pub(super) fn counter(
+    reg: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntCounterVec> {
     let c = IntCounterVec::new(Opts::new(name, help), labels)?;
     reg.register(Box::new(c.clone()))?;
     Ok(c)
@@ -102,21 +107,13 @@ pub fn snapshot(shared: &Shared) -> prometheus::Result<Registry> {
         &[],
     )?;
 
+    let fieldwork = super::fieldwork::FieldworkMetrics::register(&reg)?;
     for study in shared.catalog().studies() {
         let state = shared.merged(study.id());
-        export_study(
-            study,
-            &state,
-            &interviews,
-            &segments,
-            &answers,
-            &valid,
-            &missing,
-            &excluded,
-            &flags,
-            &dups,
-        );
+        export_study(study, &state, &interviews, &segments, &answers, &valid, &missing, &excluded, &flags, &dups);
+        fieldwork.export(study, &state);
     }
+    fieldwork.export_quality(shared.quality_counters());
     let outcomes = shared.outcomes();
     for o in Outcome::ALL {
         records.with_label_values(&[o.as_str()]).inc_by(outcomes.get(&o).copied().unwrap_or(0));

@@ -18,19 +18,29 @@
 //! sum over the partitions it owns now and the sum over instances is the
 //! study total. Readiness: every owned partition's next offset has reached
 //! the high watermark read after it was assigned.
+//!
+//! Envelopes carrying a case disposition update the study's fieldwork
+//! state. Each flagged interview is kept for `GET .../flags` and handed to
+//! [`quality`], which publishes it to the quality topic unless an earlier
+//! owner of the partition already did (replays publish nothing twice).
 
+pub mod fieldwork;
 pub mod metrics;
 pub mod snapshot;
+pub mod quality;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use prost::Message as _;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
+use crate::fieldwork::review::{self, FlagFilter, FlagPage, FlaggedInterview};
+use crate::fieldwork::{DispositionSubmission, validate_disposition_in};
 use crate::instrument::Catalog;
 use crate::kafka::{KafkaConfig, consumer_config, producer_config};
 use crate::proto::v1;
@@ -115,11 +125,13 @@ pub enum Outcome {
     NotOwned,
     /// A record past the next offset: not applied; the consumer seeks back.
     Gap,
+    /// A case disposition applied to the fieldwork state (superseded ones included).
+    Disposition,
 }
 
 impl Outcome {
     /// Every outcome, for pre-registering metric label values.
-    pub const ALL: [Outcome; 9] = [
+    pub const ALL: [Outcome; 10] = [
         Outcome::Applied,
         Outcome::Retry,
         Outcome::DuplicateRespondent,
@@ -129,6 +141,7 @@ impl Outcome {
         Outcome::Redelivered,
         Outcome::NotOwned,
         Outcome::Gap,
+        Outcome::Disposition,
     ];
 
     /// Stable snake_case name.
@@ -143,6 +156,7 @@ impl Outcome {
             Outcome::Redelivered => "redelivered",
             Outcome::NotOwned => "not_owned",
             Outcome::Gap => "gap",
+            Outcome::Disposition => "disposition",
         }
     }
 }
@@ -161,6 +175,12 @@ pub struct PartitionState {
     /// The offset a seek back was last requested to, so a real gap in the
     /// log (a deleted or compacted range) is accepted after one try.
     seek_tried: Option<i64>,
+    /// Which assignment of the partition this state belongs to: a new one
+    /// for every assignment, so the quality publisher knows to look up
+    /// again what was published.
+    pub generation: u64,
+    /// The flagged interviews of the partition, in offset order.
+    pub flagged: Vec<FlaggedInterview>,
 }
 
 #[derive(Debug, Default)]
@@ -170,6 +190,7 @@ struct Inner {
     outcomes: HashMap<Outcome, u64>,
     snapshots_written: u64,
     snapshots_restored: u64,
+    generations: u64,
 }
 
 /// State shared between the consumer loop, the rebalance callbacks and the
@@ -181,6 +202,8 @@ pub struct Shared {
     fingerprint: u64,
     limits: Limits,
     inner: Mutex<Inner>,
+    /// Outcomes of the quality publisher, for the metrics.
+    quality: quality::QualityCounters,
 }
 
 /// Lag and readiness of one partition.
@@ -200,7 +223,13 @@ impl Shared {
         let defs: Vec<String> =
             catalog.studies().map(|s| serde_json::to_string(&s.def).unwrap_or_default()).collect();
         let fingerprint = xxhash_rust::xxh3::xxh3_64(defs.join("\n").as_bytes());
-        Arc::new(Shared { catalog, fingerprint, limits, inner: Mutex::new(Inner::default()) })
+        Arc::new(Shared {
+            catalog,
+            fingerprint,
+            limits,
+            inner: Mutex::new(Inner::default()),
+            quality: quality::QualityCounters::default(),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -216,9 +245,12 @@ impl Shared {
     }
 
     /// Takes ownership of a partition with a restored snapshot (or empty).
-    fn assign(&self, partition: i32, restored: Option<snapshot::Snapshot>) {
+    /// Returns the offset to start reading the partition at.
+    fn assign(&self, partition: i32, restored: Option<snapshot::Snapshot>) -> i64 {
         let mut g = self.lock();
         g.assigned_once = true;
+        g.generations += 1;
+        let generation = g.generations;
         let state = match restored {
             Some(s) if s.catalog == self.fingerprint => {
                 g.snapshots_restored += 1;
@@ -226,16 +258,23 @@ impl Shared {
                     next_offset: s.next_offset,
                     snapshot_offset: s.next_offset,
                     studies: s.studies.into_iter().collect(),
+                    flagged: serde_json::from_slice(&s.flagged_json).unwrap_or_else(|e| {
+                        tracing::warn!(partition, error = %e, "flags in the snapshot do not decode");
+                        Vec::new()
+                    }),
+                    generation,
                     ..PartitionState::default()
                 }
             }
             Some(_) => {
                 tracing::warn!(partition, "snapshot was made with other instruments; replaying the partition");
-                PartitionState::default()
+                PartitionState { generation, ..PartitionState::default() }
             }
-            None => PartitionState::default(),
+            None => PartitionState { generation, ..PartitionState::default() },
         };
+        let next = state.next_offset;
         g.partitions.insert(partition, state);
+        next
     }
 
     fn revoke(&self, partitions: &[i32]) {
@@ -258,6 +297,7 @@ impl Shared {
                 partition: *p,
                 next_offset: s.next_offset,
                 studies: s.studies.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                flagged_json: serde_json::to_vec(&s.flagged).unwrap_or_default(),
             })
             .collect()
     }
@@ -283,46 +323,110 @@ impl Shared {
 
     /// Applies the record at `offset` of `partition`.
     pub fn apply(&self, partition: i32, offset: i64, payload: Option<&[u8]>) -> Outcome {
-        let decoded = payload
-            .and_then(|b| v1::Envelope::decode(b).ok())
-            .and_then(|e| e.submission)
-            .map(Submission::from);
-        let mut g = self.lock();
-        let outcome = self.apply_locked(&mut g, partition, offset, decoded);
-        *g.outcomes.entry(outcome).or_default() += 1;
-        outcome
+        self.apply_record(partition, offset, payload).0
     }
 
-    fn apply_locked(&self, g: &mut Inner, partition: i32, offset: i64, sub: Option<Submission>) -> Outcome {
+    /// Applies the record at `offset` of `partition`; returns what happened
+    /// and, for a flagged interview, the record for the quality topic.
+    pub fn apply_record(
+        &self,
+        partition: i32,
+        offset: i64,
+        payload: Option<&[u8]>,
+    ) -> (Outcome, Option<quality::QualityRecord>) {
+        let decoded = payload.and_then(|b| v1::Envelope::decode(b).ok());
+        let mut g = self.lock();
+        let (outcome, flagged) = self.apply_locked(&mut g, partition, offset, decoded);
+        *g.outcomes.entry(outcome).or_default() += 1;
+        (outcome, flagged)
+    }
+
+    fn apply_locked(
+        &self,
+        g: &mut Inner,
+        partition: i32,
+        offset: i64,
+        envelope: Option<v1::Envelope>,
+    ) -> (Outcome, Option<quality::QualityRecord>) {
         let Some(ps) = g.partitions.get_mut(&partition) else {
-            return Outcome::NotOwned;
+            return (Outcome::NotOwned, None);
         };
         if offset < ps.next_offset {
-            return Outcome::Redelivered;
+            return (Outcome::Redelivered, None);
         }
         if offset > ps.next_offset && ps.seek_tried != Some(ps.next_offset) {
             ps.seek_tried = Some(ps.next_offset);
-            return Outcome::Gap;
+            return (Outcome::Gap, None);
         }
         // next offset = last applied + 1, whatever the record's fate below:
         // a record that cannot be used must not be read again either.
         ps.next_offset = offset + 1;
-        let Some(sub) = sub else {
-            return Outcome::DecodeError;
+        let Some(envelope) = envelope else {
+            return (Outcome::DecodeError, None);
+        };
+        if let Some(d) = envelope.disposition {
+            return (self.apply_disposition(ps, d.into()), None);
+        }
+        let Some(sub) = envelope.submission.map(Submission::from) else {
+            return (Outcome::DecodeError, None);
         };
         let Some(study) = self.catalog.get(&sub.study) else {
-            return Outcome::UnknownStudy;
+            return (Outcome::UnknownStudy, None);
         };
         let Ok(rec) = validate(&self.catalog, &sub, &self.limits) else {
-            return Outcome::Invalid;
+            return (Outcome::Invalid, None);
         };
         let checked = check(study, &rec);
         let state = ps.studies.entry(sub.study).or_default();
-        match state.apply(study, &rec, &checked) {
+        let applied = state.apply(study, &rec, &checked);
+        let outcome = match applied {
             crate::results::Applied::Counted { .. } => Outcome::Applied,
             crate::results::Applied::Retry => Outcome::Retry,
             crate::results::Applied::DuplicateRespondent => Outcome::DuplicateRespondent,
+        };
+        let checks = review::raised(study, &rec, &checked, applied);
+        if checks.is_empty() {
+            return (outcome, None);
         }
+        let flagged = FlaggedInterview {
+            study: study.id().to_string(),
+            form: study.forms.get(rec.form).map(|f| f.id.clone()).unwrap_or_default(),
+            submission_id: rec.submission_id.clone(),
+            respondent_key: rec.respondent.clone(),
+            interviewer: state.fieldwork.interviewer_label_of(study, rec.interviewer.as_deref()),
+            received_at: envelope.received_at.and_then(|t| {
+                chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            }),
+            checks,
+            source_partition: partition,
+            source_offset: offset,
+        };
+        ps.flagged.push(flagged.clone());
+        (outcome, Some(quality::QualityRecord { generation: ps.generation, flagged }))
+    }
+
+    fn apply_disposition(&self, ps: &mut PartitionState, d: DispositionSubmission) -> Outcome {
+        let Some(study) = self.catalog.get(&d.study) else {
+            return Outcome::UnknownStudy;
+        };
+        let Ok(rec) = validate_disposition_in(study, &d, &self.limits) else {
+            return Outcome::Invalid;
+        };
+        ps.studies.entry(d.study).or_default().apply_disposition(study, &rec);
+        Outcome::Disposition
+    }
+
+    /// One page of the study's flagged interviews in the partitions owned now.
+    pub fn flags(&self, study: &str, filter: &FlagFilter, page: usize, per_page: usize) -> FlagPage {
+        let g = self.lock();
+        let all = g.partitions.values().flat_map(|p| p.flagged.iter()).filter(|f| f.study == study);
+        review::page(all, filter, page, per_page)
+    }
+
+    /// What the quality publisher did since start.
+    pub fn quality_counters(&self) -> &quality::QualityCounters {
+        &self.quality
     }
 
     /// The study's state summed over the partitions owned now.
@@ -428,18 +532,24 @@ fn partitions_of(tpl: &rdkafka::TopicPartitionList) -> Vec<i32> {
 }
 
 impl ConsumerContext for Ctx {
-    fn pre_rebalance(&self, c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            let ps = partitions_of(tpl);
-            tracing::info!(partitions = ?ps, "partitions revoked; saving their state");
-            self.save_and_commit(c, &ps);
-            self.shared.revoke(&ps);
-        }
-    }
-
-    fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(tpl) => {
+    /// Eager rebalancing with fieldwatch's own start offsets: on revoke, the
+    /// partitions' state is saved (and offsets committed) before they go;
+    /// on assign, each partition's snapshot is restored first and the
+    /// partition is assigned at the snapshot's next offset (0 without one),
+    /// so reading resumes exactly where the state ends whatever the
+    /// committed offset says.
+    fn rebalance(&self, c: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let ps = partitions_of(tpl);
+                tracing::info!(partitions = ?ps, "partitions revoked; saving their state");
+                self.save_and_commit(c, &ps);
+                self.shared.revoke(&ps);
+                if let Err(e) = c.unassign() {
+                    tracing::warn!(error = %e, "unassign failed");
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let ps = partitions_of(tpl);
                 tracing::info!(partitions = ?ps, "partitions assigned; restoring their state");
                 for p in ps {
@@ -448,11 +558,16 @@ impl ConsumerContext for Ctx {
                         tracing::warn!(partition = p, error = %e, "snapshot restore failed; replaying");
                         None
                     });
-                    self.shared.assign(p, restored);
+                    let next = self.shared.assign(p, restored);
+                    if let Err(e) = tpl.set_partition_offset(&self.topic, p, Offset::Offset(next)) {
+                        tracing::warn!(partition = p, error = %e, "cannot set the start offset");
+                    }
+                }
+                if let Err(e) = c.assign(tpl) {
+                    tracing::warn!(error = %e, "assign failed");
                 }
             }
-            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
-            Rebalance::Revoke(_) => {}
+            other => tracing::warn!(error = ?other, "rebalance error"),
         }
     }
 }
@@ -501,6 +616,14 @@ pub async fn run(
         }
     });
 
+    // Flagged interviews on their way to the quality topic. Bounded: when
+    // the publisher falls behind, the consumer loop waits here instead of
+    // piling up records. The receiver is the publisher task; the sender is
+    // dropped after the loop, which ends the task once it has drained.
+    let (quality_tx, quality_rx) = tokio::sync::mpsc::channel(quality::CHANNEL_CAPACITY);
+    let publisher = quality::QualityPublisher::new(kafka, bootstrap, shared.clone())?;
+    let publisher = tokio::spawn(publisher.run(quality_rx));
+
     tokio::pin!(shutdown);
     // Snapshot cadence; each tick saves the partitions changed since their last snapshot.
     let mut snapshot_tick = tokio::time::interval(Duration::from_millis(config.snapshot_interval_ms.max(100)));
@@ -516,14 +639,24 @@ pub async fn run(
             }
             msg = consumer.recv() => match msg {
                 Ok(m) => {
-                    let (p, o) = (m.partition(), m.offset());
-                    if shared.apply(p, o, m.payload()) == Outcome::Gap
-                        && let Some(next) = shared.next_offset(p)
+                    let (partition, offset) = (m.partition(), m.offset());
+                    let (outcome, flagged) = shared.apply_record(partition, offset, m.payload());
+                    if outcome == Outcome::Gap
+                        && let Some(next) = shared.next_offset(partition)
                     {
                         drop(m);
-                        tracing::info!(partition = p, from = o, to = next, "offset ahead of the state; seeking back");
-                        if let Err(e) = consumer.seek(&kafka.responses_topic, p, Offset::Offset(next), Duration::from_secs(5)) {
-                            tracing::warn!(partition = p, error = %e, "seek failed");
+                        tracing::info!(partition, from = offset, to = next, "offset ahead of the state; seeking back");
+                        if let Err(e) =
+                            consumer.seek(&kafka.responses_topic, partition, Offset::Offset(next), Duration::from_secs(5))
+                        {
+                            tracing::warn!(partition, error = %e, "seek failed");
+                        }
+                    } else if let Some(record) = flagged {
+                        tokio::select! {
+                            _ = &mut shutdown => break,
+                            sent = quality_tx.send(record) => if sent.is_err() {
+                                tracing::warn!(partition, offset, "quality publisher is gone");
+                            },
                         }
                     }
                 }
@@ -546,5 +679,11 @@ pub async fn run(
         }
     }
     consumer.unsubscribe();
+    drop(quality_tx);
+    // The publisher drains what is queued and flushes, bounded by the produce timeout.
+    let bound = kafka.produce_timeout() * 2 + Duration::from_secs(1);
+    if tokio::time::timeout(bound, publisher).await.is_err() {
+        tracing::warn!("quality publisher did not finish before shutdown");
+    }
     Ok(())
 }

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::results::StudyState;
 
 /// Snapshot format version; a snapshot of another version is ignored.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Largest chunk written to the state topic.
 pub const CHUNK_BYTES: usize = 256 * 1024;
 
@@ -45,6 +45,10 @@ pub struct Snapshot {
     pub next_offset: i64,
     /// Results per study.
     pub studies: BTreeMap<String, StudyState>,
+    /// The partition's flagged interviews (for `GET .../flags`), as JSON:
+    /// their optional fields are skipped when empty, which a non
+    /// self-describing encoding cannot read back.
+    pub flagged_json: Vec<u8>,
 }
 
 /// Errors of the snapshot store.

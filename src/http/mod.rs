@@ -5,7 +5,11 @@
 //! Routes:
 //! - `GET /api/v1/studies`: the loaded studies with forms, dimensions and counted interviews.
 //! - `GET /api/v1/studies/{study}/toplines?by=DIM`: the same toplines as `fieldwatch report`.
+//! - `GET /api/v1/studies/{study}/fieldwork?by=DIM`: dispositions and AAPOR rates.
+//! - `GET /api/v1/studies/{study}/flags?check=&form=&interviewer=&page=&per_page=`: flagged interviews.
 //! - `GET /api/v1/status`: partitions, lag and readiness.
+
+mod fieldwork;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -72,6 +76,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/status", get(status))
         .route("/api/v1/studies", get(studies))
         .route("/api/v1/studies/{study}/toplines", get(study_toplines))
+        .route("/api/v1/studies/{study}/fieldwork", get(fieldwork::fieldwork))
+        .route("/api/v1/studies/{study}/flags", get(fieldwork::flags))
         .with_state(state)
 }
 

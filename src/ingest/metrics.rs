@@ -28,11 +28,14 @@ pub enum Method {
     SubmitStream,
     /// `IngestService.GetInstrument`.
     GetInstrument,
+    /// `IngestService.SubmitDisposition`.
+    SubmitDisposition,
 }
 
 impl Method {
     /// Every method.
-    pub const ALL: [Method; 3] = [Method::Submit, Method::SubmitStream, Method::GetInstrument];
+    pub const ALL: [Method; 4] =
+        [Method::Submit, Method::SubmitStream, Method::GetInstrument, Method::SubmitDisposition];
 
     /// Stable snake_case name.
     pub fn as_str(self) -> &'static str {
@@ -40,6 +43,7 @@ impl Method {
             Method::Submit => "submit",
             Method::SubmitStream => "submit_stream",
             Method::GetInstrument => "get_instrument",
+            Method::SubmitDisposition => "submit_disposition",
         }
     }
 }

@@ -28,10 +28,11 @@ use super::publisher::Publisher;
 use crate::instrument::Catalog;
 use crate::proto::v1::ingest_service_server::{IngestService, IngestServiceServer};
 use crate::proto::v1::{
-    Envelope, FieldViolation, GetInstrumentRequest, Instrument, SubmitRequest, SubmitResponse, SubmitResult,
+    Envelope, FieldViolation, GetInstrumentRequest, Instrument, SubmitDispositionRequest,
+    SubmitDispositionResponse, SubmitRequest, SubmitResponse, SubmitResult,
 };
 use crate::proto::{ENVELOPE_VERSION, v1};
-use crate::validate::{self, Limits, Violation};
+use crate::validate::{self, Limits, Rule, Violation};
 
 /// A configured ingest server, ready to [`run`](IngestServer::run).
 #[derive(Debug)]
@@ -246,14 +247,21 @@ impl Shared {
             frontend: frontend.to_string(),
             // The raw respondent id is dropped here and goes no further.
             submission: Some(v1::Submission { respondent_id: respondent_key, ..submission }),
+            disposition: None,
         };
-        let published = self.publisher.publish(&key, &envelope).await;
+        self.publish(study, &key, &envelope).await?;
+        Ok(SubmitResponse { submission_id, received_at: Some(received_at.into()) })
+    }
+
+    /// Publishes an accepted envelope under `key` and counts the outcome.
+    async fn publish(&self, study: &str, key: &str, envelope: &Envelope) -> Result<(), IngestError> {
+        let published = self.publisher.publish(key, envelope).await;
         self.metrics.producer_queue(self.publisher.queued());
         match published {
             Ok(took) => {
                 self.metrics.published(took.as_secs_f64());
                 self.metrics.accepted(study);
-                Ok(SubmitResponse { submission_id, received_at: Some(received_at.into()) })
+                Ok(())
             }
             Err(e) => {
                 if let IngestError::Publish { reason, .. } = &e {
@@ -265,9 +273,76 @@ impl Shared {
         }
     }
 
+    /// One case outcome, from request to reply: validated like an
+    /// interview, the case id pseudonymised with the respondent HMAC, and
+    /// published under the case's record key, so it shares the partition of
+    /// the case's interview.
+    async fn ingest_disposition(
+        &self,
+        frontend: &str,
+        disposition: Option<v1::Disposition>,
+    ) -> Result<SystemTime, IngestError> {
+        if *self.draining.borrow() {
+            return Err(IngestError::ShuttingDown);
+        }
+        let _slot = self.slot()?;
+        let Some(disposition) = disposition else {
+            return Err(IngestError::Invalid {
+                violations: vec![Violation {
+                    field: "disposition".into(),
+                    rule: Rule::Required,
+                    message: "disposition is required".into(),
+                }],
+            });
+        };
+        let plain = crate::fieldwork::DispositionSubmission::from(disposition.clone());
+        let study = study_label(&self.catalog, &plain.study);
+        if let Err(violations) = crate::fieldwork::validate_disposition(&self.catalog, &plain, &self.limits) {
+            self.metrics.rejected(study, &violations);
+            debug!(study, problems = violations.len(), "disposition rejected");
+            return Err(IngestError::from_violations(violations));
+        }
+        drop(plain);
+        let case_key = self.pseudonymizer.key(&disposition.case_id);
+        let key = record_key(study, &case_key);
+        let received_at = SystemTime::now();
+        let envelope = Envelope {
+            version: ENVELOPE_VERSION,
+            received_at: Some(received_at.into()),
+            frontend: frontend.to_string(),
+            submission: None,
+            // The raw case id is dropped here and goes no further.
+            disposition: Some(v1::Disposition { case_id: case_key, ..disposition }),
+        };
+        self.publish(study, &key, &envelope).await?;
+        Ok(received_at)
+    }
+
+    /// A `SubmitRequest`: an interview, or a case outcome.
+    async fn ingest_request(
+        &self,
+        frontend: &str,
+        request: SubmitRequest,
+    ) -> Result<SubmitResponse, IngestError> {
+        match request {
+            SubmitRequest { submission: None, disposition: Some(d) } => {
+                let received_at = self.ingest_disposition(frontend, Some(d)).await?;
+                Ok(SubmitResponse { submission_id: String::new(), received_at: Some(received_at.into()) })
+            }
+            SubmitRequest { submission, disposition: None } => self.ingest(frontend, submission).await,
+            SubmitRequest { submission: Some(_), disposition: Some(_) } => Err(IngestError::Invalid {
+                violations: vec![Violation {
+                    field: "disposition".into(),
+                    rule: Rule::TooMany,
+                    message: "a request carries a submission or a disposition, not both".into(),
+                }],
+            }),
+        }
+    }
+
     /// One record of a stream, as its result.
     async fn ingest_record(&self, frontend: &str, index: u64, request: SubmitRequest) -> SubmitResult {
-        match self.ingest(frontend, request.submission).await {
+        match self.ingest_request(frontend, request).await {
             Ok(_) => SubmitResult {
                 index,
                 accepted: true,
@@ -298,12 +373,28 @@ impl IngestService for Service {
     async fn submit(&self, request: Request<SubmitRequest>) -> Result<Response<SubmitResponse>, Status> {
         let start = Instant::now();
         let result = match self.shared.auth.identify(request.metadata()) {
-            Ok(frontend) => self.shared.ingest(&frontend, request.into_inner().submission).await,
+            Ok(frontend) => self.shared.ingest_request(&frontend, request.into_inner()).await,
             Err(e) => Err(e),
         };
         let code = result.as_ref().map_or_else(IngestError::code, |_| Code::Ok);
         self.shared.metrics.request(Method::Submit, code, start.elapsed().as_secs_f64());
         result.map(Response::new).map_err(|e| e.to_status())
+    }
+
+    async fn submit_disposition(
+        &self,
+        request: Request<SubmitDispositionRequest>,
+    ) -> Result<Response<SubmitDispositionResponse>, Status> {
+        let start = Instant::now();
+        let result = match self.shared.auth.identify(request.metadata()) {
+            Ok(frontend) => self.shared.ingest_disposition(&frontend, request.into_inner().disposition).await,
+            Err(e) => Err(e),
+        };
+        let code = result.as_ref().map_or_else(IngestError::code, |_| Code::Ok);
+        self.shared.metrics.request(Method::SubmitDisposition, code, start.elapsed().as_secs_f64());
+        result
+            .map(|t| Response::new(SubmitDispositionResponse { received_at: Some(t.into()) }))
+            .map_err(|e| e.to_status())
     }
 
     type SubmitStreamStream = ReceiverStream<Result<SubmitResult, Status>>;

@@ -15,7 +15,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use expr::{Expr, ExprValue};
-pub use model::{DimensionSource, Direction, KindDef, MissingKind, OptionDef, ReportingDef, StudyDef};
+pub use model::{
+    DimensionSource, Direction, EligibilityEstimate, EligibilityMethod, FieldworkDef, KindDef,
+    MissingKind, OptionDef, ReportingDef, StudyDef,
+};
 
 /// The seed study, built in as the demo.
 pub const DEMO_STUDY_YAML: &str = include_str!("../../config/instruments/le-trafficking.yaml");
@@ -265,7 +268,9 @@ impl IdLines {
     }
 }
 
-fn is_label_safe(s: &str) -> bool {
+/// Whether a string may be a metric label value: 1 to 64 lowercase ASCII
+/// letters, digits, `_` or `-`.
+pub fn is_label_safe(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
@@ -310,6 +315,8 @@ fn compile(def: StudyDef, lines: &IdLines) -> Result<Study, Vec<Problem>> {
             p(0, format!("missing code `{}` is declared twice", m.code));
         }
     }
+
+    lint_fieldwork(&def.fieldwork, &mut p);
 
     let mut dims = Vec::new();
     for d in &def.dimensions {
@@ -480,6 +487,35 @@ fn compile(def: StudyDef, lines: &IdLines) -> Result<Study, Vec<Problem>> {
     } else {
         problems.sort_by_key(|p| p.line);
         Err(problems)
+    }
+}
+
+/// Most interviewer label values a study may allow (`fieldwork.max_interviewers`).
+pub const MAX_INTERVIEWER_LABELS: u32 = 1000;
+
+fn lint_fieldwork(f: &FieldworkDef, p: &mut impl FnMut(usize, String)) {
+    let share = |x: f64| (0.0..=1.0).contains(&x);
+    if let EligibilityEstimate::Fixed(e) = f.eligibility_estimate
+        && !share(e)
+    {
+        p(0, format!("fieldwork.eligibility_estimate {e} must be between 0 and 1 (or `proportional`)"));
+    }
+    if let Some(t) = f.response_rate_target
+        && !(t > 0.0 && t <= 1.0)
+    {
+        p(0, format!("fieldwork.response_rate_target {t} must be above 0 and at most 1"));
+    }
+    if !(0.0..1.0).contains(&f.speeder_ratio) {
+        p(0, format!("fieldwork.speeder_ratio {} must be at least 0 and below 1", f.speeder_ratio));
+    }
+    if f.max_interviewers == 0 || f.max_interviewers > MAX_INTERVIEWER_LABELS {
+        p(0, format!("fieldwork.max_interviewers must be between 1 and {MAX_INTERVIEWER_LABELS}"));
+    }
+    if !share(f.outlier_min_difference) {
+        p(0, format!("fieldwork.outlier_min_difference {} must be between 0 and 1", f.outlier_min_difference));
+    }
+    if !(f.outlier_ratio > 1.0 && f.outlier_ratio.is_finite()) {
+        p(0, format!("fieldwork.outlier_ratio {} must be above 1", f.outlier_ratio));
     }
 }
 

@@ -31,6 +31,10 @@ pub struct StudyDef {
     /// Reporting and quality settings.
     #[serde(default)]
     pub reporting: ReportingDef,
+    /// Fieldwork settings: AAPOR rates, speeders, interviewer quality
+    /// (`docs/fieldwork.md`).
+    #[serde(default)]
+    pub fieldwork: FieldworkDef,
     /// The questionnaire versions.
     pub forms: Vec<FormDef>,
 }
@@ -143,6 +147,105 @@ fn default_straightlining_min_run() -> u32 {
 }
 fn default_fingerprint_min_answers() -> u32 {
     5
+}
+
+/// Fieldwork settings of a study (`fieldwork:`; see `docs/fieldwork.md`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldworkDef {
+    /// The estimated share `e` of unknown-eligibility cases (UH, UO) that
+    /// are eligible, used by RR3, RR4, REF2 and CON2: a number from 0 to 1,
+    /// or `proportional` (the default): the share of eligible cases among
+    /// the cases whose eligibility is known.
+    #[serde(default)]
+    pub eligibility_estimate: EligibilityEstimate,
+    /// Target response rate (RR1) from 0 to 1, exported as
+    /// `fieldwatch_fieldwork_response_rate_target` for the alert; none: no alert.
+    #[serde(default)]
+    pub response_rate_target: Option<f64>,
+    /// Speeders: an interview shorter than this share of its form's median
+    /// duration is flagged `speeder`. 0 turns the check off.
+    #[serde(default = "default_speeder_ratio")]
+    pub speeder_ratio: f64,
+    /// Speeders are judged only once the form has this many timed interviews.
+    #[serde(default = "default_speeder_min_interviews")]
+    pub speeder_min_interviews: u32,
+    /// Most interviewer label values when the study declares no dimension
+    /// with `source: interviewer`: the first ones seen get their own label,
+    /// later ones count as `other`.
+    #[serde(default = "default_max_interviewers")]
+    pub max_interviewers: u32,
+    /// An interviewer whose rate (nonresponse, don't know, refused,
+    /// speeding, straightlining, extreme answers) is more than this many
+    /// times the rate of the other interviewers is an outlier.
+    #[serde(default = "default_outlier_ratio")]
+    pub outlier_ratio: f64,
+    /// ... and at least this much above it (a share: 0.05 is 5 percentage
+    /// points), so that tiny rates are no outliers.
+    #[serde(default = "default_outlier_min_difference")]
+    pub outlier_min_difference: f64,
+    /// Interviewers with fewer counted interviews are never outliers.
+    #[serde(default = "default_outlier_min_interviews")]
+    pub outlier_min_interviews: u32,
+}
+
+impl Default for FieldworkDef {
+    fn default() -> Self {
+        FieldworkDef {
+            eligibility_estimate: EligibilityEstimate::default(),
+            response_rate_target: None,
+            speeder_ratio: default_speeder_ratio(),
+            speeder_min_interviews: default_speeder_min_interviews(),
+            max_interviewers: default_max_interviewers(),
+            outlier_ratio: default_outlier_ratio(),
+            outlier_min_difference: default_outlier_min_difference(),
+            outlier_min_interviews: default_outlier_min_interviews(),
+        }
+    }
+}
+
+fn default_speeder_ratio() -> f64 {
+    0.5
+}
+fn default_speeder_min_interviews() -> u32 {
+    10
+}
+fn default_max_interviewers() -> u32 {
+    50
+}
+fn default_outlier_ratio() -> f64 {
+    2.0
+}
+fn default_outlier_min_difference() -> f64 {
+    0.05
+}
+fn default_outlier_min_interviews() -> u32 {
+    10
+}
+
+/// How `e`, the eligible share of unknown-eligibility cases, is set.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum EligibilityEstimate {
+    /// A fixed share from 0 to 1.
+    Fixed(f64),
+    /// Estimated from the cases whose eligibility is known.
+    Method(EligibilityMethod),
+}
+
+impl Default for EligibilityEstimate {
+    fn default() -> Self {
+        EligibilityEstimate::Method(EligibilityMethod::Proportional)
+    }
+}
+
+/// Methods of estimating `e`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EligibilityMethod {
+    /// (I+P+R+NC+O) / (I+P+R+NC+O+NE): eligible cases among those whose
+    /// eligibility is known (AAPOR's "proportional allocation").
+    Proportional,
 }
 
 /// One questionnaire version.

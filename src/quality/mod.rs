@@ -36,11 +36,13 @@ pub enum Check {
     DuplicateRespondent,
     /// The same answers as another respondent.
     PossibleDuplicate,
+    /// Much shorter than its form's median duration (see `docs/fieldwork.md`).
+    Speeder,
 }
 
 impl Check {
     /// Every check, for pre-registering metric label values.
-    pub const ALL: [Check; 10] = [
+    pub const ALL: [Check; 11] = [
         Check::ItemNonresponse,
         Check::OutOfRange,
         Check::UnknownOption,
@@ -51,6 +53,7 @@ impl Check {
         Check::Straightlining,
         Check::DuplicateRespondent,
         Check::PossibleDuplicate,
+        Check::Speeder,
     ];
 
     /// Stable snake_case name.
@@ -66,6 +69,7 @@ impl Check {
             Check::Straightlining => "straightlining",
             Check::DuplicateRespondent => "duplicate_respondent",
             Check::PossibleDuplicate => "possible_duplicate",
+            Check::Speeder => "speeder",
         }
     }
 

@@ -1,7 +1,8 @@
 //! Offline toplines from a JSONL file of submissions (`fieldwatch report`).
 //!
-//! Every line goes through the same validate → check → apply path as the
-//! live aggregator, so the offline numbers are the reference the live ones
+//! Every line — an interview, or a case disposition (`"kind":
+//! "disposition"`) for the fieldwork section — goes through the same
+//! validate → check → apply path as the live aggregator, so the offline numbers are the reference the live ones
 //! are compared with. A line that fails is reported with its number and
 //! reasons and does not stop the run.
 
@@ -9,6 +10,7 @@ use std::io::BufRead;
 
 use serde::Serialize;
 
+use crate::fieldwork::{FieldworkReport, Line, parse_line, validate_disposition_in};
 use crate::instrument::Study;
 use crate::quality::check;
 use crate::results::{StudyState, Toplines, toplines};
@@ -33,6 +35,8 @@ pub struct Tally {
     pub lines: usize,
     /// Lines of another study, skipped.
     pub other_study: usize,
+    /// Disposition lines applied.
+    pub dispositions: usize,
     /// Rejected lines.
     pub errors: Vec<LineError>,
 }
@@ -57,8 +61,22 @@ pub fn tally(study: &Study, input: impl BufRead, limits: &Limits) -> Result<Tall
             continue;
         }
         t.lines += 1;
-        let sub: Submission = match serde_json::from_str(&line) {
-            Ok(s) => s,
+        let sub: Submission = match parse_line(&line) {
+            Ok(Line::Interview(s)) => *s,
+            Ok(Line::Disposition(d)) => {
+                if d.study != study.id() && !d.study.is_empty() {
+                    t.other_study += 1;
+                    continue;
+                }
+                match validate_disposition_in(study, &d, limits) {
+                    Ok(rec) => {
+                        t.dispositions += 1;
+                        t.state.apply_disposition(study, &rec);
+                    }
+                    Err(violations) => t.errors.push(LineError { line: n + 1, violations }),
+                }
+                continue;
+            }
             Err(e) => {
                 t.errors.push(LineError {
                     line: n + 1,
@@ -102,6 +120,13 @@ pub struct ReportJson<'a> {
     pub duplicate_respondents: u64,
     /// Interviews with the same answers as an earlier one.
     pub possible_duplicates: u64,
+    /// Cases by disposition and the AAPOR rates.
+    pub fieldwork: &'a FieldworkReport,
+}
+
+/// The fieldwork section of a tallied input.
+pub fn fieldwork(study: &Study, tally: &Tally, by: Option<&str>) -> Result<FieldworkReport, ReportError> {
+    Ok(crate::fieldwork::report(study, &tally.state.fieldwork, by)?)
 }
 
 /// Runs the report: tallies the input and returns toplines.

@@ -20,6 +20,7 @@ use xxhash_rust::xxh3::xxh3_128;
 
 pub use toplines::{Toplines, toplines};
 
+use crate::fieldwork::{DispositionRecord, FieldworkState};
 use crate::instrument::{KindDef, Study};
 use crate::quality::{Check, Checked, Missing, Status};
 use crate::validate::{Record, Value};
@@ -58,6 +59,8 @@ pub enum Applied {
     Counted {
         /// Identical answers were seen under another respondent.
         possible_duplicate: bool,
+        /// Much shorter than its form's median so far (see [`crate::fieldwork`]).
+        speeder: bool,
     },
     /// The submission id was seen before: nothing changed but the retry count.
     Retry,
@@ -79,6 +82,10 @@ pub struct StudyState {
     pub retries: u64,
     /// Duplicate respondents: new submission ids for a respondent already counted.
     pub duplicate_respondents: u64,
+    /// Case dispositions and interviewer quality (a counted interview is a
+    /// complete for its case).
+    #[serde(default)]
+    pub fieldwork: FieldworkState,
     seen_submissions: HashSet<u128>,
     respondents: HashSet<u128>,
     fingerprints: HashMap<u128, u32>,
@@ -145,7 +152,7 @@ impl StudyState {
             return Applied::DuplicateRespondent;
         }
         let Some(form) = study.forms.get(rec.form) else {
-            return Applied::Counted { possible_duplicate: false };
+            return Applied::Counted { possible_duplicate: false, speeder: false };
         };
 
         let key: Vec<u16> = rec.segments.iter().map(|&v| u16::try_from(v).unwrap_or(u16::MAX)).collect();
@@ -231,7 +238,17 @@ impl StudyState {
                 *self.flags.entry((rec.form, Check::PossibleDuplicate, None)).or_default() += 1;
             }
         }
-        Applied::Counted { possible_duplicate }
+        let speeder = self.fieldwork.apply_interview(study, rec, checked);
+        if speeder {
+            *self.flags.entry((rec.form, Check::Speeder, None)).or_default() += 1;
+        }
+        Applied::Counted { possible_duplicate, speeder }
+    }
+
+    /// Applies a case's disposition; false when the case already has a
+    /// later one (see [`FieldworkState::apply_disposition`]).
+    pub fn apply_disposition(&mut self, study: &Study, d: &DispositionRecord) -> bool {
+        self.fieldwork.apply_disposition(study, d)
     }
 
     /// Adds another state (of other partitions) into this one.
@@ -263,6 +280,7 @@ impl StudyState {
         for (k, n) in &other.fingerprints {
             *self.fingerprints.entry(*k).or_default() += n;
         }
+        self.fieldwork.merge(&other.fieldwork);
     }
 }
 

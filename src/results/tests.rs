@@ -56,7 +56,7 @@ fn retries_count_once_and_duplicate_respondents_are_flagged_not_counted() {
     let s = study();
     let mut st = StudyState::new();
     let (r1, c1) = rec(&s, "fa", "r1", "s1", "west", r#"{"q1": 4}"#);
-    assert_eq!(st.apply(&s, &r1, &c1), Applied::Counted { possible_duplicate: false });
+    assert_eq!(st.apply(&s, &r1, &c1), Applied::Counted { possible_duplicate: false, speeder: false });
     assert_eq!(st.apply(&s, &r1, &c1), Applied::Retry);
     let (r2, c2) = rec(&s, "fa", "r1", "s2", "west", r#"{"q1": 1}"#);
     assert_eq!(st.apply(&s, &r2, &c2), Applied::DuplicateRespondent);
@@ -73,7 +73,7 @@ fn identical_answers_under_another_respondent_are_possible_duplicates() {
     let (r1, c1) = rec(&s, "fa", "r1", "s1", "west", r#"{"q1": 4, "q2": 2, "q4": "yes"}"#);
     let (r2, c2) = rec(&s, "fa", "r2", "s2", "west", r#"{"q1": 4, "q2": 2, "q4": "yes"}"#);
     st.apply(&s, &r1, &c1);
-    assert_eq!(st.apply(&s, &r2, &c2), Applied::Counted { possible_duplicate: true });
+    assert_eq!(st.apply(&s, &r2, &c2), Applied::Counted { possible_duplicate: true, speeder: false });
     assert_eq!(st.interviews(), 2);
     assert_eq!(st.possible_duplicates(), 1);
 }

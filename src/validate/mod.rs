@@ -161,11 +161,13 @@ pub enum Rule {
     BadTimestamp,
     /// `completed_at` is before `started_at`.
     CompletedBeforeStarted,
+    /// A disposition that is no AAPOR code fieldwatch knows.
+    UnknownDisposition,
 }
 
 impl Rule {
     /// Every rule, for pre-registering metric label values.
-    pub const ALL: [Rule; 10] = [
+    pub const ALL: [Rule; 11] = [
         Rule::Required,
         Rule::TooLong,
         Rule::TooMany,
@@ -176,6 +178,7 @@ impl Rule {
         Rule::UnknownMissingCode,
         Rule::BadTimestamp,
         Rule::CompletedBeforeStarted,
+        Rule::UnknownDisposition,
     ];
 
     /// Stable snake_case name.
@@ -191,6 +194,7 @@ impl Rule {
             Rule::UnknownMissingCode => "unknown_missing_code",
             Rule::BadTimestamp => "bad_timestamp",
             Rule::CompletedBeforeStarted => "completed_before_started",
+            Rule::UnknownDisposition => "unknown_disposition",
         }
     }
 }
@@ -207,7 +211,7 @@ pub struct Violation {
 }
 
 impl Violation {
-    fn new(field: impl Into<String>, rule: Rule, message: impl Into<String>) -> Violation {
+    pub(crate) fn new(field: impl Into<String>, rule: Rule, message: impl Into<String>) -> Violation {
         Violation { field: field.into(), rule, message: message.into() }
     }
 }
@@ -251,6 +255,9 @@ pub struct Record {
     pub answers: Vec<Value>,
     /// Interview duration in seconds when both timestamps are given.
     pub duration_secs: Option<i64>,
+    /// When the interview ended (`completed_at`, else `started_at`), in
+    /// milliseconds since the Unix epoch: the time of its case's complete.
+    pub ended_at: Option<i64>,
 }
 
 /// Validates a submission against the catalog.
@@ -267,8 +274,9 @@ pub fn validate(catalog: &Catalog, sub: &Submission, limits: &Limits) -> Result<
     }
 }
 
-/// The `validator`-derived rules on the submission's own fields.
-fn structural(sub: &Submission) -> Vec<Violation> {
+/// The `validator`-derived rules on a submission's own fields (an
+/// interview's, or a disposition's).
+pub(crate) fn structural(sub: &impl Validate) -> Vec<Violation> {
     let mut out = Vec::new();
     if let Err(errors) = sub.validate() {
         let mut fields: Vec<_> = errors.field_errors().into_iter().collect();
@@ -296,23 +304,13 @@ fn structural(sub: &Submission) -> Vec<Violation> {
 pub fn validate_in(study: &Study, sub: &Submission, limits: &Limits) -> Result<Record, Vec<Violation>> {
     let mut v = structural(sub);
 
-    let duration_secs = match times(sub, &mut v) {
+    let (started, completed) = times(sub, &mut v);
+    let duration_secs = match (started, completed) {
         (Some(s), Some(c)) => Some((c - s).num_seconds()),
         _ => None,
     };
-    if sub.attributes.len() > limits.max_attributes {
-        v.push(Violation::new(
-            "attributes",
-            Rule::TooMany,
-            format!("at most {} attributes are allowed", limits.max_attributes),
-        ));
-    }
-    for (k, val) in &sub.attributes {
-        if k.chars().count() > MAX_ATTRIBUTE_CHARS || val.chars().count() > MAX_ATTRIBUTE_CHARS {
-            v.push(Violation::new("attributes", Rule::TooLong, "an attribute name or value is too long"));
-            break;
-        }
-    }
+    let ended = completed.or(started);
+    check_attributes(&sub.attributes, limits, &mut v);
     if sub.answers.len() > limits.max_answers {
         v.push(Violation::new(
             "answers",
@@ -353,20 +351,7 @@ pub fn validate_in(study: &Study, sub: &Submission, limits: &Limits) -> Result<R
     if !v.is_empty() {
         return Err(v);
     }
-    let segments = study
-        .dims
-        .iter()
-        .enumerate()
-        .map(|(di, d)| match d.source {
-            crate::instrument::DimensionSource::Form => {
-                form.fixed_segments.iter().find(|(x, _)| *x == di).map(|(_, val)| *val).unwrap_or(d.unknown())
-            }
-            crate::instrument::DimensionSource::Attribute => {
-                d.value_of(sub.attributes.get(&d.name).map(String::as_str))
-            }
-            crate::instrument::DimensionSource::Interviewer => d.value_of(sub.interviewer.as_deref()),
-        })
-        .collect();
+    let segments = segments_of(study, Some(form), &sub.attributes, sub.interviewer.as_deref());
     Ok(Record {
         form: fi,
         respondent: sub.respondent_id.clone(),
@@ -375,7 +360,48 @@ pub fn validate_in(study: &Study, sub: &Submission, limits: &Limits) -> Result<R
         segments,
         answers,
         duration_secs,
+        ended_at: ended.map(|t| t.timestamp_millis()),
     })
+}
+
+/// The value index per study dimension of an interview or a case: fixed by
+/// the form (unknown without one), from the attributes, or the interviewer.
+pub fn segments_of(
+    study: &Study,
+    form: Option<&crate::instrument::Form>,
+    attributes: &BTreeMap<String, String>,
+    interviewer: Option<&str>,
+) -> Vec<usize> {
+    study
+        .dims
+        .iter()
+        .enumerate()
+        .map(|(di, d)| match d.source {
+            crate::instrument::DimensionSource::Form => form
+                .and_then(|f| f.fixed_segments.iter().find(|(x, _)| *x == di))
+                .map(|(_, val)| *val)
+                .unwrap_or(d.unknown()),
+            crate::instrument::DimensionSource::Attribute => d.value_of(attributes.get(&d.name).map(String::as_str)),
+            crate::instrument::DimensionSource::Interviewer => d.value_of(interviewer),
+        })
+        .collect()
+}
+
+/// The limits on `attributes`: how many, and how long each name and value.
+pub fn check_attributes(attributes: &BTreeMap<String, String>, limits: &Limits, v: &mut Vec<Violation>) {
+    if attributes.len() > limits.max_attributes {
+        v.push(Violation::new(
+            "attributes",
+            Rule::TooMany,
+            format!("at most {} attributes are allowed", limits.max_attributes),
+        ));
+    }
+    for (k, val) in attributes {
+        if k.chars().count() > MAX_ATTRIBUTE_CHARS || val.chars().count() > MAX_ATTRIBUTE_CHARS {
+            v.push(Violation::new("attributes", Rule::TooLong, "an attribute name or value is too long"));
+            break;
+        }
+    }
 }
 
 type Time = chrono::DateTime<chrono::FixedOffset>;

@@ -1,0 +1,206 @@
+//! Prometheus export of fieldwork: cases per disposition (overall, per
+//! declared segment and per interviewer), the study's `e` and response-rate
+//! target, interviewer quality counts, the forms' median durations and the
+//! quality publisher's outcomes. The AAPOR rates are recording rules over
+//! these counts (`deploy/prometheus/fieldwork-rules.yaml`), so they sum
+//! correctly over aggregator instances. Label values come from the
+//! instrument, from enums, or are bounded interviewer labels
+//! ([`crate::fieldwork::interviewers`]).
+
+use prometheus::{GaugeVec, IntCounterVec, Opts, Registry};
+
+use super::metrics::counter;
+
+use crate::fieldwork::interviewers::by_interviewer;
+use crate::fieldwork::summary::INTERVIEWER;
+use crate::fieldwork::{Counts, Disposition, DispositionCounts, median, rates};
+use crate::instrument::{EligibilityEstimate, Study};
+use crate::results::StudyState;
+
+/// The fieldwork metric families of one scrape.
+pub struct FieldworkMetrics {
+    dispositions: IntCounterVec,
+    eligibility: GaugeVec,
+    target: GaugeVec,
+    median: GaugeVec,
+    interviews: IntCounterVec,
+    timed: IntCounterVec,
+    duration: IntCounterVec,
+    speeders: IntCounterVec,
+    asked: IntCounterVec,
+    missing: IntCounterVec,
+    straightlining: IntCounterVec,
+    scale: IntCounterVec,
+    extreme: IntCounterVec,
+    quality: IntCounterVec,
+}
+
+fn gauge(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<GaugeVec> {
+    let g = GaugeVec::new(Opts::new(name, help), labels)?;
+    reg.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+const SI: &[&str] = &["study", "interviewer"];
+
+impl FieldworkMetrics {
+    /// Registers the families into `reg` (a registry made for one scrape).
+    pub fn register(reg: &Registry) -> prometheus::Result<FieldworkMetrics> {
+        Ok(FieldworkMetrics {
+            dispositions: counter(
+                reg,
+                "fieldwatch_dispositions_total",
+                "Cases by latest AAPOR final disposition, overall (dimension=\"all\"), per declared segment and per interviewer (dimension=\"interviewer\").",
+                &["study", "disposition", "dimension", "segment"],
+            )?,
+            eligibility: gauge(
+                reg,
+                "fieldwatch_fieldwork_eligibility_estimate",
+                "e, the estimated eligible share of unknown-eligibility cases (method fixed: from the instrument; proportional: from this instance's cases).",
+                &["study", "method"],
+            )?,
+            target: gauge(
+                reg,
+                "fieldwatch_fieldwork_response_rate_target",
+                "The study's target response rate (RR1), from the instrument.",
+                &["study"],
+            )?,
+            median: gauge(
+                reg,
+                "fieldwatch_form_duration_median_seconds",
+                "Exact median duration of the form's timed counted interviews in the partitions owned.",
+                &["study", "form"],
+            )?,
+            interviews: counter(
+                reg,
+                "fieldwatch_interviewer_interviews_total",
+                "Counted interviews per interviewer.",
+                SI,
+            )?,
+            timed: counter(
+                reg,
+                "fieldwatch_interviewer_timed_interviews_total",
+                "Counted interviews with both timestamps per interviewer.",
+                SI,
+            )?,
+            duration: counter(
+                reg,
+                "fieldwatch_interviewer_duration_seconds_total",
+                "Sum of the durations of the timed interviews per interviewer.",
+                SI,
+            )?,
+            speeders: counter(
+                reg,
+                "fieldwatch_interviewer_speeders_total",
+                "Interviews much shorter than their form's median (check speeder) per interviewer.",
+                SI,
+            )?,
+            asked: counter(
+                reg,
+                "fieldwatch_interviewer_items_asked_total",
+                "Items asked (not skipped by relevance) in counted interviews per interviewer: the denominator of item rates.",
+                SI,
+            )?,
+            missing: counter(
+                reg,
+                "fieldwatch_interviewer_item_missing_total",
+                "Items asked but not answered per interviewer, by kind (nonresponse, dont_know, refused).",
+                &["study", "interviewer", "kind"],
+            )?,
+            straightlining: counter(
+                reg,
+                "fieldwatch_interviewer_straightlining_total",
+                "Interviews flagged straightlining per interviewer.",
+                SI,
+            )?,
+            scale: counter(
+                reg,
+                "fieldwatch_interviewer_scale_answers_total",
+                "Valid scale answers per interviewer.",
+                SI,
+            )?,
+            extreme: counter(
+                reg,
+                "fieldwatch_interviewer_extreme_answers_total",
+                "Valid scale answers at either end of their scale per interviewer.",
+                SI,
+            )?,
+            quality: counter(
+                reg,
+                "fieldwatch_quality_records_total",
+                "Flagged interviews for the quality topic by outcome (published, replayed: already published by an earlier owner, failed), since this process started.",
+                &["outcome"],
+            )?,
+        })
+    }
+
+    fn counts(&self, study: &str, dimension: &str, segment: &str, c: &Counts) {
+        for d in Disposition::ALL {
+            self.dispositions
+                .with_label_values(&[study, d.as_str(), dimension, segment])
+                .inc_by(c[d.index()]);
+        }
+    }
+
+    /// Exports one study's merged state.
+    pub fn export(&self, study: &Study, state: &StudyState) {
+        let sid = study.id();
+        let fw = &state.fieldwork;
+        let cfg = &study.def.fieldwork;
+        let total = fw.total();
+        // Every disposition of every declared value appears, even at zero,
+        // so the rate rules and alerts see the series from the start.
+        self.counts(sid, "all", "all", &total);
+        for (di, d) in study.dims.iter().enumerate() {
+            for (v, c) in fw.by_dimension(study, di).iter().enumerate() {
+                if v < d.values.len() || c.iter().sum::<u64>() > 0 {
+                    self.counts(sid, &d.name, d.value_name(v), c);
+                }
+            }
+        }
+        let rows = by_interviewer(study, fw);
+        let own_dimension = study.dim(INTERVIEWER).is_none();
+        for r in &rows {
+            let l = [sid, r.label.as_str()];
+            if own_dimension {
+                self.counts(sid, INTERVIEWER, &r.label, &r.counts);
+            }
+            let s = &r.stats;
+            self.interviews.with_label_values(&l).inc_by(s.interviews);
+            self.timed.with_label_values(&l).inc_by(s.timed);
+            self.duration.with_label_values(&l).inc_by(s.duration_secs);
+            self.speeders.with_label_values(&l).inc_by(s.speeders);
+            self.asked.with_label_values(&l).inc_by(s.asked);
+            for (kind, n) in
+                [("nonresponse", s.nonresponse), ("dont_know", s.dont_know), ("refused", s.refused)]
+            {
+                self.missing.with_label_values(&[sid, r.label.as_str(), kind]).inc_by(n);
+            }
+            self.straightlining.with_label_values(&l).inc_by(s.straightlining);
+            self.scale.with_label_values(&l).inc_by(s.scale_answers);
+            self.extreme.with_label_values(&l).inc_by(s.extreme_answers);
+        }
+        let (method, e) = match cfg.eligibility_estimate {
+            EligibilityEstimate::Fixed(e) => ("fixed", e),
+            est @ EligibilityEstimate::Method(_) => {
+                ("proportional", rates::eligibility(est, &DispositionCounts::from(total)))
+            }
+        };
+        self.eligibility.with_label_values(&[sid, method]).set(e);
+        if let Some(t) = cfg.response_rate_target {
+            self.target.with_label_values(&[sid]).set(t);
+        }
+        for (f, d) in study.forms.iter().zip(&fw.durations) {
+            if let Some(m) = median(d) {
+                self.median.with_label_values(&[sid, &f.id]).set(m);
+            }
+        }
+    }
+
+    /// Exports the quality publisher's counters.
+    pub fn export_quality(&self, counters: &crate::aggregate::quality::QualityCounters) {
+        for (outcome, n) in counters.snapshot() {
+            self.quality.with_label_values(&[outcome]).inc_by(n);
+        }
+    }
+}

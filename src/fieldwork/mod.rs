@@ -1,0 +1,513 @@
+//! Fieldwork progress: case dispositions, AAPOR outcome rates and
+//! interviewer quality (`docs/fieldwork.md`).
+//!
+//! A case is a sampled person, keyed like a respondent (the same HMAC
+//! pseudonym). Its outcome is an AAPOR final disposition ([`Disposition`])
+//! submitted on its own ([`DispositionSubmission`], validated into a
+//! [`DispositionRecord`]) or implied by a counted interview, which is a
+//! complete for its case. Only a case's latest disposition counts: a later
+//! time wins, and on equal times the later arrival. [`FieldworkState`] keeps
+//! the latest disposition per case, counts per segment cell and interviewer,
+//! and per interviewer the quality counts of their interviews (duration,
+//! speeders, item nonresponse, don't know, refused, straightlining, extreme
+//! scale points). A case's records all land on one partition (same record
+//! key), so states of different partitions merge by addition.
+//!
+//! - [`rates`]: AAPOR RR1–RR6, COOP1–COOP4, REF1–REF3, CON1–CON3 and `e`.
+//! - [`interviewers`]: interviewer labels, quality counts, outliers.
+//! - [`review`]: the flagged interviews listed for review.
+//! - [`summary`]: the fieldwork report of the JSON API and `report`.
+//!
+//! Pure: no I/O, no clocks.
+
+pub mod interviewers;
+pub mod rates;
+pub mod review;
+pub mod summary;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+use validator::Validate;
+use xxhash_rust::xxh3::xxh3_128;
+
+pub use interviewers::InterviewerStats;
+pub use rates::{DispositionCounts, Rates, rates};
+pub use summary::{FieldworkReport, report};
+
+use crate::instrument::{Catalog, Study};
+use crate::quality::Checked;
+use crate::validate::{self, Limits, Record, Rule, Submission, Violation};
+
+/// The AAPOR final disposition categories. Names are stable metric label values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Disposition {
+    /// I (1.1): complete interview.
+    Complete,
+    /// P (1.2): partial interview.
+    Partial,
+    /// R (2.1): refusal and break-off.
+    Refusal,
+    /// NC (2.2): non-contact.
+    NonContact,
+    /// O (2.3): other eligible non-interview.
+    Other,
+    /// UH (3.1): unknown if household / occupied unit (unknown eligibility).
+    UnknownHousehold,
+    /// UO (3.2–3.9): other unknown eligibility.
+    UnknownOther,
+    /// NE (4): not eligible.
+    NotEligible,
+}
+
+/// Cases per disposition, indexed by [`Disposition::index`].
+pub type Counts = [u64; 8];
+
+impl Disposition {
+    /// Every disposition in AAPOR order.
+    pub const ALL: [Disposition; 8] = [
+        Disposition::Complete,
+        Disposition::Partial,
+        Disposition::Refusal,
+        Disposition::NonContact,
+        Disposition::Other,
+        Disposition::UnknownHousehold,
+        Disposition::UnknownOther,
+        Disposition::NotEligible,
+    ];
+
+    /// Stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::Complete => "complete",
+            Disposition::Partial => "partial",
+            Disposition::Refusal => "refusal",
+            Disposition::NonContact => "non_contact",
+            Disposition::Other => "other",
+            Disposition::UnknownHousehold => "unknown_household",
+            Disposition::UnknownOther => "unknown_other",
+            Disposition::NotEligible => "not_eligible",
+        }
+    }
+
+    /// AAPOR's abbreviation (`I`, `P`, `R`, `NC`, `O`, `UH`, `UO`, `NE`).
+    pub fn aapor(self) -> &'static str {
+        match self {
+            Disposition::Complete => "I",
+            Disposition::Partial => "P",
+            Disposition::Refusal => "R",
+            Disposition::NonContact => "NC",
+            Disposition::Other => "O",
+            Disposition::UnknownHousehold => "UH",
+            Disposition::UnknownOther => "UO",
+            Disposition::NotEligible => "NE",
+        }
+    }
+
+    /// Index into [`Disposition::ALL`] and [`Counts`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Reads a submitted disposition: a snake_case name (`non_contact`),
+    /// an AAPOR abbreviation (`NC`) or a numeric AAPOR final disposition
+    /// code with at least two levels (`2.20`, `2.111`, `4.7`).
+    pub fn parse(s: &str) -> Option<Disposition> {
+        if let Some(d) = Disposition::ALL.into_iter().find(|d| d.as_str() == s || d.aapor() == s) {
+            return Some(d);
+        }
+        let (major, rest) = s.split_once('.')?;
+        if rest.is_empty() || !rest.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let minor = rest.as_bytes()[0] - b'0';
+        match (major, minor) {
+            ("1", 1) => Some(Disposition::Complete),
+            ("1", 2) => Some(Disposition::Partial),
+            ("2", 1) => Some(Disposition::Refusal),
+            ("2", 2) => Some(Disposition::NonContact),
+            ("2", 3..=9) => Some(Disposition::Other),
+            ("3", 1) => Some(Disposition::UnknownHousehold),
+            ("3", 2..=9) => Some(Disposition::UnknownOther),
+            ("4", 1..=9) => Some(Disposition::NotEligible),
+            _ => None,
+        }
+    }
+}
+
+/// A case outcome as submitted (a JSONL line with `"kind": "disposition"`,
+/// or the gRPC `Disposition` message).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct DispositionSubmission {
+    /// Study id.
+    #[serde(default)]
+    #[validate(length(min = 1, max = 64))]
+    pub study: String,
+    /// The front-end's case id: the respondent id of the case's interview.
+    /// Pseudonymised with the respondent HMAC before it leaves ingest.
+    #[serde(default)]
+    #[validate(length(min = 1, max = 256))]
+    pub case_id: String,
+    /// The outcome (see [`Disposition::parse`]).
+    #[serde(default)]
+    #[validate(length(min = 1, max = 32))]
+    pub disposition: String,
+    /// When the outcome happened, RFC 3339.
+    #[serde(default)]
+    #[validate(length(min = 1, max = 64))]
+    pub time: String,
+    /// Interviewer id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[validate(length(min = 1, max = 128))]
+    pub interviewer: Option<String>,
+    /// The form the case was to be interviewed with; gives its form-sourced segments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[validate(length(min = 1, max = 64))]
+    pub form: Option<String>,
+    /// Values of attribute-sourced dimensions.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// A disposition that passed validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DispositionRecord {
+    /// Case key (the pseudonym in the live path, the raw id offline).
+    pub case: String,
+    /// The outcome.
+    pub disposition: Disposition,
+    /// Milliseconds since the Unix epoch.
+    pub time: i64,
+    /// Interviewer id, if given.
+    pub interviewer: Option<String>,
+    /// Value index per study dimension.
+    pub segments: Vec<usize>,
+}
+
+/// One line of a JSONL file for `submit` and `report`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Line {
+    /// An interview (no `kind`, or `"kind": "interview"`).
+    Interview(Box<Submission>),
+    /// A case outcome (`"kind": "disposition"`).
+    Disposition(DispositionSubmission),
+}
+
+/// Parses a JSONL line: an interview, or a disposition marked by
+/// `"kind": "disposition"`.
+pub fn parse_line(line: &str) -> Result<Line, serde_json::Error> {
+    // Lines without a `kind` key (every interview file written before
+    // dispositions existed) take the direct path.
+    if !line.contains("\"kind\"") {
+        return serde_json::from_str(line).map(|s| Line::Interview(Box::new(s)));
+    }
+    let mut map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line)?;
+    let kind = map.remove("kind");
+    let value = serde_json::Value::Object(map);
+    match kind.as_ref().and_then(|k| k.as_str()) {
+        None if kind.is_none() => serde_json::from_value(value).map(|s| Line::Interview(Box::new(s))),
+        Some("interview") => serde_json::from_value(value).map(|s| Line::Interview(Box::new(s))),
+        Some("disposition") => serde_json::from_value(value).map(Line::Disposition),
+        _ => Err(serde::de::Error::custom("`kind` must be \"interview\" or \"disposition\"")),
+    }
+}
+
+/// Validates a disposition against the catalog.
+pub fn validate_disposition(
+    catalog: &Catalog,
+    d: &DispositionSubmission,
+    limits: &Limits,
+) -> Result<DispositionRecord, Vec<Violation>> {
+    match catalog.get(&d.study) {
+        Some(study) => validate_disposition_in(study, d, limits),
+        None => {
+            let mut v = validate::structural(d);
+            if !d.study.is_empty() {
+                v.push(Violation::new("study", Rule::UnknownStudy, "no such study is loaded"));
+            }
+            check_outcome(d, &mut v);
+            Err(v)
+        }
+    }
+}
+
+/// The disposition code and time: one violation each when wrong.
+fn check_outcome(d: &DispositionSubmission, v: &mut Vec<Violation>) -> Option<(Disposition, i64)> {
+    let disposition = Disposition::parse(&d.disposition);
+    if disposition.is_none() && !d.disposition.is_empty() && d.disposition.len() <= 32 {
+        v.push(Violation::new(
+            "disposition",
+            Rule::UnknownDisposition,
+            "disposition must be an AAPOR category (complete, partial, refusal, non_contact, other, \
+             unknown_household, unknown_other, not_eligible), its abbreviation or a numeric AAPOR code",
+        ));
+    }
+    let time = chrono::DateTime::parse_from_rfc3339(&d.time).ok().map(|t| t.timestamp_millis());
+    if time.is_none() && !d.time.is_empty() && d.time.len() <= 64 {
+        v.push(Violation::new("time", Rule::BadTimestamp, "time must be an RFC 3339 timestamp"));
+    }
+    disposition.zip(time)
+}
+
+/// Validates a disposition against a known study.
+pub fn validate_disposition_in(
+    study: &Study,
+    d: &DispositionSubmission,
+    limits: &Limits,
+) -> Result<DispositionRecord, Vec<Violation>> {
+    let mut v = validate::structural(d);
+    let outcome = check_outcome(d, &mut v);
+    validate::check_attributes(&d.attributes, limits, &mut v);
+    let form = match d.form.as_deref() {
+        Some(f) if !f.is_empty() => match study.form(f) {
+            Some(fi) => Some(&study.forms[fi]),
+            None => {
+                v.push(Violation::new("form", Rule::UnknownForm, "the study has no such form"));
+                None
+            }
+        },
+        _ => None,
+    };
+    match outcome {
+        Some((disposition, time)) if v.is_empty() => Ok(DispositionRecord {
+            case: d.case_id.clone(),
+            disposition,
+            time,
+            interviewer: d.interviewer.clone(),
+            segments: validate::segments_of(study, form, &d.attributes, d.interviewer.as_deref()),
+        }),
+        _ => Err(v),
+    }
+}
+
+/// The latest disposition of one case.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Case {
+    disposition: Disposition,
+    /// Time of the latest record; `None` only for an interview without
+    /// timestamps that was the case's first record.
+    time: Option<i64>,
+    segments: Vec<u16>,
+    interviewer: String,
+}
+
+/// Key of a disposition count: segment key (value index per dimension) and
+/// interviewer label.
+pub type CountKey = (Vec<u16>, String);
+
+/// The fieldwork state of one study (one partition's, or merged).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FieldworkState {
+    /// Case key hash -> its latest disposition.
+    cases: HashMap<u128, Case>,
+    /// Cases by their latest disposition, per segment cell and interviewer.
+    pub counts: HashMap<CountKey, Counts>,
+    /// Interviewer label -> quality counts of their counted interviews.
+    pub interviewers: BTreeMap<String, InterviewerStats>,
+    /// Per form index: durations in seconds of its timed counted
+    /// interviews, sorted (for the exact median).
+    pub durations: Vec<Vec<u32>>,
+    /// Disposition records and counted interviews applied.
+    pub records: u64,
+    /// Records older than their case's latest: they changed nothing.
+    pub superseded: u64,
+    /// Interviewer ids with a label of their own (no interviewer dimension declared).
+    seen_interviewers: BTreeSet<String>,
+}
+
+fn segment_key(segments: &[usize]) -> Vec<u16> {
+    segments.iter().map(|&v| u16::try_from(v).unwrap_or(u16::MAX)).collect()
+}
+
+impl FieldworkState {
+    /// Cases known (one per case key).
+    pub fn cases(&self) -> usize {
+        self.cases.len()
+    }
+
+    /// Makes `new` the case's disposition unless the case already has a
+    /// later one. A record without a time counts as arriving after
+    /// everything before it and keeps the case's time.
+    fn update(&mut self, case: &str, mut new: Case) -> bool {
+        self.records += 1;
+        let key = xxh3_128(case.as_bytes());
+        if let Some(old) = self.cases.get(&key) {
+            if let (Some(n), Some(o)) = (new.time, old.time)
+                && n < o
+            {
+                self.superseded += 1;
+                return false;
+            }
+            new.time = new.time.or(old.time);
+            let old_key = (old.segments.clone(), old.interviewer.clone());
+            if let Some(c) = self.counts.get_mut(&old_key) {
+                c[old.disposition.index()] = c[old.disposition.index()].saturating_sub(1);
+            }
+        }
+        self.counts.entry((new.segments.clone(), new.interviewer.clone())).or_default()
+            [new.disposition.index()] += 1;
+        self.cases.insert(key, new);
+        true
+    }
+
+    /// Applies a case's disposition. Returns false when the case already
+    /// has a later one (the record changed nothing).
+    pub fn apply_disposition(&mut self, study: &Study, d: &DispositionRecord) -> bool {
+        let interviewer = self.interviewer_label(study, d.interviewer.as_deref());
+        let case = Case {
+            disposition: d.disposition,
+            time: Some(d.time),
+            segments: segment_key(&d.segments),
+            interviewer,
+        };
+        self.update(&d.case, case)
+    }
+
+    /// Applies a counted interview: a complete for its case (the respondent
+    /// key is the case key) and its interviewer's quality counts. Returns
+    /// whether it is a speeder.
+    pub fn apply_interview(&mut self, study: &Study, rec: &Record, checked: &Checked) -> bool {
+        let interviewer = self.interviewer_label(study, rec.interviewer.as_deref());
+        let case = Case {
+            disposition: Disposition::Complete,
+            time: rec.ended_at,
+            segments: segment_key(&rec.segments),
+            interviewer: interviewer.clone(),
+        };
+        self.update(&rec.respondent, case);
+
+        let cfg = &study.def.fieldwork;
+        let stats = self.interviewers.entry(interviewer).or_default();
+        let mut speeder = false;
+        if let Some(secs) = rec.duration_secs.and_then(|d| u32::try_from(d).ok()) {
+            if self.durations.len() < study.forms.len() {
+                self.durations.resize_with(study.forms.len(), Vec::new);
+            }
+            if let Some(durations) = self.durations.get_mut(rec.form) {
+                speeder = interviewers::is_speeder(secs, durations, cfg);
+                let at = durations.partition_point(|&d| d <= secs);
+                durations.insert(at, secs);
+            }
+        }
+        if let Some(form) = study.forms.get(rec.form) {
+            stats.add_interview(form, rec, checked, speeder);
+        }
+        speeder
+    }
+
+    /// The interviewer label of an id: the declared value (or `other`) when
+    /// the study declares an interviewer dimension; otherwise the id itself
+    /// while fewer than `fieldwork.max_interviewers` have a label of their
+    /// own, `other` after that or when the id is not label-safe, and
+    /// `unknown` when none is given.
+    fn interviewer_label(&mut self, study: &Study, id: Option<&str>) -> String {
+        match id {
+            Some(id)
+                if interviewers::declared_dim(study).is_none()
+                    && !self.seen_interviewers.contains(id)
+                    && interviewers::can_label(id)
+                    && self.seen_interviewers.len() < study.def.fieldwork.max_interviewers as usize =>
+            {
+                self.seen_interviewers.insert(id.to_string());
+                id.to_string()
+            }
+            _ => self.interviewer_label_of(study, id),
+        }
+    }
+
+    /// The label an interviewer id has now, without giving it a new one.
+    pub fn interviewer_label_of(&self, study: &Study, id: Option<&str>) -> String {
+        if let Some(d) = interviewers::declared_dim(study) {
+            return d.value_name(d.value_of(id)).to_string();
+        }
+        match id {
+            None | Some("") => interviewers::UNKNOWN.to_string(),
+            Some(id) if self.seen_interviewers.contains(id) => id.to_string(),
+            Some(_) => interviewers::OTHER.to_string(),
+        }
+    }
+
+    /// Adds another state (of other partitions) into this one. Cases are
+    /// disjoint across partitions; should one appear in both, the later
+    /// record wins and the counts keep both.
+    pub fn merge(&mut self, other: &FieldworkState) {
+        for (k, c) in &other.cases {
+            match self.cases.get(k) {
+                Some(mine) if mine.time >= c.time => {}
+                _ => {
+                    self.cases.insert(*k, c.clone());
+                }
+            }
+        }
+        for (k, c) in &other.counts {
+            let mine = self.counts.entry(k.clone()).or_default();
+            for (a, b) in mine.iter_mut().zip(c) {
+                *a += b;
+            }
+        }
+        for (k, s) in &other.interviewers {
+            self.interviewers.entry(k.clone()).or_default().add(s);
+        }
+        if self.durations.len() < other.durations.len() {
+            self.durations.resize_with(other.durations.len(), Vec::new);
+        }
+        for (mine, theirs) in self.durations.iter_mut().zip(&other.durations) {
+            let mut merged = Vec::with_capacity(mine.len() + theirs.len());
+            let (mut i, mut j) = (0, 0);
+            while i < mine.len() || j < theirs.len() {
+                if j >= theirs.len() || (i < mine.len() && mine[i] <= theirs[j]) {
+                    merged.push(mine[i]);
+                    i += 1;
+                } else {
+                    merged.push(theirs[j]);
+                    j += 1;
+                }
+            }
+            *mine = merged;
+        }
+        self.records += other.records;
+        self.superseded += other.superseded;
+        self.seen_interviewers.extend(other.seen_interviewers.iter().cloned());
+    }
+
+    /// Cases by disposition over every cell.
+    pub fn total(&self) -> Counts {
+        let mut out = Counts::default();
+        for c in self.counts.values() {
+            for (a, b) in out.iter_mut().zip(c) {
+                *a += b;
+            }
+        }
+        out
+    }
+
+    /// Cases by disposition per value slot of dimension `dim` (declared
+    /// values, then `other` and `unknown`).
+    pub fn by_dimension(&self, study: &Study, dim: usize) -> Vec<Counts> {
+        let slots = study.dims.get(dim).map(|d| d.slots()).unwrap_or(0);
+        let mut out = vec![Counts::default(); slots];
+        for ((key, _), c) in &self.counts {
+            if let Some(slot) = key.get(dim).and_then(|&v| out.get_mut(usize::from(v))) {
+                for (a, b) in slot.iter_mut().zip(c) {
+                    *a += b;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The exact median of sorted values.
+pub fn median(sorted: &[u32]) -> Option<f64> {
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(f64::from(sorted[n / 2])),
+        _ => Some((f64::from(sorted[n / 2 - 1]) + f64::from(sorted[n / 2])) / 2.0),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,94 @@
+//! Fieldwork routes of the JSON API:
+//! - `GET /api/v1/studies/{study}/fieldwork?by=DIM`: cases by disposition
+//!   and the AAPOR rates, overall, by a declared dimension or by
+//!   `interviewer` (then with each interviewer's quality beside the rest).
+//! - `GET /api/v1/studies/{study}/flags?check=&form=&interviewer=&page=&per_page=`:
+//!   flagged interviews for review, pseudonymous, paged.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::{AppState, api_error};
+use crate::aggregate::Shared;
+use crate::fieldwork::review::FlagFilter;
+use crate::instrument::Study;
+use crate::quality::Check;
+
+/// The study and this process's aggregator, or why not (a 404).
+fn study_and_aggregator<'a>(s: &'a AppState, study: &str) -> Result<(&'a Study, &'a Shared), &'static str> {
+    let st = s.catalog.get(study).ok_or("no such study")?;
+    let agg = s.aggregator.as_deref().ok_or("this process runs no aggregator")?;
+    Ok((st, agg))
+}
+
+#[derive(Deserialize)]
+pub(super) struct FieldworkQuery {
+    by: Option<String>,
+}
+
+pub(super) async fn fieldwork(
+    State(s): State<AppState>,
+    Path(study): Path<String>,
+    Query(q): Query<FieldworkQuery>,
+) -> Response {
+    let (st, agg) = match study_and_aggregator(&s, &study) {
+        Ok(x) => x,
+        Err(why) => return api_error(StatusCode::NOT_FOUND, why.into()),
+    };
+    let state = agg.merged(&study);
+    match crate::fieldwork::report(st, &state.fieldwork, q.by.as_deref().filter(|b| !b.is_empty())) {
+        Ok(r) => {
+            let mut v = serde_json::to_value(&r).unwrap_or_default();
+            if let Some(o) = v.as_object_mut() {
+                o.insert("caught_up".into(), agg.caught_up().into());
+            }
+            Json(v).into_response()
+        }
+        Err(e) => api_error(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct FlagsQuery {
+    check: Option<String>,
+    form: Option<String>,
+    interviewer: Option<String>,
+    page: Option<usize>,
+    per_page: Option<usize>,
+}
+
+/// Default page size of the flags list.
+const DEFAULT_PER_PAGE: usize = 50;
+
+pub(super) async fn flags(
+    State(s): State<AppState>,
+    Path(study): Path<String>,
+    Query(q): Query<FlagsQuery>,
+) -> Response {
+    let (st, agg) = match study_and_aggregator(&s, &study) {
+        Ok(x) => x,
+        Err(why) => return api_error(StatusCode::NOT_FOUND, why.into()),
+    };
+    let check = match q.check.as_deref().filter(|c| !c.is_empty()) {
+        None => None,
+        Some(c) => match Check::ALL.into_iter().find(|k| k.as_str() == c) {
+            Some(k) => Some(k),
+            None => return api_error(StatusCode::BAD_REQUEST, "unknown check".into()),
+        },
+    };
+    if let Some(f) = q.form.as_deref().filter(|f| !f.is_empty())
+        && st.form(f).is_none()
+    {
+        return api_error(StatusCode::BAD_REQUEST, "the study has no such form".into());
+    }
+    let filter = FlagFilter {
+        check,
+        form: q.form.filter(|f| !f.is_empty()),
+        interviewer: q.interviewer.filter(|i| !i.is_empty()),
+    };
+    let page = agg.flags(&study, &filter, q.page.unwrap_or(1), q.per_page.unwrap_or(DEFAULT_PER_PAGE));
+    Json(page).into_response()
+}
