@@ -162,29 +162,31 @@ fn main() -> ExitCode {
                 .map_err(anyhow::Error::from)
         }),
         Command::BenchRestore(opts) => block_on(async move { fieldwatch::restore_bench::run(&opts).await }),
-        Command::Generate { count, seed, study, hostile, instruments } => with_study(&instruments, &study, |s| {
-            use std::io::Write;
-            let opts = fieldwatch::synth::Options { random_strings: hostile };
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            let mut rng = fieldwatch::synth::Rng::new(seed);
-            for n in 0..count {
-                let form = &s.forms[(n % s.forms.len() as u64) as usize];
-                let mut sub = fieldwatch::synth::interview(s, form, n, &mut rng, &opts);
-                sub.respondent_id = format!("gen-{seed}-r{n}");
-                sub.submission_id = format!("gen-{seed}-s{n}");
-                let line = match serde_json::to_string(&sub) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        eprintln!("error: {e}");
+        Command::Generate { count, seed, study, hostile, instruments } => {
+            with_study(&instruments, &study, |s| {
+                use std::io::Write;
+                let opts = fieldwatch::synth::Options { random_strings: hostile };
+                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                let mut rng = fieldwatch::synth::Rng::new(seed);
+                for n in 0..count {
+                    let form = &s.forms[(n % s.forms.len() as u64) as usize];
+                    let mut sub = fieldwatch::synth::interview(s, form, n, &mut rng, &opts);
+                    sub.respondent_id = format!("gen-{seed}-r{n}");
+                    sub.submission_id = format!("gen-{seed}-s{n}");
+                    let line = match serde_json::to_string(&sub) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            return ExitCode::FAILURE;
+                        }
+                    };
+                    if writeln!(out, "{line}").is_err() {
                         return ExitCode::FAILURE;
                     }
-                };
-                if writeln!(out, "{line}").is_err() {
-                    return ExitCode::FAILURE;
                 }
-            }
-            if out.flush().is_err() { ExitCode::FAILURE } else { ExitCode::SUCCESS }
-        }),
+                if out.flush().is_err() { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+            })
+        }
         Command::Submit { server, file, token, retry_for_secs } => {
             submit(server, file, token, retry_for_secs)
         }

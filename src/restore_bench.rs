@@ -142,7 +142,9 @@ pub async fn run(opts: &RestoreOptions) -> anyhow::Result<()> {
         let p = producer.clone();
         let topic = kafka.responses_topic.clone();
         inflight.push(async move {
-            p.send(FutureRecord::to(&topic).key(&key).payload(&payload), Duration::from_secs(30)).await.map(|_| ())
+            p.send(FutureRecord::to(&topic).key(&key).payload(&payload), Duration::from_secs(30))
+                .await
+                .map(|_| ())
         });
         while inflight.len() >= 2048 {
             if let Some(r) = inflight.next().await {
@@ -160,12 +162,20 @@ pub async fn run(opts: &RestoreOptions) -> anyhow::Result<()> {
         acked += 1;
     }
     let write = started.elapsed();
-    println!("wrote {acked} interviews in {:.1} s ({:.0}/s)", write.as_secs_f64(), acked as f64 / write.as_secs_f64());
+    println!(
+        "wrote {acked} interviews in {:.1} s ({:.0}/s)",
+        write.as_secs_f64(),
+        acked as f64 / write.as_secs_f64()
+    );
 
     // 2. A first aggregator reads everything, then stops (saving snapshots).
     let group = format!("bench-restore-{run_id}");
     let (first, shared, stop, task) = time_to_ready(&kafka, &bootstrap, &group, &catalog, acked).await?;
-    println!("first aggregator (replay from offset 0, {} partitions): ready after {:.1} s", opts.partitions, first.as_secs_f64());
+    println!(
+        "first aggregator (replay from offset 0, {} partitions): ready after {:.1} s",
+        opts.partitions,
+        first.as_secs_f64()
+    );
     let stopping = Instant::now();
     let _ = stop.send(());
     task.await.context("aggregator task")?;
@@ -185,11 +195,15 @@ pub async fn run(opts: &RestoreOptions) -> anyhow::Result<()> {
 
     if opts.replay {
         // A new group with its own, empty state topic: nothing to restore.
-        let fresh = KafkaConfig { state_topic: format!("bench-restore-{run_id}.state-replay"), ..kafka.clone() };
+        let fresh =
+            KafkaConfig { state_topic: format!("bench-restore-{run_id}.state-replay"), ..kafka.clone() };
         kafka::ensure_topics(&fresh, &bootstrap).await?;
         let (replay, _, stop, task) =
             time_to_ready(&fresh, &bootstrap, &format!("{group}-replay"), &catalog, acked).await?;
-        println!("fresh aggregator in a new group (replay, no snapshots): ready after {:.1} s", replay.as_secs_f64());
+        println!(
+            "fresh aggregator in a new group (replay, no snapshots): ready after {:.1} s",
+            replay.as_secs_f64()
+        );
         let _ = stop.send(());
         task.await.context("aggregator task")?;
     }

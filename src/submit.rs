@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::fieldwork::{Line, parse_line};
 use crate::proto::v1::ingest_service_client::IngestServiceClient;
 use crate::proto::v1::{SubmitRequest, SubmitResult};
-use crate::fieldwork::{Line, parse_line};
 
 /// Options of `submit`.
 #[derive(Debug, Clone)]

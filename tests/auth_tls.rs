@@ -204,7 +204,10 @@ async fn calls_without_a_token_or_with_a_wrong_one_are_unauthenticated_and_store
             assert_eq!(e.code(), Code::Unauthenticated, "{what}: {e:?}");
         }
         // A stream is refused as a whole before any record is read.
-        let records = futures::stream::iter([SubmitRequest { submission: Some(valid("R-2", "S-2")), disposition: None }]);
+        let records = futures::stream::iter([SubmitRequest {
+            submission: Some(valid("R-2", "S-2")),
+            disposition: None,
+        }]);
         let e = client.submit_stream(records).await.expect_err("stream without a token");
         assert_eq!(e.code(), Code::Unauthenticated);
 

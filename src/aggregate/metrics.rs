@@ -110,7 +110,18 @@ pub fn snapshot(shared: &Shared) -> prometheus::Result<Registry> {
     let fieldwork = super::fieldwork::FieldworkMetrics::register(&reg)?;
     for study in shared.catalog().studies() {
         let state = shared.merged(study.id());
-        export_study(study, &state, &interviews, &segments, &answers, &valid, &missing, &excluded, &flags, &dups);
+        export_study(
+            study,
+            &state,
+            &interviews,
+            &segments,
+            &answers,
+            &valid,
+            &missing,
+            &excluded,
+            &flags,
+            &dups,
+        );
         fieldwork.export(study, &state);
     }
     fieldwork.export_quality(shared.quality_counters());

@@ -26,8 +26,8 @@
 
 pub mod fieldwork;
 pub mod metrics;
-pub mod snapshot;
 pub mod quality;
+pub mod snapshot;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -267,7 +267,10 @@ impl Shared {
                 }
             }
             Some(_) => {
-                tracing::warn!(partition, "snapshot was made with other instruments; replaying the partition");
+                tracing::warn!(
+                    partition,
+                    "snapshot was made with other instruments; replaying the partition"
+                );
                 PartitionState { generation, ..PartitionState::default() }
             }
             None => PartitionState { generation, ..PartitionState::default() },
@@ -290,7 +293,9 @@ impl Shared {
         let g = self.lock();
         g.partitions
             .iter()
-            .filter(|(p, s)| which.is_none_or(|w| w.contains(p)) && (!only_changed || s.next_offset != s.snapshot_offset))
+            .filter(|(p, s)| {
+                which.is_none_or(|w| w.contains(p)) && (!only_changed || s.next_offset != s.snapshot_offset)
+            })
             .map(|(p, s)| snapshot::Snapshot {
                 version: snapshot::FORMAT_VERSION,
                 catalog: self.fingerprint,
@@ -486,7 +491,13 @@ impl Ctx {
     /// blocking (rebalance callback). A failure leaves the committed offsets
     /// where they were: the next owner reads more records again.
     fn save_and_commit(&self, consumer: &BaseConsumer<Self>, partitions: &[i32]) {
-        let tpl = futures::executor::block_on(save_snapshots(&self.shared, &self.store, &self.topic, false, Some(partitions)));
+        let tpl = futures::executor::block_on(save_snapshots(
+            &self.shared,
+            &self.store,
+            &self.topic,
+            false,
+            Some(partitions),
+        ));
         if tpl.count() > 0
             && let Err(e) = consumer.commit(&tpl, CommitMode::Sync)
         {
@@ -521,7 +532,8 @@ async fn save_snapshots(
 
 /// A snapshot id unique enough to tell interleaved writers apart.
 fn snapshot_id() -> u64 {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let t =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     xxhash_rust::xxh3::xxh3_64(&[t.to_le_bytes().as_slice(), &std::process::id().to_le_bytes()].concat())
 }
 
@@ -626,7 +638,8 @@ pub async fn run(
 
     tokio::pin!(shutdown);
     // Snapshot cadence; each tick saves the partitions changed since their last snapshot.
-    let mut snapshot_tick = tokio::time::interval(Duration::from_millis(config.snapshot_interval_ms.max(100)));
+    let mut snapshot_tick =
+        tokio::time::interval(Duration::from_millis(config.snapshot_interval_ms.max(100)));
     snapshot_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

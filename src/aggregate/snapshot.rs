@@ -115,10 +115,7 @@ impl Store {
                 .key(&key)
                 .payload(*chunk)
                 .headers(headers);
-            self.producer
-                .send(record, self.timeout)
-                .await
-                .map_err(|(e, _)| SnapshotError::NotAcked(e))?;
+            self.producer.send(record, self.timeout).await.map_err(|(e, _)| SnapshotError::NotAcked(e))?;
         }
         Ok(bytes.len())
     }
@@ -142,7 +139,10 @@ impl Store {
         let complete = chunks.len() == n
             && chunks.iter().enumerate().all(|(i, c)| c.id == last.id && c.index == i && c.count == n);
         if !complete {
-            tracing::warn!(partition, "snapshot chunks interleaved or missing; replaying the partition instead");
+            tracing::warn!(
+                partition,
+                "snapshot chunks interleaved or missing; replaying the partition instead"
+            );
             return Ok(None);
         }
         let bytes: Vec<u8> = chunks.into_iter().flat_map(|c| c.payload).collect();
@@ -171,7 +171,12 @@ impl Store {
                         .and_then(|c| c.split_once('/'))
                         .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
                         .unwrap_or((usize::MAX, 0));
-                    out.push(Chunk { id, index, count: total, payload: m.payload().unwrap_or_default().to_vec() });
+                    out.push(Chunk {
+                        id,
+                        index,
+                        count: total,
+                        payload: m.payload().unwrap_or_default().to_vec(),
+                    });
                 }
                 Some(Ok(_)) | None => {}
                 Some(Err(e)) => return Err(e.into()),

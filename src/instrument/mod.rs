@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 pub use expr::{Expr, ExprValue};
 pub use model::{
-    DimensionSource, Direction, EligibilityEstimate, EligibilityMethod, FieldworkDef, KindDef,
-    MissingKind, OptionDef, ReportingDef, StudyDef,
+    DimensionSource, Direction, EligibilityEstimate, EligibilityMethod, FieldworkDef, KindDef, MissingKind,
+    OptionDef, ReportingDef, StudyDef,
 };
 
 /// The seed study, built in as the demo.
@@ -512,7 +512,10 @@ fn lint_fieldwork(f: &FieldworkDef, p: &mut impl FnMut(usize, String)) {
         p(0, format!("fieldwork.max_interviewers must be between 1 and {MAX_INTERVIEWER_LABELS}"));
     }
     if !share(f.outlier_min_difference) {
-        p(0, format!("fieldwork.outlier_min_difference {} must be between 0 and 1", f.outlier_min_difference));
+        p(
+            0,
+            format!("fieldwork.outlier_min_difference {} must be between 0 and 1", f.outlier_min_difference),
+        );
     }
     if !(f.outlier_ratio > 1.0 && f.outlier_ratio.is_finite()) {
         p(0, format!("fieldwork.outlier_ratio {} must be above 1", f.outlier_ratio));

@@ -149,13 +149,11 @@ impl KafkaConfig {
     /// Checks the fields against each other and against Kafka's limits.
     pub fn validate(&self) -> Result<(), KafkaError> {
         let bad = |m: String| Err(KafkaError::Config(m));
-        for (field, topic) in
-            [
-                ("responses_topic", &self.responses_topic),
-                ("quality_topic", &self.quality_topic),
-                ("state_topic", &self.state_topic),
-            ]
-        {
+        for (field, topic) in [
+            ("responses_topic", &self.responses_topic),
+            ("quality_topic", &self.quality_topic),
+            ("state_topic", &self.state_topic),
+        ] {
             if let Err(why) = check_topic_name(topic) {
                 return bad(format!("{field} `{topic}` {why}"));
             }

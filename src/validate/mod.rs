@@ -381,7 +381,9 @@ pub fn segments_of(
                 .and_then(|f| f.fixed_segments.iter().find(|(x, _)| *x == di))
                 .map(|(_, val)| *val)
                 .unwrap_or(d.unknown()),
-            crate::instrument::DimensionSource::Attribute => d.value_of(attributes.get(&d.name).map(String::as_str)),
+            crate::instrument::DimensionSource::Attribute => {
+                d.value_of(attributes.get(&d.name).map(String::as_str))
+            }
             crate::instrument::DimensionSource::Interviewer => d.value_of(interviewer),
         })
         .collect()
