@@ -3,10 +3,9 @@
 //! straightlining, extreme scale points) and each rate compared with the
 //! rate of all other interviewers together.
 //!
-//! Labels are bounded: the declared values of a dimension with
-//! `source: interviewer` (others count as `other`), or, without one, the
-//! first `fieldwork.max_interviewers` label-safe ids seen (later ones count
-//! as `other`); no id gives `unknown`.
+//! Labels come from the instrument only: the declared values of a dimension
+//! with `source: interviewer`; any other id counts as `other`, no id gives
+//! `unknown`.
 
 use std::collections::BTreeMap;
 

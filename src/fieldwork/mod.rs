@@ -403,28 +403,19 @@ impl FieldworkState {
     /// own, `other` after that or when the id is not label-safe, and
     /// `unknown` when none is given.
     fn interviewer_label(&mut self, study: &Study, id: Option<&str>) -> String {
-        match id {
-            Some(id)
-                if interviewers::declared_dim(study).is_none()
-                    && !self.seen_interviewers.contains(id)
-                    && interviewers::can_label(id)
-                    && self.seen_interviewers.len() < study.def.fieldwork.max_interviewers as usize =>
-            {
-                self.seen_interviewers.insert(id.to_string());
-                id.to_string()
-            }
-            _ => self.interviewer_label_of(study, id),
-        }
+        self.interviewer_label_of(study, id)
     }
 
-    /// The label an interviewer id has now, without giving it a new one.
+    /// The label of an interviewer id: a value of the study's dimension with
+    /// `source: interviewer`, else `other` (`unknown` when none was given).
+    /// Label values come only from the instrument: an interviewer id is a
+    /// request string and never becomes a label by being seen.
     pub fn interviewer_label_of(&self, study: &Study, id: Option<&str>) -> String {
         if let Some(d) = interviewers::declared_dim(study) {
             return d.value_name(d.value_of(id)).to_string();
         }
         match id {
             None | Some("") => interviewers::UNKNOWN.to_string(),
-            Some(id) if self.seen_interviewers.contains(id) => id.to_string(),
             Some(_) => interviewers::OTHER.to_string(),
         }
     }

@@ -10,6 +10,7 @@ missing_codes: [{code: dk, kind: dont_know}, {code: rf, kind: refused}]
 dimensions:
   - {name: position, source: form, values: [{code: a}, {code: b}]}
   - {name: region, source: attribute, values: [{code: west}, {code: east}]}
+  - {name: interviewer, source: interviewer, values: [{code: int01}, {code: int02}, {code: int03}, {code: int04}]}
 reporting: {straightlining_min_run: 3}
 fieldwork: {speeder_ratio: 0.5, speeder_min_interviews: 4, max_interviewers: 4, outlier_min_interviews: 3}
 forms:
@@ -141,9 +142,9 @@ fn dispositions_take_segments_from_form_attributes_and_interviewer() {
         "2024-05-01T10:00:00Z",
         r#", "form": "fb", "attributes": {"region": "east"}"#,
     );
-    assert_eq!(d.segments, vec![1, 1]);
-    let d = disposition("c1", "R", "2024-05-01T10:00:00Z", "");
-    assert_eq!(d.segments, vec![3, 3], "no form, no region: unknown");
+    assert_eq!(d.segments, vec![1, 1, 5], "no interviewer: unknown (slot 5 of 4 declared)");
+    let d = disposition("c1", "R", "2024-05-01T10:00:00Z", r#", "interviewer": "int02""#);
+    assert_eq!(d.segments, vec![3, 3, 1], "no form, no region: unknown");
     assert_eq!(d.time, 1_714_557_600_000);
 }
 
@@ -297,7 +298,7 @@ fn interviewer_outliers_stand_out_against_the_rest_on_a_crafted_dataset() {
 }
 
 #[test]
-fn interviewer_labels_are_capped_and_hostile_ids_become_other() {
+fn interviewer_labels_come_from_the_instrument_and_other_ids_become_other() {
     let s = study();
     let mut st = StudyState::new();
     for (i, who) in ["int01", "int02", "Bad Id!", "int03", "int04", "int05", "int06"].into_iter().enumerate()
@@ -308,14 +309,14 @@ fn interviewer_labels_are_capped_and_hostile_ids_become_other() {
     st.apply_disposition(&s, &disposition("c9", "refusal", "2024-05-01T10:00:00Z", ""));
     let rows = interviewers::by_interviewer(&s, &st.fieldwork);
     let labels: Vec<&str> = rows.iter().map(|r| r.label.as_str()).collect();
-    // max_interviewers is 4: the first four label-safe ids keep their labels.
+    // The declared interviewers keep their labels; undeclared and hostile ids are `other`.
     assert_eq!(labels, vec!["int01", "int02", "int03", "int04", "other", "unknown"]);
     assert_eq!(rows[4].stats.interviews, 3);
     assert_eq!(rows[5].counts[Disposition::Refusal.index()], 1);
 }
 
 #[test]
-fn the_cap_applies_again_when_partitions_saw_different_interviewers() {
+fn partitions_merge_interviewer_rows_by_declared_label() {
     let s = study();
     let mut a = StudyState::new();
     let mut b = StudyState::new();
@@ -331,7 +332,7 @@ fn the_cap_applies_again_when_partitions_saw_different_interviewers() {
     m.merge(&b);
     let rows = interviewers::by_interviewer(&s, &m.fieldwork);
     let labels: Vec<&str> = rows.iter().map(|r| r.label.as_str()).collect();
-    // Five labels for four places: int01 has two interviews, then by name.
+    // int05 is not declared: `other`.
     assert_eq!(labels, vec!["int01", "int02", "int03", "int04", "other"]);
     assert_eq!(rows[4].stats.interviews, 1);
 }
@@ -339,8 +340,8 @@ fn the_cap_applies_again_when_partitions_saw_different_interviewers() {
 #[test]
 fn a_declared_interviewer_dimension_gives_the_labels() {
     let src = STUDY.replace(
-        "  - {name: region, source: attribute, values: [{code: west}, {code: east}]}",
-        "  - {name: region, source: attribute, values: [{code: west}, {code: east}]}\n  - {name: staff, source: interviewer, values: [{code: int01, label: Ann}]}",
+        "  - {name: interviewer, source: interviewer, values: [{code: int01}, {code: int02}, {code: int03}, {code: int04}]}",
+        "  - {name: staff, source: interviewer, values: [{code: int01, label: Ann}]}",
     );
     let s = Study::from_yaml(&src).expect("valid");
     let mut c = Catalog::default();
