@@ -1,9 +1,11 @@
 #!/bin/sh
 # Checks everything under helm/ and deploy/ (the lead's .ci/run can call it
 # as is):
-#   1. the rule file is valid and its chart copy is not stale;
-#   2. promtool unit tests of every alert and recording rule
-#      (deploy/prometheus/tests/*.yaml);
+#   1. the rule files (deploy/prometheus/fieldwatch-rules.yaml and
+#      fieldwork-rules.yaml) are valid and their chart copies are not stale;
+#   2. promtool unit tests of every alert and recording rule of both files
+#      (deploy/prometheus/tests/*.yaml: fieldwork-rules-test.yaml tests
+#      fieldwork-rules.yaml, the others fieldwatch-rules.yaml);
 #   3. the chart, rendered with Helm's own engine (PyPI helm-python-sdk, which
 #      embeds Helm's Go SDK: no helm binary needed) for the default values and
 #      for deploy/values-production.yaml: schema, `helm lint --strict`, every
@@ -37,11 +39,14 @@ if ! "$venv/bin/python" -c 'import helm_python, kubernetes_validate, yaml' 2>/de
 fi
 
 echo "== promtool check rules"
-promtool check rules "$root/deploy/prometheus/fieldwatch-rules.yaml"
-if ! cmp -s "$root/deploy/prometheus/fieldwatch-rules.yaml" "$root/helm/fieldwatch/files/fieldwatch-rules.yaml"; then
-  echo "helm/fieldwatch/files/fieldwatch-rules.yaml is stale: run deploy/sync-rules.sh" >&2
-  exit 1
-fi
+# Both rule files ship in the chart's one PrometheusRule (deploy/sync-rules.sh).
+for f in fieldwatch-rules.yaml fieldwork-rules.yaml; do
+  promtool check rules "$root/deploy/prometheus/$f"
+  if ! cmp -s "$root/deploy/prometheus/$f" "$root/helm/fieldwatch/files/$f"; then
+    echo "helm/fieldwatch/files/$f is stale: run deploy/sync-rules.sh" >&2
+    exit 1
+  fi
+done
 
 echo "== promtool test rules"
 (cd "$root/deploy/prometheus/tests" && promtool test rules ./*.yaml)

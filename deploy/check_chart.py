@@ -12,7 +12,8 @@ PyYAML). For the default values and for deploy/values-production.yaml it:
   supported and the newest Kubernetes version. ServiceMonitor and
   PrometheusRule are CRDs that kubernetes-validate has no schema for: they are
   skipped there and checked here instead (PrometheusRule with `promtool check
-  rules`, and against deploy/prometheus/fieldwatch-rules.yaml);
+  rules`, and against deploy/prometheus/fieldwatch-rules.yaml followed by
+  deploy/prometheus/fieldwork-rules.yaml);
 - checks what the app needs: the config's listen addresses, a termination grace
   period above the app's shutdown bound, non-root read-only containers, probes,
   the dashboard JSON and its template variables.
@@ -49,8 +50,11 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "fieldwatch"
-RULES = ROOT / "deploy" / "prometheus" / "fieldwatch-rules.yaml"
-CHART_RULES = CHART / "files" / "fieldwatch-rules.yaml"
+# The rule files the chart ships, in the PrometheusRule's order; each is the
+# single source, copied to files/ by deploy/sync-rules.sh.
+RULE_FILES = ["fieldwatch-rules.yaml", "fieldwork-rules.yaml"]
+RULES = [ROOT / "deploy" / "prometheus" / f for f in RULE_FILES]
+CHART_RULES = [CHART / "files" / f for f in RULE_FILES]
 # The chart's kubeVersion floor and the newest schemas kubernetes-validate has.
 KUBE_VERSIONS = ["1.30.0", kubernetes_validate.utils.latest_version()]
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
@@ -202,14 +206,20 @@ def check_rules(docs: list[dict], values: dict, out: Path) -> None:
         ok(f"PrometheusRule: promtool check rules: {r.stdout.strip().splitlines()[-1].strip()}")
     else:
         fail(f"PrometheusRule: promtool check rules failed:\n{r.stdout}{r.stderr}")
-    plain = yaml.safe_load(RULES.read_text())["groups"]
+    plain = [g for path in RULES for g in yaml.safe_load(path.read_text())["groups"]]
+    names = [g["name"] for g in groups]
+    if len(names) != len(set(names)):
+        fail(f"PrometheusRule: repeated group names {sorted({n for n in names if names.count(n) > 1})}")
+    alerts = [r["alert"] for g in groups for r in g["rules"] if "alert" in r]
+    if len(alerts) != len(set(alerts)):
+        fail(f"PrometheusRule: repeated alert names {sorted({a for a in alerts if alerts.count(a) > 1})}")
     shipped = [g for g in groups if g["name"] != "fieldwatch-study-thresholds"]
     window = values.get("prometheusRule", {}).get("fieldworkStalledAfter", "2h")
     if window == "2h":
         if shipped == plain:
-            ok("PrometheusRule: groups are exactly deploy/prometheus/fieldwatch-rules.yaml")
+            ok(f"PrometheusRule: {len(shipped)} groups are exactly deploy/prometheus/{' + '.join(RULE_FILES)}")
         else:
-            fail("PrometheusRule: groups differ from deploy/prometheus/fieldwatch-rules.yaml")
+            fail(f"PrometheusRule: groups differ from deploy/prometheus/{' + '.join(RULE_FILES)}")
     else:
         text = yaml.safe_dump(shipped)
         if f"increase(fieldwatch_interviews_total[{window}])" in text and "increase(fieldwatch_interviews_total[2h])" not in text:
@@ -217,7 +227,7 @@ def check_rules(docs: list[dict], values: dict, out: Path) -> None:
         else:
             fail(f"PrometheusRule: fieldwork-stalled window {window} not applied")
         if len(shipped) != len(plain) or [g["name"] for g in shipped] != [g["name"] for g in plain]:
-            fail("PrometheusRule: groups differ from the plain rules file")
+            fail("PrometheusRule: groups differ from the plain rules files")
     thresholds = values.get("prometheusRule", {}).get("studyThresholds", {})
     extra = [g for g in groups if g["name"] == "fieldwatch-study-thresholds"]
     n = sum(len(t) for t in thresholds.values())
@@ -426,10 +436,11 @@ def main() -> int:
     args = ap.parse_args()
 
     print("== one source of rules")
-    if CHART_RULES.read_bytes() == RULES.read_bytes():
-        ok("helm/fieldwatch/files/fieldwatch-rules.yaml is deploy/prometheus/fieldwatch-rules.yaml")
-    else:
-        fail("helm/fieldwatch/files/fieldwatch-rules.yaml is stale: run deploy/sync-rules.sh")
+    for rules, chart_rules in zip(RULES, CHART_RULES):
+        if chart_rules.exists() and chart_rules.read_bytes() == rules.read_bytes():
+            ok(f"helm/fieldwatch/files/{rules.name} is deploy/prometheus/{rules.name}")
+        else:
+            fail(f"helm/fieldwatch/files/{rules.name} is stale: run deploy/sync-rules.sh")
 
     everything_on = {
         "serviceMonitor": {"enabled": True},
