@@ -29,17 +29,19 @@ use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use bytes::{BufMut, Bytes};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use prost::Message as _;
 use rdkafka::Message as _;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Endpoint;
 
 use crate::aggregate::{self, AggregateConfig, Outcome, Shared};
@@ -48,7 +50,7 @@ use crate::instrument::{Catalog, DEMO_STUDY_ID};
 use crate::kafka::{self, KafkaConfig, KafkaError};
 use crate::proto::ENVELOPE_VERSION;
 use crate::proto::v1::ingest_service_client::IngestServiceClient;
-use crate::proto::v1::{self, Envelope, GetInstrumentRequest, SubmitRequest};
+use crate::proto::v1::{self, Envelope, GetInstrumentRequest, SubmitRequest, SubmitResult};
 use crate::synth;
 use crate::validate::Limits;
 
@@ -63,9 +65,11 @@ pub const TARGET_AGGREGATE_RATIO: f64 = 0.80;
 const HMAC_KEY: &str = "fieldwatch-bench-key-not-secret";
 /// Front-end name ingest puts in envelopes when no tokens are configured.
 const ANONYMOUS: &str = "anonymous";
-/// Unary calls sent before the latency phase to open the connection and warm
-/// the producer; not measured.
-const WARMUP_REQUESTS: u64 = 100;
+/// Unary calls sent one after the other before (c) to open the connection
+/// and initialise the producer; not measured.
+const WARMUP_REQUESTS: u64 = 20;
+/// (c) runs at its rate this long before the measured span; not measured.
+const WARMUP_SECONDS: u64 = 1;
 /// Bound on one unary call of (c); a call taking longer counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound on connecting to the in-process ingest server.
@@ -101,6 +105,18 @@ pub struct BenchOptions {
     /// Partitions of the bench topics.
     #[arg(long, default_value_t = 6)]
     pub partitions: u32,
+    /// `linger.ms` of both producers (raw and ingest's); default: fieldwatch's
+    /// producer setting.
+    #[arg(long)]
+    pub linger_ms: Option<u32>,
+    /// `ingest.stream_window` of the ingest server; default: its default.
+    #[arg(long)]
+    pub stream_window: Option<usize>,
+    /// Write every call of (c) to this CSV file: scheduled offset, latency
+    /// from the scheduled time and from the send (ms), error. For finding
+    /// what the tail lines up with.
+    #[arg(long)]
+    pub latency_csv: Option<PathBuf>,
     /// Bound on each phase, in seconds; a phase that takes longer fails the run.
     #[arg(long, default_value_t = 300)]
     pub phase_timeout_secs: u64,
@@ -116,6 +132,9 @@ impl Default for BenchOptions {
             streams: 4,
             window: 1024,
             partitions: 6,
+            linger_ms: None,
+            stream_window: None,
+            latency_csv: None,
             phase_timeout_secs: 300,
         }
     }
@@ -210,6 +229,15 @@ pub enum BenchError {
     /// The demo study is missing from the built-in catalog.
     #[error("the built-in demo study is missing")]
     NoDemoStudy,
+    /// The latency CSV could not be written.
+    #[error("cannot write {path}")]
+    Csv {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The report could not be written.
     #[error("cannot write the report")]
     Write(#[from] std::io::Error),
@@ -224,9 +252,30 @@ pub struct Throughput {
     pub failed: u64,
     /// The measured span.
     pub elapsed: Duration,
+    /// CPU time of the whole process (broker, clients, servers) over the
+    /// span, when known.
+    pub cpu: Option<Duration>,
 }
 
 impl Throughput {
+    /// Process CPU time per successful record.
+    pub fn cpu_per_record(&self) -> Option<Duration> {
+        self.cpu.map(|c| c / u32::try_from(self.records.max(1)).unwrap_or(u32::MAX))
+    }
+
+    /// `12,345 rec/s, 81 µs CPU/rec`.
+    fn figure(&self) -> String {
+        match (self.cpu_per_record(), self.cpu) {
+            (Some(c), Some(total)) => format!(
+                "{} rec/s, {:.0} µs CPU/rec, {:.2} cores",
+                thousands(self.rate()),
+                c.as_secs_f64() * 1e6,
+                total.as_secs_f64() / self.elapsed.as_secs_f64().max(1e-9)
+            ),
+            _ => format!("{} rec/s", thousands(self.rate())),
+        }
+    }
+
     /// Successful records per second.
     pub fn rate(&self) -> f64 {
         self.records as f64 / self.elapsed.as_secs_f64().max(1e-9)
@@ -265,6 +314,10 @@ pub struct BenchReport {
     pub cpu_model: Option<String>,
     /// 1-minute load average before and after the run, when known.
     pub load: (Option<f64>, Option<f64>),
+    /// `linger.ms` of the producers, as configured.
+    pub linger_ms: String,
+    /// The ingest server's `stream_window` and `max_inflight`.
+    pub ingest_limits: (usize, usize),
     /// Mean encoded envelope size, bytes.
     pub envelope_bytes: usize,
     /// (a) raw producer.
@@ -420,7 +473,7 @@ fn prepare(catalog: &Catalog, opts: &BenchOptions) -> Result<Inputs, BenchError>
             streams.push(chunk);
         }
     }
-    let unary_count = u64::from(opts.rate) * opts.seconds + WARMUP_REQUESTS;
+    let unary_count = u64::from(opts.rate) * (WARMUP_SECONDS + opts.seconds) + WARMUP_REQUESTS;
     // Another seed: other respondent and submission ids than (b).
     let unary =
         synth::interviews(study, unary_count, 2, &plain).into_iter().map(v1::Submission::from).collect();
@@ -430,77 +483,71 @@ fn prepare(catalog: &Catalog, opts: &BenchOptions) -> Result<Inputs, BenchError>
 async fn phases(opts: &BenchOptions, bootstrap: &str, broker: &str) -> Result<BenchReport, BenchError> {
     let run = run_id();
     let topic = |what: &str| format!("fieldwatch.bench.{run}.{what}");
-    let kafka = KafkaConfig {
+    let mut kafka = KafkaConfig {
         brokers: Some(bootstrap.to_owned()),
         responses_topic: topic("ingest"),
         quality_topic: topic("quality"),
         partitions: opts.partitions,
         ..KafkaConfig::default()
     };
+    if let Some(linger) = opts.linger_ms {
+        kafka.client_properties.insert("linger.ms".to_owned(), linger.to_string());
+    }
     let raw_kafka =
         KafkaConfig { responses_topic: topic("raw"), quality_topic: topic("raw-quality"), ..kafka.clone() };
-    kafka::ensure_topics(&kafka, bootstrap).await?;
-    kafka::ensure_topics(&raw_kafka, bootstrap).await?;
+    let latency_kafka = KafkaConfig {
+        responses_topic: topic("latency"),
+        quality_topic: topic("latency-quality"),
+        ..kafka.clone()
+    };
+    for k in [&kafka, &raw_kafka, &latency_kafka] {
+        kafka::ensure_topics(k, bootstrap).await?;
+    }
 
+    let linger_ms =
+        kafka::producer_config(&kafka, bootstrap).get("linger.ms").unwrap_or("librdkafka default").to_owned();
     let catalog = Arc::new(Catalog::demo());
     let inputs = prepare(&catalog, opts)?;
     let envelope_bytes =
         inputs.envelopes.iter().map(|(_, p)| p.len()).sum::<usize>() / inputs.envelopes.len().max(1);
 
+    // (c) first, on its own topic: after the bulk phases the broker spends
+    // seconds checkpointing their writes, which is not the steady state.
+    let server = IngestUnderTest::start(&latency_kafka, bootstrap, &catalog, opts).await?;
+    let ingest_limits = server.limits;
+    let measured = match server.endpoint() {
+        Ok(endpoint) => unary_latency(&endpoint, inputs.unary, opts).await,
+        Err(e) => Err(e),
+    };
+    let stopped = server.stop().await;
+    let latency = measured?;
+    stopped?;
+
     let raw_produce = raw_produce(&raw_kafka, bootstrap, &inputs.envelopes, opts).await?;
     drop(inputs.envelopes);
 
-    // The ingest server of (b) and (c); stopped on every path below.
-    let publisher = Publisher::from_kafka(&kafka, bootstrap)?;
-    let listener = ingest::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
-    let addr = listener.local_addr().map_err(BenchError::LocalAddr)?;
-    let config = IngestConfig { hmac_key: Some(HMAC_KEY.to_owned()), ..IngestConfig::default() };
-    let registry = prometheus::Registry::new();
-    // Stops the server; the receiver is its shutdown future.
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server =
-        tokio::spawn(ingest::serve(config, catalog.clone(), publisher, &registry, listener, async {
-            let _ = stopped.await;
-        }));
+    let server = IngestUnderTest::start(&kafka, bootstrap, &catalog, opts).await?;
+    let measured = match server.endpoint() {
+        Ok(endpoint) => ingest_streams(&endpoint, inputs.streams, opts).await,
+        Err(e) => Err(e),
+    };
+    let stopped = server.stop().await;
+    let (ingest, ingest_rejected) = measured?;
+    stopped?;
 
-    let with_server = async {
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))?.connect_timeout(CONNECT_TIMEOUT);
-        let (ingest, rejected) = ingest_streams(&endpoint, inputs.streams, opts).await?;
-        // (d) before (c), so the topic holds exactly the records of (b).
-        let (raw_consume, raw_join) =
-            raw_consume(&kafka, bootstrap, &format!("fieldwatch-bench-{run}-raw"), ingest.records, opts)
-                .await?;
-        let (aggregate, outcomes, agg_join) = aggregate(
-            &kafka,
-            bootstrap,
-            &format!("fieldwatch-bench-{run}-aggregator"),
-            &catalog,
-            ingest.records,
-            opts,
-        )
-        .await?;
-        let latency = unary_latency(&endpoint, inputs.unary, opts).await?;
-        Ok::<_, BenchError>((
-            ingest,
-            rejected,
-            raw_consume,
-            aggregate,
-            outcomes,
-            (raw_join, agg_join),
-            latency,
-        ))
-    }
-    .await;
-
-    let _ = stop.send(());
-    let served = tokio::time::timeout(STOP_TIMEOUT, server).await;
-    let (ingest, ingest_rejected, raw_consume, aggregate, outcomes, join, latency) = with_server?;
-    match served {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => return Err(e.into()),
-        Ok(Err(e)) => return Err(BenchError::Task("ingest server", e)),
-        Err(_) => tracing::warn!("the ingest server did not stop within {STOP_TIMEOUT:?}"),
-    }
+    // The topic holds exactly the records accepted in (b).
+    let (raw_consume, raw_join) =
+        raw_consume(&kafka, bootstrap, &format!("fieldwatch-bench-{run}-raw"), ingest.records, opts).await?;
+    let (aggregate, outcomes, agg_join) = aggregate(
+        &kafka,
+        bootstrap,
+        &format!("fieldwatch-bench-{run}-aggregator"),
+        &catalog,
+        ingest.records,
+        opts,
+    )
+    .await?;
+    let join = (raw_join, agg_join);
 
     Ok(BenchReport {
         options: opts.clone(),
@@ -508,6 +555,8 @@ async fn phases(opts: &BenchOptions, bootstrap: &str, broker: &str) -> Result<Be
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         cpu_model: cpu_model(),
         load: (None, None),
+        linger_ms,
+        ingest_limits,
         envelope_bytes,
         raw_produce,
         ingest,
@@ -518,6 +567,65 @@ async fn phases(opts: &BenchOptions, bootstrap: &str, broker: &str) -> Result<Be
         outcomes,
         join,
     })
+}
+
+/// An ingest server started in-process for one phase.
+struct IngestUnderTest {
+    addr: SocketAddr,
+    /// `stream_window` and `max_inflight` of the server.
+    limits: (usize, usize),
+    /// Stops the server; the receiver is the server's shutdown future.
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), IngestError>>,
+}
+
+impl IngestUnderTest {
+    /// `ingest::serve` on 127.0.0.1:0, publishing to `kafka.responses_topic`.
+    async fn start(
+        kafka: &KafkaConfig,
+        bootstrap: &str,
+        catalog: &Arc<Catalog>,
+        opts: &BenchOptions,
+    ) -> Result<IngestUnderTest, BenchError> {
+        let publisher = Publisher::from_kafka(kafka, bootstrap)?;
+        let listener = ingest::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
+        let addr = listener.local_addr().map_err(BenchError::LocalAddr)?;
+        let mut config = IngestConfig { hmac_key: Some(HMAC_KEY.to_owned()), ..IngestConfig::default() };
+        if let Some(window) = opts.stream_window {
+            config.stream_window = window;
+        }
+        let limits = (config.stream_window, config.max_inflight);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let serve = ingest::serve(
+            config,
+            catalog.clone(),
+            publisher,
+            &prometheus::Registry::new(),
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+        );
+        Ok(IngestUnderTest { addr, limits, stop, task: tokio::spawn(serve) })
+    }
+
+    fn endpoint(&self) -> Result<Endpoint, BenchError> {
+        Ok(Endpoint::from_shared(format!("http://{}", self.addr))?.connect_timeout(CONNECT_TIMEOUT))
+    }
+
+    /// Shuts the server down (drain, flush) and waits for it, within [`STOP_TIMEOUT`].
+    async fn stop(self) -> Result<(), BenchError> {
+        let _ = self.stop.send(());
+        match tokio::time::timeout(STOP_TIMEOUT, self.task).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(e.into()),
+            Ok(Err(e)) => Err(BenchError::Task("ingest server", e)),
+            Err(_) => {
+                tracing::warn!("the ingest server did not stop within {STOP_TIMEOUT:?}");
+                Ok(())
+            }
+        }
+    }
 }
 
 /// (a): every envelope through a bare `FutureProducer` with fieldwatch's
@@ -533,6 +641,7 @@ async fn raw_produce(
     let total = envelopes.len() as u64;
     let done = Arc::new(AtomicU64::new(0));
     let _progress = Progress::start(PHASE, total, done.clone());
+    let cpu = CpuClock::start();
     let start = Instant::now();
     // Deliveries in flight; at most `opts.window`, the other end is
     // librdkafka's delivery callback (bounded by message.timeout.ms).
@@ -569,7 +678,7 @@ async fn raw_produce(
         return Err(BenchError::Timeout { phase: PHASE, timeout, done: done.load(Ordering::Relaxed), total });
     }
     let elapsed = start.elapsed();
-    Ok(Throughput { records: done.load(Ordering::Relaxed), failed, elapsed })
+    Ok(Throughput { records: done.load(Ordering::Relaxed), failed, elapsed, cpu: cpu.elapsed() })
 }
 
 /// (b): the interviews through `SubmitStream`, one call per chunk, all
@@ -583,27 +692,35 @@ async fn ingest_streams(
     let total: u64 = streams.iter().map(|s| s.len() as u64).sum();
     // Connect first and make one call on each connection, so connection
     // set-up is not measured.
-    let mut clients = Vec::with_capacity(streams.len());
+    let mut channels = Vec::with_capacity(streams.len());
     for _ in &streams {
-        let mut client = IngestServiceClient::new(endpoint.connect().await?);
-        client
+        let channel = endpoint.connect().await?;
+        IngestServiceClient::new(channel.clone())
             .get_instrument(GetInstrumentRequest { study: DEMO_STUDY_ID.to_owned() })
             .await
             .map_err(|status| BenchError::Call { phase: PHASE, status })?;
-        clients.push(client);
+        channels.push(channel);
     }
+    // Encoded before the clock starts, as (a)'s envelopes are: the load
+    // generator's encoding is not the system under test.
+    let streams: Vec<Vec<Bytes>> = streams
+        .into_iter()
+        .map(|requests| requests.iter().map(|r| Bytes::from(r.encode_to_vec())).collect())
+        .collect();
     let accepted = Arc::new(AtomicU64::new(0));
     let _progress = Progress::start(PHASE, total, accepted.clone());
+    let cpu = CpuClock::start();
     let start = Instant::now();
     // One task per stream; dropping the set (timeout) aborts them.
     let mut tasks = JoinSet::new();
-    for (requests, mut client) in streams.into_iter().zip(clients) {
+    for (requests, channel) in streams.into_iter().zip(channels) {
         let accepted = accepted.clone();
         tasks.spawn(async move {
-            let mut results = client
-                .submit_stream(tonic::Request::new(futures::stream::iter(requests)))
-                .await?
-                .into_inner();
+            let mut grpc = tonic::client::Grpc::new(channel);
+            grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+            let path = tonic::codegen::http::uri::PathAndQuery::from_static(SUBMIT_STREAM_PATH);
+            let request = tonic::Request::new(futures::stream::iter(requests));
+            let mut results = grpc.streaming(request, path, PreEncoded).await?.into_inner();
             let mut rejected: BTreeMap<i32, u64> = BTreeMap::new();
             while let Some(r) = results.message().await? {
                 if r.accepted {
@@ -630,12 +747,55 @@ async fn ingest_streams(
     })
     .await;
     let elapsed = start.elapsed();
+    let cpu = cpu.elapsed();
     let records = accepted.load(Ordering::Relaxed);
     let rejected = match joined {
         Err(_) => return Err(BenchError::Timeout { phase: PHASE, timeout, done: records, total }),
         Ok(r) => r?,
     };
-    Ok((Throughput { records, failed: total - records, elapsed }, rejected))
+    Ok((Throughput { records, failed: total - records, elapsed, cpu }, rejected))
+}
+
+/// gRPC method path of `IngestService.SubmitStream`.
+const SUBMIT_STREAM_PATH: &str = "/fieldwatch.v1.IngestService/SubmitStream";
+
+/// Client codec of (b): sends `SubmitRequest`s encoded in advance, decodes
+/// `SubmitResult`s with prost.
+#[derive(Debug, Clone, Copy)]
+struct PreEncoded;
+
+impl Codec for PreEncoded {
+    type Encode = Bytes;
+    type Decode = SubmitResult;
+    type Encoder = PreEncoded;
+    type Decoder = PreEncoded;
+
+    fn encoder(&mut self) -> PreEncoded {
+        PreEncoded
+    }
+
+    fn decoder(&mut self) -> PreEncoded {
+        PreEncoded
+    }
+}
+
+impl Encoder for PreEncoded {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for PreEncoded {
+    type Item = SubmitResult;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<SubmitResult>, tonic::Status> {
+        SubmitResult::decode(src).map(Some).map_err(|e| tonic::Status::internal(e.to_string()))
+    }
 }
 
 /// (c): unary `Submit` at `opts.rate` per second for `opts.seconds`,
@@ -658,57 +818,85 @@ async fn unary_latency(
         .await;
     }
 
+    let warmup = u64::from(opts.rate) * WARMUP_SECONDS;
     let total = u64::from(opts.rate) * opts.seconds;
     let period = Duration::from_secs_f64(1.0 / f64::from(opts.rate));
     let answered = Arc::new(AtomicU64::new(0));
-    let _progress = Progress::start(PHASE, total, answered.clone());
-    // Calls in flight; each ends by REQUEST_TIMEOUT. Dropping the set
-    // (phase timeout) aborts them.
-    let mut calls: JoinSet<Sample> = JoinSet::new();
-    let mut samples: Vec<Sample> = Vec::with_capacity(total as usize);
-    let mut max_send_lag = Duration::ZERO;
+    let _progress = Progress::start(PHASE, warmup + total, answered.clone());
+    // Samples of answered calls. Its capacity is the number of calls, so a
+    // call never waits to report; the senders are the ticker and the call
+    // tasks, and the receiver ends once all of them are done.
+    let (samples_tx, mut samples_rx) =
+        mpsc::channel::<Sample>(usize::try_from(warmup + total).unwrap_or(usize::MAX).max(1));
+    // Set when the phase times out: the ticker stops scheduling calls.
+    let abandon = Arc::new(AtomicBool::new(false));
+    let runtime = tokio::runtime::Handle::current();
+    // The ticker runs on a blocking-pool thread because std's sleep wakes
+    // within microseconds of the deadline, while tokio's timer rounds up to
+    // the next millisecond, which would add up to 1 ms to every latency.
+    // Each call is spawned onto the runtime at its scheduled time, whether
+    // or not earlier calls have answered (open loop). Every call ends by
+    // REQUEST_TIMEOUT.
+    let ticker = tokio::task::spawn_blocking({
+        let (answered, abandon) = (answered.clone(), abandon.clone());
+        move || {
+            // The measured span starts after the warm-up calls.
+            let begin = Instant::now() + Duration::from_millis(10) + period.mul_f64(warmup as f64);
+            let mut max_lag = Duration::ZERO;
+            let mut last = begin;
+            for (i, sub) in submissions.enumerate() {
+                if abandon.load(Ordering::Relaxed) {
+                    break;
+                }
+                let at = (begin + period.mul_f64(i as f64)) - period.mul_f64(warmup as f64);
+                let now = Instant::now();
+                if at > now {
+                    std::thread::sleep(at - now);
+                }
+                let now = Instant::now();
+                if at >= begin {
+                    max_lag = max_lag.max(now.saturating_duration_since(at));
+                    last = now;
+                }
+                let (mut client, samples, answered) = (client.clone(), samples_tx.clone(), answered.clone());
+                runtime.spawn(async move {
+                    let sent = Instant::now();
+                    let r = tokio::time::timeout(
+                        REQUEST_TIMEOUT,
+                        client.submit(SubmitRequest { submission: Some(sub) }),
+                    )
+                    .await;
+                    let from_send = sent.elapsed();
+                    let from_schedule = at.elapsed();
+                    answered.fetch_add(1, Ordering::Relaxed);
+                    let error = match r {
+                        Ok(Ok(_)) => None,
+                        Ok(Err(status)) => Some(format!("{:?}", status.code())),
+                        Err(_) => Some("Timeout".to_owned()),
+                    };
+                    // Cannot be full: one slot per call.
+                    // Warm-up calls (scheduled before `begin`) are not reported.
+                    if let Some(offset) = at.checked_duration_since(begin) {
+                        let _ = samples.try_send(Sample { offset, from_schedule, from_send, error });
+                    }
+                });
+            }
+            (max_lag, last.saturating_duration_since(begin))
+        }
+    });
     let timeout = opts.phase_timeout().max(Duration::from_secs(opts.seconds) + REQUEST_TIMEOUT * 2);
-    let begin = tokio::time::Instant::now() + Duration::from_millis(10);
-    let mut last_send = begin;
-    let work = async {
-        for (i, sub) in submissions.enumerate() {
-            let at = begin + period.mul_f64(i as f64);
-            if at > tokio::time::Instant::now() {
-                tokio::time::sleep_until(at).await;
-            }
-            let now = tokio::time::Instant::now();
-            max_send_lag = max_send_lag.max(now - at);
-            last_send = now;
-            let mut client = client.clone();
-            let answered = answered.clone();
-            calls.spawn(async move {
-                let sent = Instant::now();
-                let r = tokio::time::timeout(
-                    REQUEST_TIMEOUT,
-                    client.submit(SubmitRequest { submission: Some(sub) }),
-                )
-                .await;
-                let from_send = sent.elapsed();
-                let from_schedule = at.elapsed();
-                answered.fetch_add(1, Ordering::Relaxed);
-                let error = match r {
-                    Ok(Ok(_)) => None,
-                    Ok(Err(status)) => Some(format!("{:?}", status.code())),
-                    Err(_) => Some("Timeout".to_owned()),
-                };
-                Sample { from_schedule, from_send, error }
-            });
-            while let Some(done) = calls.try_join_next() {
-                samples.push(done.map_err(|e| BenchError::Task(PHASE, e))?);
-            }
+    let collected = tokio::time::timeout(timeout, async {
+        let mut samples: Vec<Sample> = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+        while let Some(s) = samples_rx.recv().await {
+            samples.push(s);
         }
-        while let Some(done) = calls.join_next().await {
-            samples.push(done.map_err(|e| BenchError::Task(PHASE, e))?);
-        }
-        Ok::<_, BenchError>(())
-    };
-    match tokio::time::timeout(timeout, work).await {
+        samples
+    })
+    .await;
+    let samples = match collected {
+        Ok(samples) => samples,
         Err(_) => {
+            abandon.store(true, Ordering::Relaxed);
             return Err(BenchError::Timeout {
                 phase: PHASE,
                 timeout,
@@ -716,9 +904,12 @@ async fn unary_latency(
                 total,
             });
         }
-        Ok(r) => r?,
+    };
+    let (max_send_lag, span) = ticker.await.map_err(|e| BenchError::Task(PHASE, e))?;
+    let span = span.as_secs_f64();
+    if let Some(path) = &opts.latency_csv {
+        write_samples(path, &samples).map_err(|source| BenchError::Csv { path: path.clone(), source })?;
     }
-    let span = (last_send - begin).as_secs_f64();
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     for s in &samples {
         if let Some(e) = &s.error {
@@ -741,10 +932,31 @@ async fn unary_latency(
 
 /// One unary call of (c).
 struct Sample {
+    /// Scheduled send time, from the first call's.
+    offset: Duration,
     from_schedule: Duration,
     from_send: Duration,
     /// The status code name, or `Timeout`; `None` when OK.
     error: Option<String>,
+}
+
+/// The calls of (c) as CSV, in schedule order.
+fn write_samples(path: &std::path::Path, samples: &[Sample]) -> std::io::Result<()> {
+    let mut sorted: Vec<&Sample> = samples.iter().collect();
+    sorted.sort_by_key(|s| s.offset);
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(out, "offset_ms,latency_ms,from_send_ms,error")?;
+    for s in sorted {
+        writeln!(
+            out,
+            "{:.3},{:.3},{:.3},{}",
+            s.offset.as_secs_f64() * 1e3,
+            s.from_schedule.as_secs_f64() * 1e3,
+            s.from_send.as_secs_f64() * 1e3,
+            s.error.as_deref().unwrap_or("")
+        )?;
+    }
+    out.flush()
 }
 
 /// p50, p99 and max (nearest rank); sorts `v`.
@@ -773,13 +985,13 @@ async fn raw_consume(
     let read = Arc::new(AtomicU64::new(0));
     let _progress = Progress::start(PHASE, total, read.clone());
     let start = Instant::now();
-    let mut first: Option<Instant> = None;
+    let mut first: Option<(Instant, CpuClock)> = None;
     let mut bytes = 0usize;
     let work = async {
         while read.load(Ordering::Relaxed) < total {
             match consumer.recv().await {
                 Ok(m) => {
-                    first.get_or_insert_with(Instant::now);
+                    first.get_or_insert_with(|| (Instant::now(), CpuClock::start()));
                     bytes += m.payload().map_or(0, <[u8]>::len);
                     read.fetch_add(1, Ordering::Relaxed);
                 }
@@ -796,9 +1008,10 @@ async fn raw_consume(
     }
     std::hint::black_box(bytes);
     let end = Instant::now();
-    let first = first.unwrap_or(end);
+    let (first, cpu) = first.unwrap_or((end, CpuClock::start()));
+    let cpu = cpu.elapsed();
     consumer.unsubscribe();
-    Ok((Throughput { records: total, failed: 0, elapsed: end - first }, first - start))
+    Ok((Throughput { records: total, failed: 0, elapsed: end - first, cpu }, first - start))
 }
 
 /// (d): `aggregate::run` in a fresh group until it has processed `total`
@@ -829,7 +1042,7 @@ async fn aggregate(
     let processed = Arc::new(AtomicU64::new(0));
     let _progress = Progress::start(PHASE, total, processed.clone());
     let start = Instant::now();
-    let mut first: Option<Instant> = None;
+    let mut first: Option<(Instant, CpuClock)> = None;
     // Polls the outcome counters (the aggregator's own bookkeeping); 1 ms
     // granularity is small next to the phase.
     let work = async {
@@ -837,7 +1050,7 @@ async fn aggregate(
             let n: u64 = shared.outcomes().values().sum();
             processed.store(n, Ordering::Relaxed);
             if n > 0 {
-                first.get_or_insert_with(Instant::now);
+                first.get_or_insert_with(|| (Instant::now(), CpuClock::start()));
             }
             if n >= total || task.is_finished() {
                 break;
@@ -848,6 +1061,8 @@ async fn aggregate(
     let timeout = opts.phase_timeout();
     let finished = tokio::time::timeout(timeout, work).await.is_ok();
     let end = Instant::now();
+    let (first, cpu) = first.unwrap_or((end, CpuClock::start()));
+    let cpu = cpu.elapsed();
     let _ = stop.send(());
     let stopped = tokio::time::timeout(STOP_TIMEOUT, task).await;
     let done = processed.load(Ordering::Relaxed);
@@ -863,14 +1078,17 @@ async fn aggregate(
     if done < total {
         return Err(BenchError::Timeout { phase: PHASE, timeout, done, total });
     }
-    let first = first.unwrap_or(end);
     let outcomes = shared.outcomes();
     let by_name = Outcome::ALL
         .iter()
         .filter_map(|o| outcomes.get(o).filter(|n| **n > 0).map(|n| (o.as_str(), *n)))
         .collect();
     let applied = outcomes.get(&Outcome::Applied).copied().unwrap_or(0);
-    Ok((Throughput { records: done, failed: done - applied, elapsed: end - first }, by_name, first - start))
+    Ok((
+        Throughput { records: done, failed: done - applied, elapsed: end - first, cpu },
+        by_name,
+        first - start,
+    ))
 }
 
 /// A unique id for this run's topics, groups and directory.
@@ -906,6 +1124,32 @@ impl Drop for Progress {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// CPU time of this process (all threads: broker, clients, servers) since
+/// `start`, from `/proc/self/stat` (10 ms resolution); `None` elsewhere.
+struct CpuClock(Option<Duration>);
+
+impl CpuClock {
+    fn start() -> CpuClock {
+        CpuClock(process_cpu())
+    }
+
+    fn elapsed(&self) -> Option<Duration> {
+        Some(process_cpu()?.saturating_sub(self.0?))
+    }
+}
+
+/// utime + stime of this process. The kernel reports them in USER_HZ ticks,
+/// 100 per second on every Linux architecture fieldwatch builds for.
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may contain spaces) start at field 3.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 10))
 }
 
 fn cpu_model() -> Option<String> {
@@ -961,23 +1205,28 @@ impl fmt::Display for BenchReport {
             "broker: {}; {} partitions; {} records of the demo study, {} bytes per envelope on average",
             self.broker, o.partitions, o.records, self.envelope_bytes
         )?;
+        writeln!(
+            f,
+            "settings: producer linger.ms {}; ingest stream_window {}, max_inflight {}",
+            self.linger_ms, self.ingest_limits.0, self.ingest_limits.1
+        )?;
         writeln!(f)?;
         let row = |f: &mut fmt::Formatter<'_>, what: &str, figure: &str, target: &str, verdict: &str| {
-            writeln!(f, "{what:<52} {figure:>44}  {target:<14} {verdict}")
+            writeln!(f, "{what:<52} {figure:>46}  {target:<14} {verdict}")
         };
         row(f, "phase", "figure", "target", "")?;
-        row(f, &"-".repeat(52), &"-".repeat(44), &"-".repeat(14), "-------")?;
+        row(f, &"-".repeat(52), &"-".repeat(46), &"-".repeat(14), "-------")?;
         row(
             f,
             &format!("(a) raw producer, acks=all, idempotent, {} in flight", o.window),
-            &format!("{} rec/s", thousands(self.raw_produce.rate())),
+            &self.raw_produce.figure(),
             "",
             "",
         )?;
         row(
             f,
             &format!("(b) ingest SubmitStream, {} streams, accepted only", o.streams),
-            &format!("{} rec/s", thousands(self.ingest.rate())),
+            &self.ingest.figure(),
             "",
             "",
         )?;
@@ -1003,20 +1252,8 @@ impl fmt::Display for BenchReport {
             "",
             "",
         )?;
-        row(
-            f,
-            "(d) raw consumer read rate",
-            &format!("{} rec/s", thousands(self.raw_consume.rate())),
-            "",
-            "",
-        )?;
-        row(
-            f,
-            "(d) aggregator apply rate (aggregate::run)",
-            &format!("{} rec/s", thousands(self.aggregate.rate())),
-            "",
-            "",
-        )?;
+        row(f, "(d) raw consumer read rate", &self.raw_consume.figure(), "", "")?;
+        row(f, "(d) aggregator apply rate (aggregate::run)", &self.aggregate.figure(), "", "")?;
         let ratio = self.aggregate_ratio();
         row(
             f,
@@ -1056,6 +1293,19 @@ impl fmt::Display for BenchReport {
             self.join.0.as_secs_f64(),
             self.join.1.as_secs_f64(),
             self.outcomes,
+        )?;
+        let cpu = |base: &Throughput, x: &Throughput| match (base.cpu_per_record(), x.cpu_per_record()) {
+            (Some(b), Some(x)) if !x.is_zero() => {
+                format!("{:.0} %", b.as_secs_f64() / x.as_secs_f64() * 100.0)
+            }
+            _ => "?".to_owned(),
+        };
+        writeln!(
+            f,
+            "         CPU per record, baseline / measured: (b) {}, (d) {} (the ratios to expect when the \
+             process is CPU-bound; load avg and cores used show whether it was)",
+            cpu(&self.raw_produce, &self.ingest),
+            cpu(&self.raw_consume, &self.aggregate),
         )?;
         writeln!(f, "all targets {}", if self.all_met() { "met" } else { "NOT met" })
     }
