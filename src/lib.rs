@@ -30,12 +30,14 @@
 //! - [`config`]: the typed configuration file and environment overrides; [`config::Config::load`].
 //! - [`submit`]: the `submit` gRPC client; [`submit::run`].
 //! - [`restore_bench`]: `bench-restore`, time to ready after a restart with many interviews; [`restore_bench::run`].
+//! - [`bench`]: the `bench` command: producer, ingest, latency and aggregator figures on one broker; [`bench::run`].
 //! - [`app`]: start-up wiring of `serve`, `ingest` and `aggregate`; [`app::start`], [`app::run`].
 
 #![warn(missing_docs)]
 
 pub mod aggregate;
 pub mod app;
+pub mod bench;
 #[cfg(feature = "embedded-broker")]
 pub mod broker;
 pub mod config;

@@ -92,6 +92,8 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         retry_for_secs: u64,
     },
+    /// Measure producer, ingest, latency and aggregator figures on one broker.
+    Bench(fieldwatch::bench::BenchOptions),
     /// Check or show questionnaire definitions.
     Instrument {
         #[command(subcommand)]
@@ -189,6 +191,9 @@ fn main() -> ExitCode {
         }
         Command::Submit { server, file, token, retry_for_secs } => {
             submit(server, file, token, retry_for_secs)
+        }
+        Command::Bench(opts) => {
+            block_on(async move { Ok(fieldwatch::bench::run(&opts, &mut std::io::stdout()).await.map(drop)?) })
         }
         Command::Instrument { command: InstrumentCommand::Check { files } } => instrument_check(&files),
         Command::Instrument { command: InstrumentCommand::Show { study, instruments } } => {

@@ -228,7 +228,7 @@ fn base_config(config: &KafkaConfig, bootstrap: &str) -> ClientConfig {
     client
 }
 
-/// Producer settings for ingest: idempotent, `acks=all`, lz4, a short linger.
+/// Producer settings for ingest: idempotent, `acks=all`, lz4, no linger.
 ///
 /// A delivery report arrives at the latest after `produce_timeout_ms`
 /// (`message.timeout.ms`), so awaiting it is bounded; ingest maps a failed
@@ -242,10 +242,13 @@ pub fn producer_config(config: &KafkaConfig, bootstrap: &str) -> ClientConfig {
         // error after this long, and ingest answers UNAVAILABLE.
         .set("message.timeout.ms", config.produce_timeout_ms.to_string())
         .set("compression.type", "lz4");
-    // Batches concurrent requests; small next to produce_timeout_ms so it adds
-    // little latency to a reply. Overridable through client_properties.
+    // Every reply waits for its ack, so a linger adds to every reply (5 ms,
+    // librdkafka's default, was most of a unary call's median). Under load
+    // records still batch: they accumulate while the idempotent producer has
+    // its 5 requests in flight. Measured with `fieldwatch bench` (see
+    // docs/benchmarks.md). Overridable through client_properties.
     if !config.client_properties.contains_key("linger.ms") {
-        client.set("linger.ms", "5");
+        client.set("linger.ms", "0");
     }
     client
 }
@@ -432,6 +435,7 @@ mod tests {
         assert_eq!(get(&client, "enable.idempotence"), Some("true"));
         assert_eq!(get(&client, "acks"), Some("all"));
         assert_eq!(get(&client, "compression.type"), Some("lz4"));
+        assert_eq!(get(&client, "linger.ms"), Some("0"));
         assert_eq!(get(&client, "message.timeout.ms"), Some("1234"));
         assert_eq!(get(&client, "broker.address.family"), Some("v4"));
         assert_eq!(get(&client, "security.protocol"), Some("ssl"));
