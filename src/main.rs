@@ -193,7 +193,9 @@ fn main() -> ExitCode {
             submit(server, file, token, retry_for_secs)
         }
         Command::Bench(opts) => {
-            block_on(async move { Ok(fieldwatch::bench::run(&opts, &mut std::io::stdout()).await.map(drop)?) })
+            block_on(
+                async move { Ok(fieldwatch::bench::run(&opts, &mut std::io::stdout()).await.map(drop)?) },
+            )
         }
         Command::Instrument { command: InstrumentCommand::Check { files } } => instrument_check(&files),
         Command::Instrument { command: InstrumentCommand::Show { study, instruments } } => {

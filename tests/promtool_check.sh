@@ -57,7 +57,7 @@ after=$(count_series "$work/after.txt")
 
 echo "series before: $before after: $after"
 same_series() {
-    [[ "$before" == "$after" ]] && diff <(series "$work/before.txt") <(series "$work/after.txt") >"$work/diff" && return 0
+    diff <(series "$work/before.txt") <(series "$work/after.txt") >"$work/diff" && [[ "$before" == "$after" ]] && return 0
     echo "first differences (< before, > after):"
     head -n 20 "$work/diff"
     return 1

@@ -148,17 +148,29 @@ impl FieldworkMetrics {
         let fw = &state.fieldwork;
         let cfg = &study.def.fieldwork;
         let total = fw.total();
-        // Every disposition of every declared value appears, even at zero,
-        // so the rate rules and alerts see the series from the start.
+        // Every disposition of every segment slot (declared values, `other`,
+        // `unknown`) appears from the start, even at zero: the rate rules and
+        // alerts see the series at once, and no input can add a series.
         self.counts(sid, "all", "all", &total);
         for (di, d) in study.dims.iter().enumerate() {
             for (v, c) in fw.by_dimension(study, di).iter().enumerate() {
-                if v < d.values.len() || c.iter().sum::<u64>() > 0 {
-                    self.counts(sid, &d.name, d.value_name(v), c);
-                }
+                self.counts(sid, &d.name, d.value_name(v), c);
             }
         }
-        let rows = by_interviewer(study, fw);
+        let mut rows = by_interviewer(study, fw);
+        // Likewise every interviewer label the instrument allows, at zero when unused.
+        let allowed: Vec<String> = crate::fieldwork::interviewers::declared_dim(study)
+            .map(|d| (0..d.slots()).map(|v| d.value_name(v).to_string()).collect())
+            .unwrap_or_else(|| vec!["other".to_string(), "unknown".to_string()]);
+        for label in allowed {
+            if !rows.iter().any(|r| r.label == label) {
+                rows.push(crate::fieldwork::interviewers::InterviewerRow {
+                    label,
+                    counts: Counts::default(),
+                    stats: Default::default(),
+                });
+            }
+        }
         let own_dimension = study.dim(INTERVIEWER).is_none();
         for r in &rows {
             let l = [sid, r.label.as_str()];
