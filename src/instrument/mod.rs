@@ -120,6 +120,8 @@ pub struct Item {
     pub required: bool,
     /// Resolved relevance condition.
     pub relevant: Option<Expr>,
+    /// Indexes of the items the relevance condition reads (computed once).
+    pub deps: Vec<usize>,
     /// Option code -> category index for choice items, scale point -> index.
     categories: HashMap<String, usize>,
 }
@@ -439,6 +441,7 @@ fn compile(def: StudyDef, lines: &IdLines) -> Result<Study, Vec<Problem>> {
                 kind: it.kind.clone(),
                 required: it.required,
                 relevant: None,
+                deps: Vec::new(),
                 categories,
             });
         }
@@ -464,6 +467,7 @@ fn compile(def: StudyDef, lines: &IdLines) -> Result<Study, Vec<Problem>> {
                         }
                     }
                     if ok {
+                        items[ii].deps = e.item_indexes();
                         items[ii].relevant = Some(e);
                     }
                 }

@@ -202,7 +202,7 @@ pub fn relevance(form: &Form, answers: &[Value]) -> Vec<bool> {
         let rel = match &form.items[i].relevant {
             None => true,
             Some(e) => {
-                let refs = e.item_indexes();
+                let refs = &form.items[i].deps;
                 let visible: Vec<bool> = refs.iter().map(|&j| visit(j, form, answers, memo)).collect();
                 e.eval(&|j: usize| {
                     let shown = refs.iter().position(|&r| r == j).map(|k| visible[k]).unwrap_or(true);
