@@ -252,25 +252,34 @@ pub struct Throughput {
     pub failed: u64,
     /// The measured span.
     pub elapsed: Duration,
-    /// CPU time of the whole process (broker, clients, servers) over the
-    /// span, when known.
-    pub cpu: Option<Duration>,
+    /// CPU time over the span, when known.
+    pub cpu: CpuUse,
+}
+
+/// CPU time spent during a span.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuUse {
+    /// By this process: broker, clients and servers.
+    pub own: Option<Duration>,
+    /// By every other process on the machine (the bench shares the CPUs).
+    pub others: Option<Duration>,
 }
 
 impl Throughput {
     /// Process CPU time per successful record.
     pub fn cpu_per_record(&self) -> Option<Duration> {
-        self.cpu.map(|c| c / u32::try_from(self.records.max(1)).unwrap_or(u32::MAX))
+        self.cpu.own.map(|c| c / u32::try_from(self.records.max(1)).unwrap_or(u32::MAX))
     }
 
     /// `12,345 rec/s, 81 µs CPU/rec`.
     fn figure(&self) -> String {
-        match (self.cpu_per_record(), self.cpu) {
-            (Some(c), Some(total)) => format!(
-                "{} rec/s, {:.0} µs CPU/rec, {:.2} cores",
+        match self.cpu_per_record() {
+            Some(c) => format!(
+                "{} rec/s, {:.0} µs CPU/rec, {} cores (+{} others)",
                 thousands(self.rate()),
                 c.as_secs_f64() * 1e6,
-                total.as_secs_f64() / self.elapsed.as_secs_f64().max(1e-9)
+                cores(self.cpu.own, self.elapsed),
+                cores(self.cpu.others, self.elapsed),
             ),
             _ => format!("{} rec/s", thousands(self.rate())),
         }
@@ -299,6 +308,10 @@ pub struct Latency {
     pub max_send_lag: Duration,
     /// Requests per second actually achieved (sent / span of sends).
     pub achieved_rate: f64,
+    /// CPU time over the measured span (warm-up included).
+    pub cpu: CpuUse,
+    /// The span `cpu` covers.
+    pub elapsed: Duration,
 }
 
 /// Everything one run measured.
@@ -843,6 +856,8 @@ async fn unary_latency(
     // Set when the phase times out: the ticker stops scheduling calls.
     let abandon = Arc::new(AtomicBool::new(false));
     let runtime = tokio::runtime::Handle::current();
+    let cpu = CpuClock::start();
+    let started = Instant::now();
     // The ticker runs on a blocking-pool thread because std's sleep wakes
     // within microseconds of the deadline, while tokio's timer rounds up to
     // the next millisecond, which would add up to 1 ms to every latency.
@@ -917,6 +932,7 @@ async fn unary_latency(
             });
         }
     };
+    let (cpu, elapsed) = (cpu.elapsed(), started.elapsed());
     let (max_send_lag, span) = ticker.await.map_err(|e| BenchError::Task(PHASE, e))?;
     let span = span.as_secs_f64();
     if let Some(path) = &opts.latency_csv {
@@ -939,6 +955,8 @@ async fn unary_latency(
         sent_at: percentiles(&mut sent_at),
         max_send_lag,
         achieved_rate: if span > 0.0 { (samples.len() as f64 - 1.0) / span } else { 0.0 },
+        cpu,
+        elapsed,
     })
 }
 
@@ -1138,18 +1156,36 @@ impl Drop for Progress {
     }
 }
 
-/// CPU time of this process (all threads: broker, clients, servers) since
-/// `start`, from `/proc/self/stat` (10 ms resolution); `None` elsewhere.
-struct CpuClock(Option<Duration>);
+/// CPU time of this process (all threads: broker, clients, servers) and of
+/// the whole machine since `start`, from `/proc` (10 ms resolution); `None`
+/// elsewhere.
+struct CpuClock {
+    own: Option<Duration>,
+    machine: Option<Duration>,
+}
 
 impl CpuClock {
     fn start() -> CpuClock {
-        CpuClock(process_cpu())
+        CpuClock { own: process_cpu(), machine: machine_cpu() }
     }
 
-    fn elapsed(&self) -> Option<Duration> {
-        Some(process_cpu()?.saturating_sub(self.0?))
+    fn elapsed(&self) -> CpuUse {
+        let own = process_cpu().zip(self.own).map(|(now, then)| now.saturating_sub(then));
+        let machine = machine_cpu().zip(self.machine).map(|(now, then)| now.saturating_sub(then));
+        CpuUse { own, others: machine.zip(own).map(|(m, o)| m.saturating_sub(o)) }
     }
+}
+
+/// Busy time of all CPUs (everything but idle and iowait) from `/proc/stat`,
+/// in USER_HZ ticks like [`process_cpu`].
+fn machine_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line.split_whitespace().skip(1).map_while(|v| v.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest time is in user)
+    let busy: u64 =
+        ticks.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum();
+    Some(Duration::from_millis(busy * 10))
 }
 
 /// utime + stime of this process. The kernel reports them in USER_HZ ticks,
@@ -1197,6 +1233,11 @@ fn met(ok: bool) -> &'static str {
     if ok { "met" } else { "NOT MET" }
 }
 
+/// CPU time over a span as cores, `?` when unknown.
+fn cores(cpu: Option<Duration>, span: Duration) -> String {
+    cpu.map_or("?".to_owned(), |c| format!("{:.1}", c.as_secs_f64() / span.as_secs_f64().max(1e-9)))
+}
+
 impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let o = &self.options;
@@ -1224,10 +1265,10 @@ impl fmt::Display for BenchReport {
         )?;
         writeln!(f)?;
         let row = |f: &mut fmt::Formatter<'_>, what: &str, figure: &str, target: &str, verdict: &str| {
-            writeln!(f, "{what:<52} {figure:>46}  {target:<14} {verdict}")
+            writeln!(f, "{what:<52} {figure:>56}  {target:<14} {verdict}")
         };
         row(f, "phase", "figure", "target", "")?;
-        row(f, &"-".repeat(52), &"-".repeat(46), &"-".repeat(14), "-------")?;
+        row(f, &"-".repeat(52), &"-".repeat(56), &"-".repeat(14), "-------")?;
         row(
             f,
             &format!("(a) raw producer, acks=all, idempotent, {} in flight", o.window),
@@ -1288,12 +1329,15 @@ impl fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
-            "         (c) {} sent at {:.0}/s achieved, {} ok, errors {:?}, latest send {} behind schedule",
+            "         (c) {} sent at {:.0}/s achieved, {} ok, errors {:?}, latest send {} behind schedule; \
+             {} cores (+{} others)",
             l.sent,
             l.achieved_rate,
             l.ok,
             l.errors,
             ms(l.max_send_lag),
+            cores(l.cpu.own, l.elapsed),
+            cores(l.cpu.others, l.elapsed),
         )?;
         writeln!(
             f,
