@@ -109,6 +109,10 @@ pub struct BenchOptions {
     /// producer setting.
     #[arg(long)]
     pub linger_ms: Option<u32>,
+    /// Extra librdkafka property for every client, as `kafka.client_properties`
+    /// would set it (repeatable), e.g. `fetch.wait.max.ms=20`.
+    #[arg(long = "kafka-property", value_name = "KEY=VALUE", value_parser = parse_property)]
+    pub kafka_properties: Vec<(String, String)>,
     /// `ingest.stream_window` of the ingest server; default: its default.
     #[arg(long)]
     pub stream_window: Option<usize>,
@@ -133,6 +137,7 @@ impl Default for BenchOptions {
             window: 1024,
             partitions: 6,
             linger_ms: None,
+            kafka_properties: Vec::new(),
             stream_window: None,
             latency_csv: None,
             phase_timeout_secs: 300,
@@ -506,6 +511,7 @@ async fn phases(opts: &BenchOptions, bootstrap: &str, broker: &str) -> Result<Be
         partitions: opts.partitions,
         ..KafkaConfig::default()
     };
+    kafka.client_properties.extend(opts.kafka_properties.iter().cloned());
     if let Some(linger) = opts.linger_ms {
         kafka.client_properties.insert("linger.ms".to_owned(), linger.to_string());
     }
@@ -1121,6 +1127,14 @@ async fn aggregate(
     ))
 }
 
+/// `KEY=VALUE` of `--kafka-property`.
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got `{s}`")),
+    }
+}
+
 /// A unique id for this run's topics, groups and directory.
 fn run_id() -> String {
     let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
@@ -1260,8 +1274,11 @@ impl fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
-            "settings: producer linger.ms {}; ingest stream_window {}, max_inflight {}",
-            self.linger_ms, self.ingest_limits.0, self.ingest_limits.1
+            "settings: producer linger.ms {}; ingest stream_window {}, max_inflight {}{}",
+            self.linger_ms,
+            self.ingest_limits.0,
+            self.ingest_limits.1,
+            self.options.kafka_properties.iter().map(|(k, v)| format!("; {k}={v}")).collect::<String>(),
         )?;
         writeln!(f)?;
         let row = |f: &mut fmt::Formatter<'_>, what: &str, figure: &str, target: &str, verdict: &str| {
