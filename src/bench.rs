@@ -1410,6 +1410,14 @@ mod tests {
     }
 
     #[test]
+    fn kafka_properties_are_key_equals_value() {
+        assert_eq!(parse_property("fetch.wait.max.ms = 20"), Ok(("fetch.wait.max.ms".into(), "20".into())));
+        assert_eq!(parse_property("a=b=c"), Ok(("a".into(), "b=c".into())));
+        assert!(parse_property("novalue").is_err());
+        assert!(parse_property("=1").is_err());
+    }
+
+    #[test]
     fn zero_options_are_rejected() {
         assert!(BenchOptions::default().validate().is_ok());
         assert!(BenchOptions { records: 0, ..BenchOptions::default() }.validate().is_err());
