@@ -109,6 +109,10 @@ pub struct BenchOptions {
     /// producer setting.
     #[arg(long)]
     pub linger_ms: Option<u32>,
+    /// Extra librdkafka property for every client, as `kafka.client_properties`
+    /// would set it (repeatable), e.g. `fetch.wait.max.ms=20`.
+    #[arg(long = "kafka-property", value_name = "KEY=VALUE", value_parser = parse_property)]
+    pub kafka_properties: Vec<(String, String)>,
     /// `ingest.stream_window` of the ingest server; default: its default.
     #[arg(long)]
     pub stream_window: Option<usize>,
@@ -133,6 +137,7 @@ impl Default for BenchOptions {
             window: 1024,
             partitions: 6,
             linger_ms: None,
+            kafka_properties: Vec::new(),
             stream_window: None,
             latency_csv: None,
             phase_timeout_secs: 300,
@@ -252,25 +257,34 @@ pub struct Throughput {
     pub failed: u64,
     /// The measured span.
     pub elapsed: Duration,
-    /// CPU time of the whole process (broker, clients, servers) over the
-    /// span, when known.
-    pub cpu: Option<Duration>,
+    /// CPU time over the span, when known.
+    pub cpu: CpuUse,
+}
+
+/// CPU time spent during a span.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuUse {
+    /// By this process: broker, clients and servers.
+    pub own: Option<Duration>,
+    /// By every other process on the machine (the bench shares the CPUs).
+    pub others: Option<Duration>,
 }
 
 impl Throughput {
     /// Process CPU time per successful record.
     pub fn cpu_per_record(&self) -> Option<Duration> {
-        self.cpu.map(|c| c / u32::try_from(self.records.max(1)).unwrap_or(u32::MAX))
+        self.cpu.own.map(|c| c / u32::try_from(self.records.max(1)).unwrap_or(u32::MAX))
     }
 
     /// `12,345 rec/s, 81 µs CPU/rec`.
     fn figure(&self) -> String {
-        match (self.cpu_per_record(), self.cpu) {
-            (Some(c), Some(total)) => format!(
-                "{} rec/s, {:.0} µs CPU/rec, {:.2} cores",
+        match self.cpu_per_record() {
+            Some(c) => format!(
+                "{} rec/s, {:.0} µs CPU/rec, {} cores (+{} others)",
                 thousands(self.rate()),
                 c.as_secs_f64() * 1e6,
-                total.as_secs_f64() / self.elapsed.as_secs_f64().max(1e-9)
+                cores(self.cpu.own, self.elapsed),
+                cores(self.cpu.others, self.elapsed),
             ),
             _ => format!("{} rec/s", thousands(self.rate())),
         }
@@ -299,6 +313,10 @@ pub struct Latency {
     pub max_send_lag: Duration,
     /// Requests per second actually achieved (sent / span of sends).
     pub achieved_rate: f64,
+    /// CPU time over the measured span (warm-up included).
+    pub cpu: CpuUse,
+    /// The span `cpu` covers.
+    pub elapsed: Duration,
 }
 
 /// Everything one run measured.
@@ -494,6 +512,7 @@ async fn phases(opts: &BenchOptions, bootstrap: &str, broker: &str) -> Result<Be
         partitions: opts.partitions,
         ..KafkaConfig::default()
     };
+    kafka.client_properties.extend(opts.kafka_properties.iter().cloned());
     if let Some(linger) = opts.linger_ms {
         kafka.client_properties.insert("linger.ms".to_owned(), linger.to_string());
     }
@@ -844,6 +863,8 @@ async fn unary_latency(
     // Set when the phase times out: the ticker stops scheduling calls.
     let abandon = Arc::new(AtomicBool::new(false));
     let runtime = tokio::runtime::Handle::current();
+    let cpu = CpuClock::start();
+    let started = Instant::now();
     // The ticker runs on a blocking-pool thread because std's sleep wakes
     // within microseconds of the deadline, while tokio's timer rounds up to
     // the next millisecond, which would add up to 1 ms to every latency.
@@ -918,6 +939,7 @@ async fn unary_latency(
             });
         }
     };
+    let (cpu, elapsed) = (cpu.elapsed(), started.elapsed());
     let (max_send_lag, span) = ticker.await.map_err(|e| BenchError::Task(PHASE, e))?;
     let span = span.as_secs_f64();
     if let Some(path) = &opts.latency_csv {
@@ -940,6 +962,8 @@ async fn unary_latency(
         sent_at: percentiles(&mut sent_at),
         max_send_lag,
         achieved_rate: if span > 0.0 { (samples.len() as f64 - 1.0) / span } else { 0.0 },
+        cpu,
+        elapsed,
     })
 }
 
@@ -1104,6 +1128,14 @@ async fn aggregate(
     ))
 }
 
+/// `KEY=VALUE` of `--kafka-property`.
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got `{s}`")),
+    }
+}
+
 /// A unique id for this run's topics, groups and directory.
 fn run_id() -> String {
     let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
@@ -1139,18 +1171,36 @@ impl Drop for Progress {
     }
 }
 
-/// CPU time of this process (all threads: broker, clients, servers) since
-/// `start`, from `/proc/self/stat` (10 ms resolution); `None` elsewhere.
-struct CpuClock(Option<Duration>);
+/// CPU time of this process (all threads: broker, clients, servers) and of
+/// the whole machine since `start`, from `/proc` (10 ms resolution); `None`
+/// elsewhere.
+struct CpuClock {
+    own: Option<Duration>,
+    machine: Option<Duration>,
+}
 
 impl CpuClock {
     fn start() -> CpuClock {
-        CpuClock(process_cpu())
+        CpuClock { own: process_cpu(), machine: machine_cpu() }
     }
 
-    fn elapsed(&self) -> Option<Duration> {
-        Some(process_cpu()?.saturating_sub(self.0?))
+    fn elapsed(&self) -> CpuUse {
+        let own = process_cpu().zip(self.own).map(|(now, then)| now.saturating_sub(then));
+        let machine = machine_cpu().zip(self.machine).map(|(now, then)| now.saturating_sub(then));
+        CpuUse { own, others: machine.zip(own).map(|(m, o)| m.saturating_sub(o)) }
     }
+}
+
+/// Busy time of all CPUs (everything but idle and iowait) from `/proc/stat`,
+/// in USER_HZ ticks like [`process_cpu`].
+fn machine_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line.split_whitespace().skip(1).map_while(|v| v.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest time is in user)
+    let busy: u64 =
+        ticks.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum();
+    Some(Duration::from_millis(busy * 10))
 }
 
 /// utime + stime of this process. The kernel reports them in USER_HZ ticks,
@@ -1198,6 +1248,11 @@ fn met(ok: bool) -> &'static str {
     if ok { "met" } else { "NOT MET" }
 }
 
+/// CPU time over a span as cores, `?` when unknown.
+fn cores(cpu: Option<Duration>, span: Duration) -> String {
+    cpu.map_or("?".to_owned(), |c| format!("{:.1}", c.as_secs_f64() / span.as_secs_f64().max(1e-9)))
+}
+
 impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let o = &self.options;
@@ -1220,15 +1275,18 @@ impl fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
-            "settings: producer linger.ms {}; ingest stream_window {}, max_inflight {}",
-            self.linger_ms, self.ingest_limits.0, self.ingest_limits.1
+            "settings: producer linger.ms {}; ingest stream_window {}, max_inflight {}{}",
+            self.linger_ms,
+            self.ingest_limits.0,
+            self.ingest_limits.1,
+            self.options.kafka_properties.iter().map(|(k, v)| format!("; {k}={v}")).collect::<String>(),
         )?;
         writeln!(f)?;
         let row = |f: &mut fmt::Formatter<'_>, what: &str, figure: &str, target: &str, verdict: &str| {
-            writeln!(f, "{what:<52} {figure:>46}  {target:<14} {verdict}")
+            writeln!(f, "{what:<52} {figure:>56}  {target:<14} {verdict}")
         };
         row(f, "phase", "figure", "target", "")?;
-        row(f, &"-".repeat(52), &"-".repeat(46), &"-".repeat(14), "-------")?;
+        row(f, &"-".repeat(52), &"-".repeat(56), &"-".repeat(14), "-------")?;
         row(
             f,
             &format!("(a) raw producer, acks=all, idempotent, {} in flight", o.window),
@@ -1289,12 +1347,15 @@ impl fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
-            "         (c) {} sent at {:.0}/s achieved, {} ok, errors {:?}, latest send {} behind schedule",
+            "         (c) {} sent at {:.0}/s achieved, {} ok, errors {:?}, latest send {} behind schedule; \
+             {} cores (+{} others)",
             l.sent,
             l.achieved_rate,
             l.ok,
             l.errors,
             ms(l.max_send_lag),
+            cores(l.cpu.own, l.elapsed),
+            cores(l.cpu.others, l.elapsed),
         )?;
         writeln!(
             f,
@@ -1347,6 +1408,14 @@ mod tests {
         assert_eq!(thousands(999.4), "999");
         assert_eq!(thousands(1234.0), "1,234");
         assert_eq!(thousands(1_234_567.0), "1,234,567");
+    }
+
+    #[test]
+    fn kafka_properties_are_key_equals_value() {
+        assert_eq!(parse_property("fetch.wait.max.ms = 20"), Ok(("fetch.wait.max.ms".into(), "20".into())));
+        assert_eq!(parse_property("a=b=c"), Ok(("a".into(), "b=c".into())));
+        assert!(parse_property("novalue").is_err());
+        assert!(parse_property("=1").is_err());
     }
 
     #[test]
