@@ -121,7 +121,7 @@ pub fn interview(study: &Study, form: &Form, n: u64, rng: &mut Rng, opts: &Optio
     }
     // Blank the items the answers hide, so the interview follows its skip logic.
     if let Ok(rec) = validate_in(study, &sub, &Limits::default()) {
-        for (it, shown) in form.items.iter().zip(relevance(form, &rec.answers)) {
+        for (it, shown) in form.items.iter().zip(relevance(study, form, &rec.answers)) {
             if !shown {
                 sub.answers.remove(&it.id);
             }

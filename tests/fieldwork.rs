@@ -9,7 +9,6 @@
 use std::io::{BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use fieldwatch::instrument::{Catalog, DEMO_STUDY_ID};
 use fieldwatch::report;
@@ -121,6 +120,8 @@ mod live {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use tonic::Code;
     use tonic_types::StatusExt;
+
+    use std::time::Duration;
 
     use super::*;
 

@@ -13,7 +13,7 @@ use super::metrics::counter;
 
 use crate::fieldwork::interviewers::by_interviewer;
 use crate::fieldwork::summary::INTERVIEWER;
-use crate::fieldwork::{Counts, Disposition, DispositionCounts, median, rates};
+use crate::fieldwork::{Counts, Disposition, DispositionCounts, rates};
 use crate::instrument::{EligibilityEstimate, Study};
 use crate::results::StudyState;
 
@@ -203,7 +203,7 @@ impl FieldworkMetrics {
             self.target.with_label_values(&[sid]).set(t);
         }
         for (f, d) in study.forms.iter().zip(&fw.durations) {
-            if let Some(m) = median(d) {
+            if let Some(m) = d.median() {
                 self.median.with_label_values(&[sid, &f.id]).set(m);
             }
         }

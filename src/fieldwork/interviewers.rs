@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Counts, FieldworkState, median};
+use super::{Counts, Durations, FieldworkState};
 use crate::instrument::{Dim, DimensionSource, FieldworkDef, Form, KindDef, Study, is_label_safe};
 use crate::quality::{Check, Checked, Missing, Status};
 use crate::validate::{Record, Value};
@@ -132,14 +132,13 @@ pub fn can_label(id: &str) -> bool {
     is_label_safe(id) && id != OTHER && id != UNKNOWN
 }
 
-/// Whether an interview of `secs` is a speeder given the sorted durations
-/// of its form's earlier timed interviews: shorter than
-/// `speeder_ratio` × their exact median, once there are
-/// `speeder_min_interviews` of them.
-pub fn is_speeder(secs: u32, earlier: &[u32], cfg: &FieldworkDef) -> bool {
+/// Whether an interview of `secs` is a speeder given the durations of its
+/// form's earlier timed interviews: shorter than `speeder_ratio` × their
+/// exact median, once there are `speeder_min_interviews` of them.
+pub fn is_speeder(secs: u32, earlier: &Durations, cfg: &FieldworkDef) -> bool {
     cfg.speeder_ratio > 0.0
         && earlier.len() >= cfg.speeder_min_interviews.max(1) as usize
-        && median(earlier).is_some_and(|m| f64::from(secs) < cfg.speeder_ratio * m)
+        && earlier.median().is_some_and(|m| f64::from(secs) < cfg.speeder_ratio * m)
 }
 
 /// One interviewer label's cases and interview quality.

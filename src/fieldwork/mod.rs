@@ -20,6 +20,7 @@
 //!
 //! Pure: no I/O, no clocks.
 
+pub mod durations;
 pub mod interviewers;
 pub mod rates;
 pub mod review;
@@ -31,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use validator::Validate;
 use xxhash_rust::xxh3::xxh3_128;
 
+pub use durations::Durations;
 pub use interviewers::InterviewerStats;
 pub use rates::{DispositionCounts, Rates, rates};
 pub use summary::{FieldworkReport, report};
@@ -307,8 +309,8 @@ pub struct FieldworkState {
     /// Interviewer label -> quality counts of their counted interviews.
     pub interviewers: BTreeMap<String, InterviewerStats>,
     /// Per form index: durations in seconds of its timed counted
-    /// interviews, sorted (for the exact median).
-    pub durations: Vec<Vec<u32>>,
+    /// interviews, with their exact median.
+    pub durations: Vec<Durations>,
     /// Disposition records and counted interviews applied.
     pub records: u64,
     /// Records older than their case's latest: they changed nothing.
@@ -383,12 +385,11 @@ impl FieldworkState {
         let mut speeder = false;
         if let Some(secs) = rec.duration_secs.and_then(|d| u32::try_from(d).ok()) {
             if self.durations.len() < study.forms.len() {
-                self.durations.resize_with(study.forms.len(), Vec::new);
+                self.durations.resize_with(study.forms.len(), Durations::default);
             }
             if let Some(durations) = self.durations.get_mut(rec.form) {
                 speeder = interviewers::is_speeder(secs, durations, cfg);
-                let at = durations.partition_point(|&d| d <= secs);
-                durations.insert(at, secs);
+                durations.insert(secs);
             }
         }
         if let Some(form) = study.forms.get(rec.form) {
@@ -442,21 +443,10 @@ impl FieldworkState {
             self.interviewers.entry(k.clone()).or_default().add(s);
         }
         if self.durations.len() < other.durations.len() {
-            self.durations.resize_with(other.durations.len(), Vec::new);
+            self.durations.resize_with(other.durations.len(), Durations::default);
         }
         for (mine, theirs) in self.durations.iter_mut().zip(&other.durations) {
-            let mut merged = Vec::with_capacity(mine.len() + theirs.len());
-            let (mut i, mut j) = (0, 0);
-            while i < mine.len() || j < theirs.len() {
-                if j >= theirs.len() || (i < mine.len() && mine[i] <= theirs[j]) {
-                    merged.push(mine[i]);
-                    i += 1;
-                } else {
-                    merged.push(theirs[j]);
-                    j += 1;
-                }
-            }
-            *mine = merged;
+            mine.merge(theirs);
         }
         self.records += other.records;
         self.superseded += other.superseded;
@@ -487,16 +477,6 @@ impl FieldworkState {
             }
         }
         out
-    }
-}
-
-/// The exact median of sorted values.
-pub fn median(sorted: &[u32]) -> Option<f64> {
-    let n = sorted.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(f64::from(sorted[n / 2])),
-        _ => Some((f64::from(sorted[n / 2 - 1]) + f64::from(sorted[n / 2])) / 2.0),
     }
 }
 

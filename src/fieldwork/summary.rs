@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::interviewers::{self, InterviewerQuality, InterviewerStats, by_interviewer, quality};
 use super::rates::{self, DispositionCounts, Rates};
-use super::{Counts, FieldworkState, median};
+use super::{Counts, FieldworkState};
 use crate::instrument::{EligibilityEstimate, Study};
 use crate::results::toplines::TopError;
 
@@ -137,12 +137,11 @@ pub fn report(study: &Study, state: &FieldworkState, by: Option<&str>) -> Result
         .iter()
         .enumerate()
         .map(|(i, f)| {
-            let d = state.durations.get(i).map(Vec::as_slice).unwrap_or_default();
-            let m = median(d);
-            let enough = d.len() >= cfg.speeder_min_interviews.max(1) as usize && cfg.speeder_ratio > 0.0;
+            let (timed, m) = state.durations.get(i).map_or((0, None), |d| (d.len(), d.median()));
+            let enough = timed >= cfg.speeder_min_interviews.max(1) as usize && cfg.speeder_ratio > 0.0;
             FormDurations {
                 form: f.id.clone(),
-                timed_interviews: d.len(),
+                timed_interviews: timed,
                 median_duration_secs: m,
                 speeder_threshold_secs: m.filter(|_| enough).map(|m| m * cfg.speeder_ratio),
             }

@@ -221,7 +221,7 @@ fn speeders_are_judged_against_the_exact_median_of_earlier_interviews() {
     assert_eq!(st.flags.get(&(0, Check::Speeder, None)), Some(&1));
     let (rec, checked) = interview("ok", "int02", 23, r#"{"q1": 2, "q2": 4, "q3": 2, "q4": "yes"}"#);
     assert!(matches!(st.apply(&s, &rec, &checked), Applied::Counted { speeder: false, .. }));
-    assert_eq!(median(&st.fieldwork.durations[0]), Some(35.0 * 60.0));
+    assert_eq!(st.fieldwork.durations[0].median(), Some(35.0 * 60.0));
     assert_eq!(st.fieldwork.interviewers["int02"].speeders, 1);
     let r = report(&s, &st.fieldwork, None).expect("report");
     assert_eq!(r.forms[0].median_duration_secs, Some(2100.0));

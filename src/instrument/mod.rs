@@ -10,7 +10,7 @@
 pub mod expr;
 pub mod model;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -19,6 +19,23 @@ pub use model::{
     DimensionSource, Direction, EligibilityEstimate, EligibilityMethod, FieldworkDef, KindDef, MissingKind,
     OptionDef, ReportingDef, StudyDef,
 };
+
+/// The indexes of a compiled study: keys come from the instrument, lookups
+/// from submissions. Nothing a submission sends is ever inserted (no hash
+/// flooding), so a fast non-cryptographic hash keeps per-answer lookups cheap.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// An option code of an answer, resolved against its item once, at
+/// validation: the index of the category in the canonical item's pooled
+/// list ([`CodeInfo::categories`]), or the code as sent when the item does
+/// not list it (kept so the checks flag it and conditions see it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Opt {
+    /// A listed option: index into [`CodeInfo::categories`].
+    Known(u32),
+    /// A code the item does not list.
+    Unknown(Box<str>),
+}
 
 /// The seed study, built in as the demo.
 pub const DEMO_STUDY_YAML: &str = include_str!("../../config/instruments/le-trafficking.yaml");
@@ -122,8 +139,9 @@ pub struct Item {
     pub relevant: Option<Expr>,
     /// Indexes of the items the relevance condition reads (computed once).
     pub deps: Vec<usize>,
-    /// Option code -> category index for choice items, scale point -> index.
-    categories: HashMap<String, usize>,
+    /// Option code (scale point as text) -> index into the canonical
+    /// item's pooled categories ([`CodeInfo::categories`]).
+    categories: HashMap<String, u32>,
 }
 
 /// A canonical item shared across forms.
@@ -185,9 +203,31 @@ impl Dim {
 }
 
 impl Item {
-    /// Category index of a value code (scale point as text, option code).
+    /// Index into the canonical item's pooled categories of a value code
+    /// (scale point as text, option code), if the item lists it.
     pub fn category(&self, value: &str) -> Option<usize> {
-        self.categories.get(value).copied()
+        self.categories.get(value).map(|&k| k as usize)
+    }
+
+    /// Resolves an option code sent for this item.
+    pub fn option(&self, code: &str) -> Opt {
+        match self.categories.get(code) {
+            Some(&k) => Opt::Known(k),
+            None => Opt::Unknown(code.into()),
+        }
+    }
+}
+
+impl Study {
+    /// The code an option stands for: its category's value, or the
+    /// unlisted code as sent.
+    pub fn option_code<'a>(&'a self, item: &Item, opt: &'a Opt) -> &'a str {
+        match opt {
+            Opt::Known(k) => {
+                self.codes.get(item.code).and_then(|c| c.categories.get(*k as usize)).map_or("", |(v, _)| v)
+            }
+            Opt::Unknown(s) => s,
+        }
     }
 }
 
@@ -311,7 +351,7 @@ fn compile(def: StudyDef, lines: &IdLines) -> Result<Study, Vec<Problem>> {
     if !is_label_safe(&def.study) {
         p(1, format!("study id `{}` must be lowercase letters, digits, `_` or `-`", def.study));
     }
-    let mut missing = HashMap::new();
+    let mut missing = HashMap::default();
     for m in &def.missing_codes {
         if missing.insert(m.code.clone(), m.kind).is_some() {
             p(0, format!("missing code `{}` is declared twice", m.code));
@@ -322,7 +362,7 @@ fn compile(def: StudyDef, lines: &IdLines) -> Result<Study, Vec<Problem>> {
 
     let mut dims = Vec::new();
     for d in &def.dimensions {
-        let mut value_index = HashMap::new();
+        let mut value_index = HashMap::default();
         for (i, v) in d.values.iter().enumerate() {
             if !is_label_safe(&v.code) || v.code == "other" || v.code == "unknown" {
                 p(
@@ -353,8 +393,8 @@ fn compile(def: StudyDef, lines: &IdLines) -> Result<Study, Vec<Problem>> {
     }
 
     let mut codes: Vec<CodeInfo> = Vec::new();
-    let mut code_index: HashMap<String, usize> = HashMap::new();
-    let mut form_index = HashMap::new();
+    let mut code_index: HashMap<String, usize> = HashMap::default();
+    let mut form_index = HashMap::default();
     let mut forms = Vec::new();
 
     for (fi, f) in def.forms.iter().enumerate() {
@@ -387,8 +427,8 @@ fn compile(def: StudyDef, lines: &IdLines) -> Result<Study, Vec<Problem>> {
             }
         }
 
-        let mut item_index = HashMap::new();
-        let mut seen_codes: HashMap<&str, &str> = HashMap::new();
+        let mut item_index = HashMap::default();
+        let mut seen_codes: HashMap<&str, &str> = HashMap::default();
         let mut items = Vec::new();
         for (ii, it) in f.items.iter().enumerate() {
             let line = lines.items[fi][ii];
@@ -433,7 +473,16 @@ fn compile(def: StudyDef, lines: &IdLines) -> Result<Study, Vec<Problem>> {
                     codes.len() - 1
                 }
             };
-            let categories = it.kind.categories().into_iter().enumerate().map(|(i, (v, _))| (v, i)).collect();
+            // The pooled list holds every option of this item by now.
+            let categories = it
+                .kind
+                .categories()
+                .into_iter()
+                .filter_map(|(v, _)| {
+                    let k = codes[code].categories.iter().position(|(p, _)| *p == v)?;
+                    Some((v, u32::try_from(k).ok()?))
+                })
+                .collect();
             items.push(Item {
                 id: it.id.clone(),
                 code,
@@ -638,7 +687,7 @@ impl Catalog {
     /// Loads instrument files and the `.yaml`/`.yml` files of directories.
     pub fn load_paths(paths: &[PathBuf]) -> Result<Catalog, LoadError> {
         let mut c = Catalog::default();
-        let mut origin: HashMap<String, PathBuf> = HashMap::new();
+        let mut origin: HashMap<String, PathBuf> = HashMap::default();
         for path in expand_paths(paths)? {
             let src = std::fs::read_to_string(&path)
                 .map_err(|source| LoadError::Read { path: path.clone(), source })?;

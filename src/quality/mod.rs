@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::instrument::{ExprValue, Form, KindDef, MissingKind, Study};
+use crate::instrument::{ExprValue, Form, Item, KindDef, MissingKind, Opt, Study};
 use crate::validate::{Record, Value};
 
 /// The quality checks. Names are stable metric label values.
@@ -173,26 +173,27 @@ pub struct Checked {
 }
 
 /// The value an item contributes to relevance conditions.
-pub fn expr_value(v: &Value) -> ExprValue<'_> {
+pub fn expr_value<'a>(study: &'a Study, item: &Item, v: &'a Value) -> ExprValue<'a> {
+    let code = |o: &'a Opt| study.option_code(item, o);
     match v {
         Value::Blank => ExprValue::None,
         Value::Missing(_) => ExprValue::Missing,
         Value::Int(i) => ExprValue::Num(*i as f64),
         Value::Num(n) => ExprValue::Num(*n),
-        Value::Code(c) => ExprValue::Str(c),
+        Value::Code(c) => ExprValue::Str(code(c)),
         Value::Text => ExprValue::Str(""),
-        Value::Choices(c) => ExprValue::Set(c.iter().map(String::as_str).collect()),
-        Value::Ranked(r) => ExprValue::Set(r.iter().map(|(c, _)| c.as_str()).collect()),
+        Value::Choices(c) => ExprValue::Set(c.iter().map(code).collect()),
+        Value::Ranked(r) => ExprValue::Set(r.iter().map(|(c, _)| code(c)).collect()),
     }
 }
 
 /// Which items of the form are relevant given the answers. An item hidden
 /// by its condition hides its answer from the conditions of other items.
-pub fn relevance(form: &Form, answers: &[Value]) -> Vec<bool> {
+pub fn relevance(study: &Study, form: &Form, answers: &[Value]) -> Vec<bool> {
     // 0 = not computed, 1 = relevant, 2 = hidden, 3 = in progress. Lint
     // guarantees no cycles; "in progress" is treated as relevant so even a
     // cyclic definition cannot recurse forever.
-    fn visit(i: usize, form: &Form, answers: &[Value], memo: &mut [u8]) -> bool {
+    fn visit(i: usize, study: &Study, form: &Form, answers: &[Value], memo: &mut [u8]) -> bool {
         match memo[i] {
             1 | 3 => return true,
             2 => return false,
@@ -203,13 +204,15 @@ pub fn relevance(form: &Form, answers: &[Value]) -> Vec<bool> {
             None => true,
             Some(e) => {
                 let refs = &form.items[i].deps;
-                let visible: Vec<bool> = refs.iter().map(|&j| visit(j, form, answers, memo)).collect();
-                e.eval(&|j: usize| {
-                    let shown = refs.iter().position(|&r| r == j).map(|k| visible[k]).unwrap_or(true);
-                    if !shown {
-                        return ExprValue::None;
-                    }
-                    answers.get(j).map(expr_value).unwrap_or(ExprValue::None)
+                for &j in refs {
+                    visit(j, study, form, answers, memo);
+                }
+                // Every dependency is decided now (2 = hidden).
+                let memo: &[u8] = memo;
+                e.eval(&|j: usize| match (memo.get(j), answers.get(j), form.items.get(j)) {
+                    (Some(2), _, _) => ExprValue::None,
+                    (_, Some(v), Some(item)) => expr_value(study, item, v),
+                    _ => ExprValue::None,
                 })
             }
         };
@@ -217,7 +220,7 @@ pub fn relevance(form: &Form, answers: &[Value]) -> Vec<bool> {
         rel
     }
     let mut memo = vec![0u8; form.items.len()];
-    (0..form.items.len()).map(|i| visit(i, form, answers, &mut memo)).collect()
+    (0..form.items.len()).map(|i| visit(i, study, form, answers, &mut memo)).collect()
 }
 
 /// Checks a validated record against its study.
@@ -225,7 +228,7 @@ pub fn check(study: &Study, rec: &Record) -> Checked {
     let Some(form) = study.forms.get(rec.form) else {
         return Checked { status: Vec::new(), flags: Vec::new() };
     };
-    let relevant = relevance(form, &rec.answers);
+    let relevant = relevance(study, form, &rec.answers);
     let mut status = Vec::with_capacity(form.items.len());
     let mut flags = Vec::new();
     for (i, item) in form.items.iter().enumerate() {
@@ -261,7 +264,8 @@ pub fn check(study: &Study, rec: &Record) -> Checked {
 }
 
 /// The check a substantive value fails, if any.
-fn value_problem(item: &crate::instrument::Item, v: &Value) -> Option<Check> {
+fn value_problem(item: &Item, v: &Value) -> Option<Check> {
+    let unknown = |o: &Opt| matches!(o, Opt::Unknown(_));
     match (&item.kind, v) {
         (KindDef::Scale { min, max, .. } | KindDef::Count { min, max }, Value::Int(x)) => {
             (x < min || x > max).then_some(Check::OutOfRange)
@@ -270,21 +274,19 @@ fn value_problem(item: &crate::instrument::Item, v: &Value) -> Option<Check> {
             (min.is_some_and(|m| *x < m) || max.is_some_and(|m| *x > m)).then_some(Check::OutOfRange)
         }
         (KindDef::YesNo | KindDef::YesNoNa | KindDef::SingleChoice { .. }, Value::Code(c)) => {
-            item.category(c).is_none().then_some(Check::UnknownOption)
+            unknown(c).then_some(Check::UnknownOption)
         }
         (KindDef::MultiSelect { max_picks, .. }, Value::Choices(picks)) => {
-            if picks.iter().any(|p| item.category(p).is_none()) {
+            if picks.iter().any(unknown) {
                 return Some(Check::UnknownOption);
             }
-            let mut sorted: Vec<&String> = picks.iter().collect();
-            sorted.sort();
-            if sorted.windows(2).any(|w| w[0] == w[1]) {
+            if has_repeats(picks.iter()) {
                 return Some(Check::DuplicatePick);
             }
             max_picks.is_some_and(|m| picks.len() > m as usize).then_some(Check::TooManyPicks)
         }
         (KindDef::MultiSelect { max_picks, .. }, Value::Ranked(picks)) => {
-            if picks.iter().any(|(p, _)| item.category(p).is_none()) {
+            if picks.iter().any(|(p, _)| unknown(p)) {
                 return Some(Check::UnknownOption);
             }
             if max_picks.is_some_and(|m| picks.len() > m as usize) {
@@ -297,6 +299,28 @@ fn value_problem(item: &crate::instrument::Item, v: &Value) -> Option<Check> {
         }
         _ => None,
     }
+}
+
+/// Whether an option is picked twice. Listed options below 128 are marked
+/// in a bit set; anything else falls back to comparing pairs.
+fn has_repeats<'a>(picks: impl Iterator<Item = &'a Opt> + Clone) -> bool {
+    let mut seen = 0u128;
+    for (n, p) in picks.clone().enumerate() {
+        match p {
+            Opt::Known(k) if *k < 128 => {
+                if seen & (1 << k) != 0 {
+                    return true;
+                }
+                seen |= 1 << k;
+            }
+            _ => {
+                if picks.clone().take(n).any(|q| q == p) {
+                    return true;
+                }
+            }
+        }
+    }
+    false
 }
 
 /// Longest run of equal valid values over the form's scale items in order.

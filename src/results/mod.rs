@@ -21,7 +21,7 @@ use xxhash_rust::xxh3::xxh3_128;
 pub use toplines::{Toplines, toplines};
 
 use crate::fieldwork::{DispositionRecord, FieldworkState};
-use crate::instrument::{KindDef, Study};
+use crate::instrument::{CodeInfo, KindDef, Opt, Study};
 use crate::quality::{Check, Checked, Missing, Status};
 use crate::validate::{Record, Value};
 
@@ -91,23 +91,33 @@ pub struct StudyState {
     fingerprints: HashMap<u128, u32>,
 }
 
-fn value_hash(code: usize, v: &Value, out: &mut Vec<u8>) {
+/// Appends the bytes that identify one valid answer to an interview's
+/// fingerprint: the canonical code and the value, options by their code so
+/// the fingerprint does not depend on the order of the options.
+fn value_hash(info: &CodeInfo, code: usize, v: &Value, out: &mut Vec<u8>) {
+    fn option<'a>(info: &'a CodeInfo, o: &'a Opt) -> &'a str {
+        match o {
+            Opt::Known(k) => info.categories.get(*k as usize).map_or("", |(v, _)| v.as_str()),
+            Opt::Unknown(s) => s,
+        }
+    }
+    let name = |o| option(info, o);
     out.extend_from_slice(&(code as u32).to_le_bytes());
     match v {
         Value::Int(i) => out.extend_from_slice(&i.to_le_bytes()),
         Value::Num(n) => out.extend_from_slice(&n.to_bits().to_le_bytes()),
-        Value::Code(c) => out.extend_from_slice(c.as_bytes()),
+        Value::Code(c) => out.extend_from_slice(name(c).as_bytes()),
         Value::Choices(cs) => {
-            let mut cs: Vec<&String> = cs.iter().collect();
-            cs.sort();
+            let mut cs: Vec<&str> = cs.iter().map(name).collect();
+            cs.sort_unstable();
             for c in cs {
                 out.extend_from_slice(c.as_bytes());
                 out.push(0);
             }
         }
         Value::Ranked(rs) => {
-            let mut rs = rs.clone();
-            rs.sort();
+            let mut rs: Vec<(&str, i64)> = rs.iter().map(|(c, r)| (name(c), *r)).collect();
+            rs.sort_unstable();
             for (c, r) in rs {
                 out.extend_from_slice(c.as_bytes());
                 out.extend_from_slice(&r.to_le_bytes());
@@ -178,7 +188,10 @@ impl StudyState {
                     if counts.categories.len() < info.categories.len() {
                         counts.categories.resize(info.categories.len(), 0);
                     }
-                    let cat = |code: &str| info.categories.iter().position(|(v, _)| v == code);
+                    let cat = |o: &Opt| match o {
+                        Opt::Known(k) => Some(*k as usize),
+                        Opt::Unknown(_) => None,
+                    };
                     match value {
                         Value::Int(x) => {
                             counts.sum += *x as f64;
@@ -191,14 +204,14 @@ impl StudyState {
                         }
                         Value::Num(x) => counts.sum += *x,
                         Value::Code(c) => {
-                            if let Some(k) = cat(c) {
-                                counts.categories[k] += 1;
+                            if let Some(slot) = cat(c).and_then(|k| counts.categories.get_mut(k)) {
+                                *slot += 1;
                             }
                         }
                         Value::Choices(cs) => {
                             for c in cs {
-                                if let Some(k) = cat(c) {
-                                    counts.categories[k] += 1;
+                                if let Some(slot) = cat(c).and_then(|k| counts.categories.get_mut(k)) {
+                                    *slot += 1;
                                 }
                             }
                         }
@@ -207,7 +220,7 @@ impl StudyState {
                                 counts.first.resize(info.categories.len(), 0);
                             }
                             for (c, r) in rs {
-                                if let Some(k) = cat(c) {
+                                if let Some(k) = cat(c).filter(|&k| k < counts.categories.len()) {
                                     counts.categories[k] += 1;
                                     if *r == 1 {
                                         counts.first[k] += 1;
@@ -220,7 +233,7 @@ impl StudyState {
                     counts.valid += 1;
                     if !matches!(value, Value::Text) {
                         substantive += 1;
-                        value_hash(item.code, value, &mut fp);
+                        value_hash(info, item.code, value, &mut fp);
                     }
                 }
             }

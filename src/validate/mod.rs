@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
-use crate::instrument::{Catalog, KindDef, MissingKind, Study};
+use crate::instrument::{Catalog, Item, KindDef, MissingKind, Opt, Study};
 
 /// One interview as submitted (JSONL line or gRPC message).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Validate)]
@@ -227,14 +227,15 @@ pub enum Value {
     Int(i64),
     /// A number (range not yet checked).
     Num(f64),
-    /// A code: yes/no/na or an option (not yet checked against the options).
-    Code(String),
+    /// A code: yes/no/na or an option, resolved against the item (an
+    /// unlisted code is kept as sent and flagged by the checks).
+    Code(Opt),
     /// Free text; only its presence is kept.
     Text,
     /// Multi-select picks in submitted order (duplicates not yet checked).
-    Choices(Vec<String>),
-    /// Ranked picks as `(code, rank)` (ranks not yet checked).
-    Ranked(Vec<(String, i64)>),
+    Choices(Vec<Opt>),
+    /// Ranked picks as `(option, rank)` (ranks not yet checked).
+    Ranked(Vec<(Opt, i64)>),
 }
 
 /// A submission that passed hard validation, resolved against its form.
@@ -342,7 +343,7 @@ pub fn validate_in(study: &Study, sub: &Submission, limits: &Limits) -> Result<R
             continue;
         };
         let item = &form.items[ii];
-        match typed(study, &item.kind, answer, limits) {
+        match typed(study, item, answer, limits) {
             Ok(val) => answers[ii] = val,
             Err((rule, message)) => v.push(Violation::new(format!("answers.{}", item.id), rule, message)),
         }
@@ -442,14 +443,16 @@ fn wrong(kind: &KindDef, expected: &str) -> (Rule, String) {
 }
 
 fn check_len(s: &str, limits: &Limits) -> Result<(), (Rule, String)> {
-    if s.chars().count() > limits.max_text_chars {
+    // A string has at most as many characters as bytes: count only long ones.
+    if s.len() > limits.max_text_chars && s.chars().count() > limits.max_text_chars {
         Err((Rule::TooLong, format!("longer than {} characters", limits.max_text_chars)))
     } else {
         Ok(())
     }
 }
 
-fn typed(study: &Study, kind: &KindDef, answer: &Answer, limits: &Limits) -> Result<Value, (Rule, String)> {
+fn typed(study: &Study, item: &Item, answer: &Answer, limits: &Limits) -> Result<Value, (Rule, String)> {
+    let kind = &item.kind;
     let as_int = |a: &Answer| match a {
         Answer::Integer(i) => Some(*i),
         Answer::Number(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(*f as i64),
@@ -477,7 +480,7 @@ fn typed(study: &Study, kind: &KindDef, answer: &Answer, limits: &Limits) -> Res
         KindDef::YesNo | KindDef::YesNoNa | KindDef::SingleChoice { .. } => match answer {
             Answer::Text(s) => {
                 check_len(s, limits)?;
-                Ok(Value::Code(s.clone()))
+                Ok(Value::Code(item.option(s)))
             }
             _ => Err(wrong(kind, "one option code as a string")),
         },
@@ -498,10 +501,11 @@ fn typed(study: &Study, kind: &KindDef, answer: &Answer, limits: &Limits) -> Res
                     for s in list {
                         check_len(s, limits)?;
                     }
+                    let picks = list.iter().map(|s| item.option(s));
                     if *ranked {
-                        Ok(Value::Ranked(list.iter().cloned().zip(1..).collect()))
+                        Ok(Value::Ranked(picks.zip(1..).collect()))
                     } else {
-                        Ok(Value::Choices(list.clone()))
+                        Ok(Value::Choices(picks.collect()))
                     }
                 }
                 Answer::Ranked(r) if *ranked => {
@@ -511,7 +515,7 @@ fn typed(study: &Study, kind: &KindDef, answer: &Answer, limits: &Limits) -> Res
                     for s in r.ranked.keys() {
                         check_len(s, limits)?;
                     }
-                    Ok(Value::Ranked(r.ranked.iter().map(|(k, v)| (k.clone(), *v)).collect()))
+                    Ok(Value::Ranked(r.ranked.iter().map(|(k, v)| (item.option(k), *v)).collect()))
                 }
                 _ if *ranked => Err(wrong(kind, "a list of option codes or {\"ranked\": {code: rank}}")),
                 _ => Err(wrong(kind, "a list of option codes")),
@@ -568,8 +572,8 @@ forms:
         )
         .expect("valid");
         assert_eq!(r.answers[0], Value::Int(9));
-        assert_eq!(r.answers[1], Value::Code("z".into()));
-        assert_eq!(r.answers[3], Value::Ranked(vec![("x".into(), 1), ("y".into(), 1)]));
+        assert_eq!(r.answers[1], Value::Code(Opt::Unknown("z".into())));
+        assert_eq!(r.answers[3], Value::Ranked(vec![(Opt::Known(0), 1), (Opt::Known(1), 1)]));
         assert_eq!(r.answers[4], Value::Text);
         assert_eq!(r.segments, vec![0]);
     }
