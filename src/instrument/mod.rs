@@ -155,6 +155,9 @@ pub struct CodeInfo {
     pub text: String,
     /// `(value, label)` categories in report order.
     pub categories: Vec<(String, String)>,
+    /// Per category, its place among the categories sorted by value: an
+    /// order of picks that does not depend on the report order.
+    pub value_rank: Vec<u32>,
 }
 
 /// A compiled segment dimension.
@@ -469,6 +472,7 @@ fn compile(def: StudyDef, lines: &IdLines) -> Result<Study, Vec<Problem>> {
                         kind: it.kind.clone(),
                         text: it.text.clone(),
                         categories: it.kind.categories(),
+                        value_rank: Vec::new(),
                     });
                     codes.len() - 1
                 }
@@ -533,6 +537,14 @@ fn compile(def: StudyDef, lines: &IdLines) -> Result<Study, Vec<Problem>> {
     }
     if def.forms.is_empty() {
         p(0, "the study has no forms".into());
+    }
+    for c in &mut codes {
+        let mut by_value: Vec<usize> = (0..c.categories.len()).collect();
+        by_value.sort_by(|&a, &b| c.categories[a].0.cmp(&c.categories[b].0));
+        c.value_rank = vec![0; by_value.len()];
+        for (rank, &k) in by_value.iter().enumerate() {
+            c.value_rank[k] = u32::try_from(rank).unwrap_or(u32::MAX);
+        }
     }
 
     if problems.is_empty() {

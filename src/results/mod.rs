@@ -92,40 +92,72 @@ pub struct StudyState {
 }
 
 /// Appends the bytes that identify one valid answer to an interview's
-/// fingerprint: the canonical code and the value, options by their code so
-/// the fingerprint does not depend on the order of the options.
+/// fingerprint: the canonical code and the value, picks by their option
+/// codes in code order, so the fingerprint depends neither on the order of
+/// the picks nor on the order of the options in the instrument.
 fn value_hash(info: &CodeInfo, code: usize, v: &Value, out: &mut Vec<u8>) {
-    fn option<'a>(info: &'a CodeInfo, o: &'a Opt) -> &'a str {
-        match o {
-            Opt::Known(k) => info.categories.get(*k as usize).map_or("", |(v, _)| v.as_str()),
-            Opt::Unknown(s) => s,
-        }
-    }
-    let name = |o| option(info, o);
     out.extend_from_slice(&(code as u32).to_le_bytes());
     match v {
         Value::Int(i) => out.extend_from_slice(&i.to_le_bytes()),
         Value::Num(n) => out.extend_from_slice(&n.to_bits().to_le_bytes()),
-        Value::Code(c) => out.extend_from_slice(name(c).as_bytes()),
+        Value::Code(c) => out.extend_from_slice(option_code(info, c).as_bytes()),
         Value::Choices(cs) => {
-            let mut cs: Vec<&str> = cs.iter().map(name).collect();
-            cs.sort_unstable();
-            for c in cs {
+            sorted_picks(info, cs.iter().map(|c| (c, 0)), |c, _| {
                 out.extend_from_slice(c.as_bytes());
                 out.push(0);
-            }
+            });
         }
         Value::Ranked(rs) => {
-            let mut rs: Vec<(&str, i64)> = rs.iter().map(|(c, r)| (name(c), *r)).collect();
-            rs.sort_unstable();
-            for (c, r) in rs {
+            sorted_picks(info, rs.iter().map(|(c, r)| (c, *r)), |c, r| {
                 out.extend_from_slice(c.as_bytes());
                 out.extend_from_slice(&r.to_le_bytes());
-            }
+            });
         }
         Value::Text | Value::Blank | Value::Missing(_) => {}
     }
     out.push(0xff);
+}
+
+fn option_code<'a>(info: &'a CodeInfo, o: &'a Opt) -> &'a str {
+    match o {
+        Opt::Known(k) => info.categories.get(*k as usize).map_or("", |(v, _)| v.as_str()),
+        Opt::Unknown(s) => s,
+    }
+}
+
+/// Calls `emit` with each `(code, rank)` pick in the order of `(code,
+/// rank)`. Listed options sort by their precomputed value rank, on the
+/// stack when there are few; any unlisted one sorts the codes themselves.
+fn sorted_picks<'a>(
+    info: &'a CodeInfo,
+    picks: impl ExactSizeIterator<Item = (&'a Opt, i64)> + Clone,
+    mut emit: impl FnMut(&str, i64),
+) {
+    const ON_STACK: usize = 32;
+    let rank = |o: &Opt| match o {
+        Opt::Known(k) => info.value_rank.get(*k as usize).copied(),
+        Opt::Unknown(_) => None,
+    };
+    if picks.len() <= ON_STACK && picks.clone().all(|(o, _)| rank(o).is_some()) {
+        let mut buf = [(0u32, 0i64, 0u32); ON_STACK];
+        let mut n = 0;
+        for (o, r) in picks {
+            if let (Some(v), Opt::Known(k)) = (rank(o), o) {
+                buf[n] = (v, r, *k);
+                n += 1;
+            }
+        }
+        buf[..n].sort_unstable();
+        for (_, r, k) in &buf[..n] {
+            emit(option_code(info, &Opt::Known(*k)), *r);
+        }
+    } else {
+        let mut all: Vec<(&str, i64)> = picks.map(|(o, r)| (option_code(info, o), r)).collect();
+        all.sort_unstable();
+        for (c, r) in all {
+            emit(c, r);
+        }
+    }
 }
 
 impl StudyState {

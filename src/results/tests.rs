@@ -207,3 +207,37 @@ proptest! {
         prop_assert_eq!(merged.possible_duplicates(), whole.possible_duplicates());
     }
 }
+
+#[test]
+fn fingerprints_order_picks_by_code_whatever_the_order_sent_or_listed() {
+    let s = Study::from_yaml(
+        r#"
+study: t
+forms:
+  - id: f
+    items:
+      - {id: m, code: m, kind: multi_select, options: [{code: zeta}, {code: alpha}, {code: mid}]}
+      - {id: r, code: r, kind: multi_select, ranked: true, options: [{code: zeta}, {code: alpha}, {code: mid}]}
+"#,
+    )
+    .expect("valid");
+    let item = |id: &str| &s.forms[0].items[s.forms[0].item(id).expect("item")];
+    let bytes = |id: &str, v: &Value| {
+        let mut out = Vec::new();
+        value_hash(&s.codes[item(id).code], item(id).code, v, &mut out);
+        out
+    };
+    let opt = |id: &str, c: &str| item(id).option(c);
+    let a = Value::Choices(vec![opt("m", "mid"), opt("m", "zeta"), opt("m", "alpha")]);
+    let b = Value::Choices(vec![opt("m", "alpha"), opt("m", "mid"), opt("m", "zeta")]);
+    assert_eq!(bytes("m", &a), bytes("m", &b));
+    assert_eq!(&bytes("m", &a)[4..], b"alpha\0mid\0zeta\0\xff");
+    let r = Value::Ranked(vec![(opt("r", "zeta"), 1), (opt("r", "alpha"), 2)]);
+    let mut want = 1u32.to_le_bytes().to_vec();
+    want.extend_from_slice(b"alpha");
+    want.extend_from_slice(&2i64.to_le_bytes());
+    want.extend_from_slice(b"zeta");
+    want.extend_from_slice(&1i64.to_le_bytes());
+    want.push(0xff);
+    assert_eq!(bytes("r", &r), want);
+}
