@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::results::StudyState;
 
 /// Snapshot format version; a snapshot of another version is ignored.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// Largest chunk written to the state topic.
 pub const CHUNK_BYTES: usize = 256 * 1024;
 

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{Counts, Durations, FieldworkState};
-use crate::instrument::{Dim, DimensionSource, FieldworkDef, Form, KindDef, Study, is_label_safe};
+use crate::instrument::{Dim, DimensionSource, FieldworkDef, Form, KindDef, Study};
 use crate::quality::{Check, Checked, Missing, Status};
 use crate::validate::{Record, Value};
 
@@ -127,11 +127,6 @@ pub fn declared_dim(study: &Study) -> Option<&Dim> {
     study.dims.iter().find(|d| d.source == DimensionSource::Interviewer)
 }
 
-/// Whether an interviewer id may be a label of its own.
-pub fn can_label(id: &str) -> bool {
-    is_label_safe(id) && id != OTHER && id != UNKNOWN
-}
-
 /// Whether an interview of `secs` is a speeder given the durations of its
 /// form's earlier timed interviews: shorter than `speeder_ratio` × their
 /// exact median, once there are `speeder_min_interviews` of them.
@@ -154,9 +149,6 @@ pub struct InterviewerRow {
 
 /// Cases and quality per interviewer label, in label order (declared
 /// values first when the study declares them), `other` and `unknown` last.
-/// Labels beyond `fieldwork.max_interviewers` (possible when partitions
-/// saw different interviewers first) fold into `other`: the labels with
-/// the most interviews keep theirs.
 pub fn by_interviewer(study: &Study, state: &FieldworkState) -> Vec<InterviewerRow> {
     let mut rows: BTreeMap<String, (Counts, InterviewerStats)> = BTreeMap::new();
     for ((_, label), c) in &state.counts {
@@ -169,27 +161,6 @@ pub fn by_interviewer(study: &Study, state: &FieldworkState) -> Vec<InterviewerR
         rows.entry(label.clone()).or_default().1.add(s);
     }
     let declared = declared_dim(study);
-    let cap = study.def.fieldwork.max_interviewers as usize;
-    if declared.is_none() {
-        let mut own: Vec<(&String, u64)> = rows
-            .iter()
-            .filter(|(l, _)| *l != OTHER && *l != UNKNOWN)
-            .map(|(l, r)| (l, r.1.interviews))
-            .collect();
-        if own.len() > cap {
-            own.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-            let fold: Vec<String> = own[cap..].iter().map(|(l, _)| (*l).clone()).collect();
-            for l in fold {
-                if let Some((c, s)) = rows.remove(&l) {
-                    let other = rows.entry(OTHER.to_string()).or_default();
-                    for (a, b) in other.0.iter_mut().zip(&c) {
-                        *a += b;
-                    }
-                    other.1.add(&s);
-                }
-            }
-        }
-    }
     let rank = |l: &str| match declared.and_then(|d| d.values.iter().position(|v| v == l)) {
         Some(i) => (0, i),
         None if l == OTHER => (2, 0),

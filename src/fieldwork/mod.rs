@@ -26,7 +26,7 @@ pub mod rates;
 pub mod review;
 pub mod summary;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 use validator::Validate;
@@ -315,8 +315,6 @@ pub struct FieldworkState {
     pub records: u64,
     /// Records older than their case's latest: they changed nothing.
     pub superseded: u64,
-    /// Interviewer ids with a label of their own (no interviewer dimension declared).
-    seen_interviewers: BTreeSet<String>,
 }
 
 fn segment_key(segments: &[usize]) -> Vec<u16> {
@@ -357,7 +355,7 @@ impl FieldworkState {
     /// Applies a case's disposition. Returns false when the case already
     /// has a later one (the record changed nothing).
     pub fn apply_disposition(&mut self, study: &Study, d: &DispositionRecord) -> bool {
-        let interviewer = self.interviewer_label(study, d.interviewer.as_deref());
+        let interviewer = self.interviewer_label_of(study, d.interviewer.as_deref());
         let case = Case {
             disposition: d.disposition,
             time: Some(d.time),
@@ -371,7 +369,7 @@ impl FieldworkState {
     /// key is the case key) and its interviewer's quality counts. Returns
     /// whether it is a speeder.
     pub fn apply_interview(&mut self, study: &Study, rec: &Record, checked: &Checked) -> bool {
-        let interviewer = self.interviewer_label(study, rec.interviewer.as_deref());
+        let interviewer = self.interviewer_label_of(study, rec.interviewer.as_deref());
         let case = Case {
             disposition: Disposition::Complete,
             time: rec.ended_at,
@@ -396,15 +394,6 @@ impl FieldworkState {
             stats.add_interview(form, rec, checked, speeder);
         }
         speeder
-    }
-
-    /// The interviewer label of an id: the declared value (or `other`) when
-    /// the study declares an interviewer dimension; otherwise the id itself
-    /// while fewer than `fieldwork.max_interviewers` have a label of their
-    /// own, `other` after that or when the id is not label-safe, and
-    /// `unknown` when none is given.
-    fn interviewer_label(&mut self, study: &Study, id: Option<&str>) -> String {
-        self.interviewer_label_of(study, id)
     }
 
     /// The label of an interviewer id: a value of the study's dimension with
@@ -450,7 +439,6 @@ impl FieldworkState {
         }
         self.records += other.records;
         self.superseded += other.superseded;
-        self.seen_interviewers.extend(other.seen_interviewers.iter().cloned());
     }
 
     /// Cases by disposition over every cell.

@@ -12,7 +12,7 @@ dimensions:
   - {name: region, source: attribute, values: [{code: west}, {code: east}]}
   - {name: interviewer, source: interviewer, values: [{code: int01}, {code: int02}, {code: int03}, {code: int04}]}
 reporting: {straightlining_min_run: 3}
-fieldwork: {speeder_ratio: 0.5, speeder_min_interviews: 4, max_interviewers: 4, outlier_min_interviews: 3}
+fieldwork: {speeder_ratio: 0.5, speeder_min_interviews: 4, outlier_min_interviews: 3}
 forms:
   - id: fa
     segments: {position: a}
@@ -435,11 +435,11 @@ fn flags_for_review_name_checks_and_items_and_filter_and_page() {
 #[test]
 fn fieldwork_settings_are_linted() {
     let bad = STUDY.replace(
-        "fieldwork: {speeder_ratio: 0.5, speeder_min_interviews: 4, max_interviewers: 4, outlier_min_interviews: 3}",
-        "fieldwork: {eligibility_estimate: 1.5, speeder_ratio: 1.2, max_interviewers: 0, outlier_ratio: 0.5, response_rate_target: 0}",
+        "fieldwork: {speeder_ratio: 0.5, speeder_min_interviews: 4, outlier_min_interviews: 3}",
+        "fieldwork: {eligibility_estimate: 1.5, speeder_ratio: 1.2, outlier_ratio: 0.5, response_rate_target: 0}",
     );
     let problems = Study::from_yaml(&bad).expect_err("invalid");
-    assert_eq!(problems.len(), 5, "{problems:?}");
+    assert_eq!(problems.len(), 4, "{problems:?}");
     let fixed = STUDY.replace("fieldwork: {", "fieldwork: {eligibility_estimate: 0.8, ");
     let s = Study::from_yaml(&fixed).expect("valid");
     assert_eq!(s.def.fieldwork.eligibility_estimate, crate::instrument::EligibilityEstimate::Fixed(0.8));

@@ -555,9 +555,6 @@ fn compile(def: StudyDef, lines: &IdLines) -> Result<Study, Vec<Problem>> {
     }
 }
 
-/// Most interviewer label values a study may allow (`fieldwork.max_interviewers`).
-pub const MAX_INTERVIEWER_LABELS: u32 = 1000;
-
 fn lint_fieldwork(f: &FieldworkDef, p: &mut impl FnMut(usize, String)) {
     let share = |x: f64| (0.0..=1.0).contains(&x);
     if let EligibilityEstimate::Fixed(e) = f.eligibility_estimate
@@ -572,9 +569,6 @@ fn lint_fieldwork(f: &FieldworkDef, p: &mut impl FnMut(usize, String)) {
     }
     if !(0.0..1.0).contains(&f.speeder_ratio) {
         p(0, format!("fieldwork.speeder_ratio {} must be at least 0 and below 1", f.speeder_ratio));
-    }
-    if f.max_interviewers == 0 || f.max_interviewers > MAX_INTERVIEWER_LABELS {
-        p(0, format!("fieldwork.max_interviewers must be between 1 and {MAX_INTERVIEWER_LABELS}"));
     }
     if !share(f.outlier_min_difference) {
         p(

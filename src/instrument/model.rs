@@ -170,11 +170,6 @@ pub struct FieldworkDef {
     /// Speeders are judged only once the form has this many timed interviews.
     #[serde(default = "default_speeder_min_interviews")]
     pub speeder_min_interviews: u32,
-    /// Most interviewer label values when the study declares no dimension
-    /// with `source: interviewer`: the first ones seen get their own label,
-    /// later ones count as `other`.
-    #[serde(default = "default_max_interviewers")]
-    pub max_interviewers: u32,
     /// An interviewer whose rate (nonresponse, don't know, refused,
     /// speeding, straightlining, extreme answers) is more than this many
     /// times the rate of the other interviewers is an outlier.
@@ -196,7 +191,6 @@ impl Default for FieldworkDef {
             response_rate_target: None,
             speeder_ratio: default_speeder_ratio(),
             speeder_min_interviews: default_speeder_min_interviews(),
-            max_interviewers: default_max_interviewers(),
             outlier_ratio: default_outlier_ratio(),
             outlier_min_difference: default_outlier_min_difference(),
             outlier_min_interviews: default_outlier_min_interviews(),
@@ -209,9 +203,6 @@ fn default_speeder_ratio() -> f64 {
 }
 fn default_speeder_min_interviews() -> u32 {
     10
-}
-fn default_max_interviewers() -> u32 {
-    50
 }
 fn default_outlier_ratio() -> f64 {
     2.0
