@@ -8,42 +8,30 @@
 //! certificate); their keys are test material only.
 #![cfg(feature = "embedded-broker")]
 
-use std::collections::BTreeMap;
-use std::future::Future;
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use fieldwatch::aggregate::Shared;
 use fieldwatch::app::{self, Parts};
 use fieldwatch::config::Config;
 use fieldwatch::ingest::auth::token_hash;
 use fieldwatch::ingest::{TlsConfig, TokenConfig};
-use fieldwatch::instrument::{Catalog, DEMO_STUDY_ID, KindDef};
-use fieldwatch::kafka::{self, KafkaConfig};
+use fieldwatch::instrument::DEMO_STUDY_ID;
+use fieldwatch::kafka::KafkaConfig;
 use fieldwatch::proto::v1::ingest_service_client::IngestServiceClient;
 use fieldwatch::proto::v1::{self, SubmitRequest};
-use futures::FutureExt;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-const HMAC_KEY: &str = "auth-tls-test-hmac-key-0123456789";
 const CATI_TOKEN: &str = "token-of-cati-east-3c1f";
 const WEB_TOKEN: &str = "token-of-web-panel-9d07";
 /// Bounds each wait on the service: far above what it takes, so only a hang
 /// fails a test.
 const WAIT: Duration = Duration::from_secs(30);
 
-/// What a test body gets from a running service.
-#[derive(Clone)]
-struct Svc {
-    grpc: SocketAddr,
-    http: SocketAddr,
-    bootstrap: String,
-    aggregator: Arc<Shared>,
-}
+use common::Service as Svc;
 
 fn tokens(names: &[(&str, &str)]) -> Vec<TokenConfig> {
     names.iter().map(|(f, t)| TokenConfig { frontend: (*f).into(), sha256: token_hash(t) }).collect()
@@ -64,39 +52,10 @@ fn server_tls(client_ca: bool) -> TlsConfig {
 
 /// Everything on loopback and free ports, data in `dir`.
 fn config(dir: &Path, tokens: Vec<TokenConfig>, tls: Option<TlsConfig>) -> Config {
-    let mut c = Config { data_dir: dir.to_path_buf(), ..Config::default() };
-    c.ingest.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-    c.http.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-    c.ingest.hmac_key = Some(HMAC_KEY.into());
+    let mut c = common::loopback_config(dir);
     c.ingest.tokens = tokens;
     c.ingest.tls = tls;
     c
-}
-
-/// Starts the service, runs `body`, and shuts the service down whether
-/// `body` returns or panics.
-async fn with_service<F, Fut, T>(config: Config, body: F) -> T
-where
-    F: FnOnce(Svc) -> Fut,
-    Fut: Future<Output = T>,
-{
-    let running = app::start(config, Parts::All).await.expect("service starts");
-    let svc = Svc {
-        grpc: running.grpc_addr.expect("ingest runs"),
-        http: running.http_addr,
-        bootstrap: running.bootstrap.clone(),
-        aggregator: running.aggregator.clone().expect("aggregator runs"),
-    };
-    assert!(running.wait_caught_up(WAIT).await, "aggregator catches up");
-    let outcome = std::panic::AssertUnwindSafe(body(svc)).catch_unwind().await;
-    let stopped = running.shutdown(WAIT).await;
-    match outcome {
-        Ok(t) => {
-            stopped.expect("service stops cleanly");
-            t
-        }
-        Err(panic) => std::panic::resume_unwind(panic),
-    }
 }
 
 async fn plain_client(svc: &Svc) -> IngestServiceClient<Channel> {
@@ -120,31 +79,8 @@ async fn tls_channel(svc: &Svc, with_cert: bool) -> Result<Channel, tonic::trans
         .await
 }
 
-/// A valid interview of the demo study: the first form, its first scale
-/// item at its lowest point.
 fn valid(respondent: &str, submission: &str) -> v1::Submission {
-    let catalog = Catalog::demo();
-    let study = catalog.get(DEMO_STUDY_ID).expect("demo study");
-    let form = &study.forms[0];
-    let (item, min) = form
-        .items
-        .iter()
-        .find_map(|i| match i.kind {
-            KindDef::Scale { min, .. } => Some((i.id.clone(), min)),
-            _ => None,
-        })
-        .expect("a scale item");
-    v1::Submission {
-        study: DEMO_STUDY_ID.into(),
-        form: form.id.clone(),
-        respondent_id: respondent.into(),
-        submission_id: submission.into(),
-        started_at: Some("2005-03-01T10:00:00Z".into()),
-        completed_at: Some("2005-03-01T10:52:00Z".into()),
-        interviewer: Some("int03".into()),
-        attributes: BTreeMap::new(),
-        answers: [(item, v1::Answer { value: Some(v1::answer::Value::Integer(min)) })].into(),
-    }
+    common::demo_interview(respondent, submission)
 }
 
 fn request(s: v1::Submission, token: Option<&str>) -> tonic::Request<SubmitRequest> {
@@ -155,20 +91,10 @@ fn request(s: v1::Submission, token: Option<&str>) -> tonic::Request<SubmitReque
     r
 }
 
-/// Records in the responses topic: the sum over partitions of high minus
-/// low watermark. Ingest replies only after the broker acknowledged a
-/// write, so a refused call that had published would show here at once.
+/// Records in the responses topic.
 fn stored_count(svc: &Svc) -> i64 {
-    let config = KafkaConfig::default();
-    let consumer: BaseConsumer =
-        kafka::consumer_config(&config, &svc.bootstrap, "watermarks").create().expect("consumer");
-    (0..config.partitions as i32)
-        .map(|p| {
-            let (low, high) =
-                consumer.fetch_watermarks(&config.responses_topic, p, WAIT).expect("watermarks");
-            high - low
-        })
-        .sum()
+    let k = KafkaConfig::default();
+    common::topic_records(&k, &svc.bootstrap, &k.responses_topic, WAIT)
 }
 
 /// Interviews the aggregator has counted, once it has caught up with `n`.
@@ -195,39 +121,46 @@ async fn scrape(svc: &Svc) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_without_a_token_or_with_a_wrong_one_are_unauthenticated_and_store_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    with_service(config(dir.path(), tokens(&[("cati-east", CATI_TOKEN)]), None), |svc| async move {
-        let mut client = plain_client(&svc).await;
-        for (token, what) in
-            [(None, "no token"), (Some("not-the-token"), "a wrong token"), (Some(""), "an empty token")]
-        {
-            let e = client.submit(request(valid("R-1", "S-1"), token)).await.expect_err(what);
-            assert_eq!(e.code(), Code::Unauthenticated, "{what}: {e:?}");
-        }
-        // A stream is refused as a whole before any record is read.
-        let records = futures::stream::iter([SubmitRequest {
-            submission: Some(valid("R-2", "S-2")),
-            disposition: None,
-        }]);
-        let e = client.submit_stream(records).await.expect_err("stream without a token");
-        assert_eq!(e.code(), Code::Unauthenticated);
+    common::with_service(
+        config(dir.path(), tokens(&[("cati-east", CATI_TOKEN)]), None),
+        WAIT,
+        |svc| async move {
+            let mut client = plain_client(&svc).await;
+            for (token, what) in
+                [(None, "no token"), (Some("not-the-token"), "a wrong token"), (Some(""), "an empty token")]
+            {
+                let e = client.submit(request(valid("R-1", "S-1"), token)).await.expect_err(what);
+                assert_eq!(e.code(), Code::Unauthenticated, "{what}: {e:?}");
+            }
+            // A stream is refused as a whole before any record is read.
+            let records = futures::stream::iter([SubmitRequest {
+                submission: Some(valid("R-2", "S-2")),
+                disposition: None,
+            }]);
+            let e = client.submit_stream(records).await.expect_err("stream without a token");
+            assert_eq!(e.code(), Code::Unauthenticated);
 
-        assert_eq!(stored_count(&svc), 0, "nothing reached the responses topic");
-        let metrics = scrape(&svc).await;
-        assert!(
-            metrics.contains(r#"fieldwatch_ingest_requests_total{code="Unauthenticated",method="submit"} 3"#),
-            "{metrics}"
-        );
-        assert!(
-            metrics
-                .contains(r#"fieldwatch_ingest_records_total{outcome="accepted",study="le-trafficking"} 0"#)
-        );
+            assert_eq!(stored_count(&svc), 0, "nothing reached the responses topic");
+            let metrics = scrape(&svc).await;
+            assert!(
+                metrics.contains(
+                    r#"fieldwatch_ingest_requests_total{code="Unauthenticated",method="submit"} 3"#
+                ),
+                "{metrics}"
+            );
+            assert!(
+                metrics.contains(
+                    r#"fieldwatch_ingest_records_total{outcome="accepted",study="le-trafficking"} 0"#
+                )
+            );
 
-        // The same interview with the right token goes through: the refusals
-        // above were about the token, not the interview.
-        client.submit(request(valid("R-1", "S-1"), Some(CATI_TOKEN))).await.expect("accepted");
-        assert_eq!(stored_count(&svc), 1);
-        assert_eq!(counted(&svc, 1).await, 1, "the aggregator counts exactly the accepted one");
-    })
+            // The same interview with the right token goes through: the refusals
+            // above were about the token, not the interview.
+            client.submit(request(valid("R-1", "S-1"), Some(CATI_TOKEN))).await.expect("accepted");
+            assert_eq!(stored_count(&svc), 1);
+            assert_eq!(counted(&svc, 1).await, 1, "the aggregator counts exactly the accepted one");
+        },
+    )
     .await;
 }
 
@@ -236,7 +169,7 @@ async fn a_token_removed_from_the_config_is_unauthenticated_after_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let both = tokens(&[("cati-east", CATI_TOKEN), ("web-panel", WEB_TOKEN)]);
     let mut first = config(dir.path(), both, None);
-    let bootstrap = with_service(first.clone(), |svc| async move {
+    let bootstrap = common::with_service(first.clone(), WAIT, |svc| async move {
         let mut client = plain_client(&svc).await;
         client.submit(request(valid("R-1", "S-1"), Some(WEB_TOKEN))).await.expect("web-panel may submit");
         assert_eq!(counted(&svc, 1).await, 1);
@@ -253,7 +186,7 @@ async fn a_token_removed_from_the_config_is_unauthenticated_after_a_restart() {
     // after the restart and the rebalance waits out its session timeout
     // (45 s); that is not what this test is about.
     first.aggregate.group_id = "after-revocation".into();
-    with_service(first, |svc| async move {
+    common::with_service(first, WAIT, |svc| async move {
         assert_eq!(counted(&svc, 1).await, 1, "the earlier interview is still counted");
         let mut client = plain_client(&svc).await;
         let e = client.submit(request(valid("R-2", "S-2"), Some(WEB_TOKEN))).await.expect_err("revoked");
@@ -271,7 +204,7 @@ async fn a_token_removed_from_the_config_is_unauthenticated_after_a_restart() {
 async fn a_tls_client_trusting_the_ca_connects_and_a_plaintext_client_gets_nothing_stored() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config(dir.path(), tokens(&[("cati-east", CATI_TOKEN)]), Some(server_tls(false)));
-    with_service(config, |svc| async move {
+    common::with_service(config, WAIT, |svc| async move {
         let channel = tls_channel(&svc, false).await.expect("tls handshake with the configured certificate");
         let mut client = IngestServiceClient::new(channel);
         let e = client.submit(request(valid("R-1", "S-1"), None)).await.expect_err("tls is no token");
@@ -294,7 +227,7 @@ async fn a_tls_client_trusting_the_ca_connects_and_a_plaintext_client_gets_nothi
 async fn with_a_client_ca_only_clients_presenting_a_certificate_get_through() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config(dir.path(), tokens(&[("cati-east", CATI_TOKEN)]), Some(server_tls(true)));
-    with_service(config, |svc| async move {
+    common::with_service(config, WAIT, |svc| async move {
         // Without a client certificate the handshake (TLS 1.3: the first
         // read after it) fails; either way no call gets through.
         if let Ok(channel) = tls_channel(&svc, false).await {
@@ -353,16 +286,21 @@ async fn the_grpc_health_service_the_readiness_probe_asks_for_is_serving_without
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
     let dir = tempfile::tempdir().expect("tempdir");
-    with_service(config(dir.path(), tokens(&[("cati-east", CATI_TOKEN)]), None), |svc| async move {
-        // What the chart's `grpc:` readiness probe asks (the kubelet sends no token).
-        let channel = Endpoint::from_shared(format!("http://{}", svc.grpc)).expect("endpoint").connect_lazy();
-        let status = HealthClient::new(channel)
-            .check(HealthCheckRequest { service: "fieldwatch.v1.IngestService".into() })
-            .await
-            .expect("health answers")
-            .into_inner()
-            .status;
-        assert_eq!(status, ServingStatus::Serving as i32);
-    })
+    common::with_service(
+        config(dir.path(), tokens(&[("cati-east", CATI_TOKEN)]), None),
+        WAIT,
+        |svc| async move {
+            // What the chart's `grpc:` readiness probe asks (the kubelet sends no token).
+            let channel =
+                Endpoint::from_shared(format!("http://{}", svc.grpc)).expect("endpoint").connect_lazy();
+            let status = HealthClient::new(channel)
+                .check(HealthCheckRequest { service: "fieldwatch.v1.IngestService".into() })
+                .await
+                .expect("health answers")
+                .into_inner()
+                .status;
+            assert_eq!(status, ServingStatus::Serving as i32);
+        },
+    )
     .await;
 }

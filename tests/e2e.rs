@@ -5,11 +5,13 @@
 
 #![cfg(feature = "embedded-broker")]
 
+mod common;
+
 use std::io::BufReader;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use fieldwatch::app::{self, Parts, Running};
+use common::Service;
 use fieldwatch::config::Config;
 use fieldwatch::instrument::{Catalog, DEMO_STUDY_ID};
 use fieldwatch::report;
@@ -20,26 +22,19 @@ fn path(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
-async fn start(dir: &std::path::Path) -> Running {
-    start_on(dir, "127.0.0.1:0").await
-}
+/// Bounds the start, the shutdown and every wait.
+const WAIT: Duration = Duration::from_secs(30);
 
-async fn start_on(dir: &std::path::Path, broker: &str) -> Running {
-    let mut config = Config { data_dir: dir.to_path_buf(), ..Config::default() };
+/// The service on loopback with its broker on `broker` and 4 partitions.
+fn config(dir: &std::path::Path, broker: &str) -> Config {
+    let mut config = common::loopback_config(dir);
     config.broker.listen = broker.parse().expect("addr");
-    config.ingest.listen = "127.0.0.1:0".parse().expect("addr");
-    config.http.listen = "127.0.0.1:0".parse().expect("addr");
     config.kafka.partitions = 4;
-    app::start(config, Parts::All).await.expect("service starts")
+    config
 }
 
-fn opts(r: &Running) -> SubmitOptions {
-    SubmitOptions {
-        server: format!("http://{}", r.grpc_addr.expect("ingest runs")),
-        token: None,
-        retry_for: Duration::from_secs(30),
-        progress: false,
-    }
+fn opts(r: &Service) -> SubmitOptions {
+    SubmitOptions { server: format!("http://{}", r.grpc), token: None, retry_for: WAIT, progress: false }
 }
 
 async fn get_json(url: &str) -> serde_json::Value {
@@ -47,8 +42,8 @@ async fn get_json(url: &str) -> serde_json::Value {
 }
 
 /// Polls the live toplines until `interviews` are counted and the aggregator has caught up.
-async fn wait_for(r: &Running, interviews: u64) -> serde_json::Value {
-    let url = format!("http://{}/api/v1/studies/{DEMO_STUDY_ID}/toplines", r.http_addr);
+async fn wait_for(r: &Service, interviews: u64) -> serde_json::Value {
+    let url = format!("http://{}/api/v1/studies/{DEMO_STUDY_ID}/toplines", r.http);
     for _ in 0..600 {
         let v = get_json(&url).await;
         if v["caught_up"] == true && v["groups"][0]["interviews"] == interviews {
@@ -99,7 +94,7 @@ fn first_difference(path: &str, a: &serde_json::Value, b: &serde_json::Value) ->
     }
 }
 
-async fn seed_scenario(r: &Running) {
+async fn seed_scenario(r: &Service) {
     let file = std::fs::File::open(path("tests/data/seed-121.jsonl")).expect("dataset");
     let mut out = Vec::new();
     let s = submit::run(BufReader::new(file), &opts(r), &mut out).await.expect("submit runs");
@@ -115,8 +110,7 @@ async fn seed_scenario(r: &Running) {
         let live = match by {
             None => live.clone(),
             Some(d) => {
-                get_json(&format!("http://{}/api/v1/studies/{DEMO_STUDY_ID}/toplines?by={d}", r.http_addr))
-                    .await
+                get_json(&format!("http://{}/api/v1/studies/{DEMO_STUDY_ID}/toplines?by={d}", r.http)).await
             }
         };
         if let Some(d) = first_difference("groups", &live["groups"], &offline["groups"]) {
@@ -151,12 +145,8 @@ async fn seed_scenario(r: &Running) {
     assert_eq!(pct(&housing.expect("housing")["share"]), 65);
 
     // /metrics carries the same counts.
-    let scrape = reqwest::get(format!("http://{}/metrics", r.http_addr))
-        .await
-        .expect("GET")
-        .text()
-        .await
-        .expect("text");
+    let scrape =
+        reqwest::get(format!("http://{}/metrics", r.http)).await.expect("GET").text().await.expect("text");
     assert_eq!(metric(&scrape, "fieldwatch_interviews_total", &[("study", DEMO_STUDY_ID)]), 121);
     assert_eq!(metric(&scrape, "fieldwatch_interviews_total", &[("form", "investigator")]), 84);
     let knowledge_n = knowledge["valid_n"].as_u64().expect("n");
@@ -206,7 +196,7 @@ async fn seed_scenario(r: &Running) {
     let file = std::fs::File::open(path("tests/data/seed-121.jsonl")).expect("dataset");
     let s = submit::run(BufReader::new(file), &opts(r), &mut Vec::new()).await.expect("submit runs");
     assert_eq!(s.accepted, 121);
-    let url = format!("http://{}/api/v1/studies/{DEMO_STUDY_ID}/toplines", r.http_addr);
+    let url = format!("http://{}/api/v1/studies/{DEMO_STUDY_ID}/toplines", r.http);
     for _ in 0..600 {
         let v = get_json(&url).await;
         if v["retries"] == 121 && v["caught_up"] == true {
@@ -222,16 +212,11 @@ async fn seed_scenario(r: &Running) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn seed_interviews_over_grpc_give_the_published_toplines_live_and_in_metrics() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let r = start(dir.path()).await;
-    // Run the scenario, then always shut down, then report the outcome.
-    let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(seed_scenario(&r))).await;
-    r.shutdown(Duration::from_secs(30)).await.expect("clean shutdown");
-    if let Err(p) = outcome {
-        std::panic::resume_unwind(p);
-    }
+    common::with_service(config(dir.path(), "127.0.0.1:0"), WAIT, |r| async move { seed_scenario(&r).await })
+        .await;
 }
 
-async fn submit_seed(r: &Running) -> submit::SubmitSummary {
+async fn submit_seed(r: &Service) -> submit::SubmitSummary {
     let file = std::fs::File::open(path("tests/data/seed-121.jsonl")).expect("dataset");
     submit::run(BufReader::new(file), &opts(r), &mut Vec::new()).await.expect("submit runs")
 }
@@ -239,26 +224,21 @@ async fn submit_seed(r: &Running) -> submit::SubmitSummary {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restart_restores_partition_state_and_still_recognises_retries() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let r = start(dir.path()).await;
-    let broker = r.bootstrap.clone();
-    let first = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async {
+    let (broker, before) = common::with_service(config(dir.path(), "127.0.0.1:0"), WAIT, |r| async move {
         assert_eq!(submit_seed(&r).await.accepted, 121);
-        wait_for(&r, 121).await
-    }))
+        (r.bootstrap.clone(), wait_for(&r, 121).await)
+    })
     .await;
-    r.shutdown(Duration::from_secs(30)).await.expect("clean shutdown");
-    let before = first.unwrap_or_else(|p| std::panic::resume_unwind(p));
 
     // Same data dir and broker port: the snapshots written at shutdown are restored.
-    let r = start_on(dir.path(), &broker).await;
-    let second = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async {
+    common::with_service(config(dir.path(), &broker), WAIT, |r| async move {
         let after = wait_for(&r, 121).await;
         assert_eq!(after["groups"], before["groups"], "restored toplines equal the ones before the restart");
-        let (_, restored) = r.aggregator.as_ref().expect("aggregator").snapshot_counts();
+        let (_, restored) = r.aggregator.snapshot_counts();
         assert!(restored > 0, "partitions were restored from snapshots, not replayed");
         // Retries sent after the restart are still recognised.
         assert_eq!(submit_seed(&r).await.accepted, 121);
-        let url = format!("http://{}/api/v1/studies/{DEMO_STUDY_ID}/toplines", r.http_addr);
+        let url = format!("http://{}/api/v1/studies/{DEMO_STUDY_ID}/toplines", r.http);
         for _ in 0..600 {
             let v = get_json(&url).await;
             if v["retries"] == 121 && v["caught_up"] == true {
@@ -268,10 +248,6 @@ async fn a_restart_restores_partition_state_and_still_recognises_retries() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("retries after the restart were not recognised");
-    }))
+    })
     .await;
-    r.shutdown(Duration::from_secs(30)).await.expect("clean shutdown");
-    if let Err(p) = second {
-        std::panic::resume_unwind(p);
-    }
 }

@@ -6,6 +6,9 @@
 //! interviews reach `/flags` and the quality topic once, even after the
 //! aggregator restarts and replays the responses topic.
 
+#[cfg(feature = "embedded-broker")]
+mod common;
+
 use std::io::{BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -110,14 +113,12 @@ fn the_fieldwork_rules_pass_their_promtool_tests() {
 mod live {
     use std::collections::BTreeMap;
 
-    use fieldwatch::app::{self, Parts};
-    use fieldwatch::config::Config;
+    use super::common::{self, HMAC_KEY};
     use fieldwatch::ingest::Pseudonymizer;
     use fieldwatch::kafka;
     use fieldwatch::proto::v1::ingest_service_client::IngestServiceClient;
     use fieldwatch::proto::v1::{self, SubmitDispositionRequest};
     use fieldwatch::submit::{self, SubmitOptions};
-    use rdkafka::consumer::{BaseConsumer, Consumer};
     use tonic::Code;
     use tonic_types::StatusExt;
 
@@ -125,17 +126,8 @@ mod live {
 
     use super::*;
 
-    const HMAC_KEY: &str = "fieldwork-test-hmac-key-0123456789";
     /// Bounds each wait: far above what it takes, so only a hang fails.
     const WAIT: Duration = Duration::from_secs(60);
-
-    fn config(dir: &std::path::Path) -> Config {
-        let mut c = Config { data_dir: dir.to_path_buf(), ..Config::default() };
-        c.ingest.listen = "127.0.0.1:0".parse().expect("addr");
-        c.http.listen = "127.0.0.1:0".parse().expect("addr");
-        c.ingest.hmac_key = Some(HMAC_KEY.into());
-        c
-    }
 
     async fn get(http: std::net::SocketAddr, path: &str) -> serde_json::Value {
         let r = reqwest::get(format!("http://{http}{path}")).await.expect("GET");
@@ -160,17 +152,10 @@ mod live {
         }
     }
 
-    /// Records in the quality topic (sum over partitions of high - low).
+    /// Records in the quality topic.
     fn quality_records(bootstrap: &str) -> i64 {
         let k = kafka::KafkaConfig::default();
-        let c: BaseConsumer =
-            kafka::consumer_config(&k, bootstrap, "fieldwork-test").create().expect("consumer");
-        (0..k.partitions as i32)
-            .map(|p| {
-                let (low, high) = c.fetch_watermarks(&k.quality_topic, p, WAIT).expect("watermarks");
-                high - low
-            })
-            .sum()
+        common::topic_records(&k, bootstrap, &k.quality_topic, WAIT)
     }
 
     /// A 10-minute interview (the seed's take about an hour): a speeder.
@@ -181,10 +166,9 @@ mod live {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn seed_fieldwork_through_the_broker_gives_rr1_in_the_api_and_flags_are_published_once() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let running = app::start(config(dir.path()), Parts::All).await.expect("start");
-        let grpc = running.grpc_addr.expect("grpc");
-        let http = running.http_addr;
-        let bootstrap = running.bootstrap.clone();
+        let path = "/api/v1/studies/le-trafficking/fieldwork";
+        let total = common::with_service(common::loopback_config(dir.path()), WAIT, |svc| async move {
+        let (grpc, http, bootstrap) = (svc.grpc, svc.http, svc.bootstrap.clone());
 
         // The seed through the real `submit` client: interviews and dispositions.
         let opts =
@@ -201,7 +185,6 @@ mod live {
 
         // RR1 = 121 / 210 = 57.6% in the API, once every record is applied
         // (the 292 cases exist before their last moves are in).
-        let path = "/api/v1/studies/le-trafficking/fieldwork";
         let f = until(http, path, |v| v["records"] == 121 + 598).await;
         let all = &f["groups"][0];
         assert_eq!(all["cases"], 292);
@@ -326,24 +309,30 @@ mod live {
             assert!(tokio::time::Instant::now() < deadline, "quality records never reached {total}");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        running.shutdown(WAIT).await.expect("clean shutdown");
+        total
+        })
+        .await;
 
         // Restart on the same data: the aggregator restores its partitions
         // (flags included) from the snapshots saved at shutdown, or replays
         // them, and publishes nothing again.
-        let running = app::start(config(dir.path()), Parts::All).await.expect("restart");
-        let http = running.http_addr;
-        until(http, path, |v| v["records"] == 121 + 598 + 2).await;
-        until(http, "/api/v1/studies/le-trafficking/flags", |v| v["total"] == total).await;
-        assert!(running.wait_caught_up(WAIT).await);
-        let metrics =
-            reqwest::get(format!("http://{http}/metrics")).await.expect("GET").text().await.expect("text");
-        assert!(
-            metrics.contains(r#"fieldwatch_quality_records_total{outcome="published"} 0"#),
-            "nothing is published again after the restart"
-        );
-        // ... and the quality topic holds no second copy.
-        assert_eq!(quality_records(&running.bootstrap), total as i64, "replayed flags were republished");
-        running.shutdown(WAIT).await.expect("clean shutdown");
+        common::with_service(common::loopback_config(dir.path()), WAIT, |svc| async move {
+            let http = svc.http;
+            until(http, path, |v| v["records"] == 121 + 598 + 2).await;
+            until(http, "/api/v1/studies/le-trafficking/flags", |v| v["total"] == total).await;
+            let metrics = reqwest::get(format!("http://{http}/metrics"))
+                .await
+                .expect("GET")
+                .text()
+                .await
+                .expect("text");
+            assert!(
+                metrics.contains(r#"fieldwatch_quality_records_total{outcome="published"} 0"#),
+                "nothing is published again after the restart"
+            );
+            // ... and the quality topic holds no second copy.
+            assert_eq!(quality_records(&svc.bootstrap), total as i64, "replayed flags were republished");
+        })
+        .await;
     }
 }

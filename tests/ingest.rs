@@ -3,12 +3,14 @@
 //! responses topic.
 #![cfg(feature = "embedded-broker")]
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::HMAC_KEY;
 use fieldwatch::broker::{BrokerConfig, EmbeddedBroker};
 use fieldwatch::ingest::{self, IngestConfig, Pseudonymizer, Publisher, TokenConfig};
 use fieldwatch::instrument::{Catalog, DEMO_STUDY_ID, KindDef};
@@ -19,14 +21,13 @@ use futures::FutureExt;
 use prometheus::{Encoder, Registry};
 use prost::Message as _;
 use rdkafka::Message as _;
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, OwnedMessage};
 use tokio::sync::oneshot;
 use tonic::Code;
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
-const HMAC_KEY: &str = "integration-test-hmac-key-0123456789";
 /// A respondent id that must never show up in Kafka or in metrics.
 const RAW_ID: &str = "RAW-RESPONDENT-7f3a9c";
 /// Bounds each wait on the broker or the server: far above what they take,
@@ -121,26 +122,15 @@ fn scale_item(ctx: &Ctx) -> (String, String, i64) {
 }
 
 /// A valid interview answering the first scale item.
-fn valid(ctx: &Ctx, respondent: &str, submission: &str) -> v1::Submission {
-    let (form, item, min) = scale_item(ctx);
-    v1::Submission {
-        study: DEMO_STUDY_ID.into(),
-        form,
-        respondent_id: respondent.into(),
-        submission_id: submission.into(),
-        started_at: Some("2005-03-01T10:00:00Z".into()),
-        completed_at: Some("2005-03-01T10:52:00Z".into()),
-        interviewer: Some("int03".into()),
-        attributes: BTreeMap::new(),
-        answers: [(item, v1::Answer { value: Some(v1::answer::Value::Integer(min)) })].into(),
-    }
+fn valid(respondent: &str, submission: &str) -> v1::Submission {
+    common::demo_interview(respondent, submission)
 }
 
 /// An interview with three problems: no respondent id, text for a scale,
 /// an answer to an item the form lacks.
 fn invalid(ctx: &Ctx, submission: &str) -> v1::Submission {
     let (_, item, _) = scale_item(ctx);
-    let mut s = valid(ctx, "", submission);
+    let mut s = valid("", submission);
     s.answers.insert(item, v1::Answer { value: Some(v1::answer::Value::Text("four".into())) });
     s.answers.insert("zz_no_such_item".into(), v1::Answer { value: Some(v1::answer::Value::Integer(1)) });
     s
@@ -150,18 +140,9 @@ fn request(s: v1::Submission) -> SubmitRequest {
     SubmitRequest { submission: Some(s), disposition: None }
 }
 
-/// Records in the responses topic: the sum over partitions of high minus
-/// low watermark.
+/// Records in the responses topic.
 fn stored_count(ctx: &Ctx) -> i64 {
-    let consumer: BaseConsumer =
-        kafka::consumer_config(&ctx.kafka, &ctx.bootstrap, "watermarks").create().expect("consumer");
-    (0..ctx.kafka.partitions as i32)
-        .map(|p| {
-            let (low, high) =
-                consumer.fetch_watermarks(&ctx.kafka.responses_topic, p, WAIT).expect("watermarks");
-            high - low
-        })
-        .sum()
+    common::topic_records(&ctx.kafka, &ctx.bootstrap, &ctx.kafka.responses_topic, WAIT)
 }
 
 /// Reads exactly `n` records of the responses topic with a fresh group.
@@ -199,7 +180,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 async fn a_valid_interview_is_stored_under_its_respondent_key_and_the_raw_id_goes_nowhere() {
     with_ingest(Vec::new(), |ctx| async move {
         let mut c = client(&ctx).await;
-        let reply = c.submit(request(valid(&ctx, RAW_ID, "sub-1"))).await.expect("accepted").into_inner();
+        let reply = c.submit(request(valid(RAW_ID, "sub-1"))).await.expect("accepted").into_inner();
         assert_eq!(reply.submission_id, "sub-1");
         assert!(reply.received_at.is_some());
 
@@ -216,7 +197,7 @@ async fn a_valid_interview_is_stored_under_its_respondent_key_and_the_raw_id_goe
         let sub = env.submission.expect("submission");
         assert_eq!(sub.respondent_id, respondent_key);
         assert_eq!(sub.submission_id, "sub-1");
-        assert_eq!(sub.answers, valid(&ctx, RAW_ID, "sub-1").answers);
+        assert_eq!(sub.answers, valid(RAW_ID, "sub-1").answers);
 
         let raw = RAW_ID.as_bytes();
         assert!(!contains(key, raw));
@@ -276,7 +257,7 @@ async fn an_invalid_interview_gets_one_field_violation_per_problem_and_publishes
 async fn an_unknown_study_is_not_found_and_publishes_nothing() {
     with_ingest(Vec::new(), |ctx| async move {
         let mut c = client(&ctx).await;
-        let mut s = valid(&ctx, RAW_ID, "sub-x");
+        let mut s = valid(RAW_ID, "sub-x");
         s.study = "no-such-study".into();
         let status = c.submit(request(s)).await.expect_err("rejected");
         assert_eq!(status.code(), Code::NotFound);
@@ -305,13 +286,13 @@ async fn a_stream_gets_one_result_per_record_in_order_and_only_valid_records_are
         for i in 0..20 {
             let sub_id = format!("stream-{i:02}");
             let s = if i == 7 {
-                let mut s = valid(&ctx, &format!("R-{i}"), &sub_id);
+                let mut s = valid(&format!("R-{i}"), &sub_id);
                 s.study = "nope".into();
                 s
             } else if i % 3 == 0 {
                 invalid(&ctx, &sub_id)
             } else {
-                valid(&ctx, &format!("R-{i}"), &sub_id)
+                valid(&format!("R-{i}"), &sub_id)
             };
             expect_ok.push(i != 7 && i % 3 != 0);
             records.push(request(s));
@@ -368,7 +349,7 @@ async fn with_a_token_configured_calls_without_a_valid_one_are_unauthenticated_a
     with_ingest(tokens, |ctx| async move {
         let mut c = client(&ctx).await;
         let with_token = |token: Option<&str>| {
-            let mut r = tonic::Request::new(request(valid(&ctx, RAW_ID, "sub-auth")));
+            let mut r = tonic::Request::new(request(valid(RAW_ID, "sub-auth")));
             if let Some(t) = token {
                 r.metadata_mut().insert("authorization", format!("Bearer {t}").parse().expect("ascii"));
             }
@@ -379,7 +360,7 @@ async fn with_a_token_configured_calls_without_a_valid_one_are_unauthenticated_a
             assert_eq!(status.code(), Code::Unauthenticated, "token {token:?}");
         }
         let status = c
-            .submit_stream(futures::stream::iter(vec![request(valid(&ctx, RAW_ID, "sub-auth"))]))
+            .submit_stream(futures::stream::iter(vec![request(valid(RAW_ID, "sub-auth"))]))
             .await
             .expect_err("refused");
         assert_eq!(status.code(), Code::Unauthenticated);
@@ -482,7 +463,7 @@ async fn when_the_broker_cannot_take_the_write_in_time_the_call_is_unavailable()
 
     let outcome = std::panic::AssertUnwindSafe(async {
         let status =
-            client(&ctx).await.submit(request(valid(&ctx, RAW_ID, "sub-down"))).await.expect_err("no broker");
+            client(&ctx).await.submit(request(valid(RAW_ID, "sub-down"))).await.expect_err("no broker");
         assert_eq!(status.code(), Code::Unavailable);
         let text = metrics_text(&ctx);
         assert!(text.contains(r#"fieldwatch_ingest_publish_failures_total{reason="timeout"} 1"#), "{text}");
@@ -511,7 +492,7 @@ async fn at_shutdown_an_open_stream_ends_with_unavailable_after_its_pending_resu
             .await
             .expect("stream opens")
             .into_inner();
-        tx.send(request(valid(&ctx, "R-1", "open-1"))).await.expect("send");
+        tx.send(request(valid("R-1", "open-1"))).await.expect("send");
         let first = results.message().await.expect("result").expect("one result");
         assert!(first.accepted, "{first:?}");
 
