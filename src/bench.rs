@@ -1120,7 +1120,7 @@ async fn aggregate(
 }
 
 /// `KEY=VALUE` of `--kafka-property`.
-fn parse_property(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_property(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
         _ => Err(format!("expected KEY=VALUE, got `{s}`")),
