@@ -51,8 +51,8 @@ pub struct Running {
     ingest: Option<JoinHandle<Result<(), ingest::IngestError>>>,
     aggregate: Option<JoinHandle<Result<(), aggregate::AggregateError>>>,
     http: JoinHandle<Result<(), http::HttpError>>,
-    #[cfg(feature = "embedded-broker")]
-    broker: Option<crate::broker::EmbeddedBroker>,
+    /// The brokers in use; stops the embedded one, if started, at shutdown.
+    broker: Option<crate::broker::Bootstrap>,
 }
 
 fn stopped(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send + 'static {
@@ -76,53 +76,26 @@ pub fn load_catalog(config: &Config) -> anyhow::Result<Catalog> {
 pub async fn start(config: Config, parts: Parts) -> anyhow::Result<Running> {
     let catalog = Arc::new(load_catalog(&config)?);
 
-    #[cfg(feature = "embedded-broker")]
-    let mut broker = None;
-    let bootstrap = match (&config.kafka.brokers, parts) {
-        (Some(b), _) => {
-            kafka::wait_for_broker(&config.kafka, b, config.kafka.admin_timeout())
-                .await
-                .with_context(|| "waiting for the configured Kafka brokers")?;
-            b.clone()
-        }
-        (None, Parts::All) => {
-            #[cfg(feature = "embedded-broker")]
-            {
-                let b = crate::broker::EmbeddedBroker::start(crate::broker::BrokerConfig::new(
-                    config.broker.listen,
-                    config.data_dir.join("broker"),
-                ))
-                .await
-                .context("starting the embedded broker")?;
-                let addr = b.bootstrap();
-                broker = Some(b);
-                addr
-            }
-            #[cfg(not(feature = "embedded-broker"))]
-            bail!(
-                "kafka.brokers is not set and this build has no embedded broker (feature `embedded-broker`)"
-            )
-        }
-        (None, _) => {
-            bail!("kafka.brokers must be set (FIELDWATCH__KAFKA__BROKERS) for `ingest` and `aggregate`")
-        }
-    };
+    if config.kafka.brokers.is_none() && parts != Parts::All {
+        bail!("kafka.brokers must be set (FIELDWATCH__KAFKA__BROKERS) for `ingest` and `aggregate`");
+    }
+    let broker = crate::broker::bootstrap_or_embedded(
+        &config.kafka,
+        config.kafka.brokers.as_deref(),
+        config.broker.listen,
+        &config.data_dir.join("broker"),
+    )
+    .await?;
+    let bootstrap = broker.servers().to_owned();
     match start_parts(config, parts, catalog, bootstrap).await {
-        #[cfg_attr(not(feature = "embedded-broker"), allow(unused_mut))]
         Ok(mut running) => {
-            #[cfg(feature = "embedded-broker")]
-            {
-                running.broker = broker;
-            }
+            running.broker = Some(broker);
             Ok(running)
         }
         Err(e) => {
             // A part failed to start (a bad TLS file, a port in use): stop
             // the broker properly so its port and database are free again.
-            #[cfg(feature = "embedded-broker")]
-            if let Some(b) = broker {
-                b.shutdown().await;
-            }
+            broker.shutdown().await;
             Err(e)
         }
     }
@@ -204,7 +177,6 @@ async fn start_parts(
         ingest: ingest_task,
         aggregate: aggregate_task,
         http: http_task,
-        #[cfg(feature = "embedded-broker")]
         broker: None,
     })
 }
@@ -239,7 +211,6 @@ impl Running {
             join_part("aggregator", t, deadline, &mut failures).await;
         }
         join_part("http", self.http, deadline, &mut failures).await;
-        #[cfg(feature = "embedded-broker")]
         if let Some(b) = self.broker {
             b.shutdown().await;
         }

@@ -183,13 +183,10 @@ pub enum BenchError {
         #[source]
         source: std::io::Error,
     },
-    /// The embedded broker did not start.
-    #[cfg(feature = "embedded-broker")]
-    #[error("embedded broker")]
-    Broker(#[from] crate::broker::BrokerError),
-    /// No `--brokers` and no embedded broker in this build.
-    #[error("this build has no embedded broker (feature `embedded-broker`): pass --brokers")]
-    NoBroker,
+    /// The `--brokers` did not answer, the embedded broker did not start,
+    /// or there are neither (no `--brokers` and no embedded broker in this build).
+    #[error("broker")]
+    Broker(#[from] crate::broker::BootstrapError),
     /// Waiting for the broker or creating the topics failed.
     #[error("kafka set-up")]
     Kafka(#[from] KafkaError),
@@ -397,54 +394,48 @@ pub async fn run(opts: &BenchOptions, out: &mut impl Write) -> Result<BenchRepor
 struct Env {
     bootstrap: String,
     describe: String,
-    #[cfg(feature = "embedded-broker")]
-    broker: Option<crate::broker::EmbeddedBroker>,
+    broker: crate::broker::Bootstrap,
     /// Removed at shutdown.
     temp: Option<PathBuf>,
 }
 
 impl Env {
     async fn start(opts: &BenchOptions) -> Result<Env, BenchError> {
-        if let Some(b) = &opts.brokers {
-            let config = KafkaConfig::default();
-            kafka::wait_for_broker(&config, b, config.admin_timeout()).await?;
-            return Ok(Env {
-                bootstrap: b.clone(),
-                describe: format!("external ({b})"),
-                #[cfg(feature = "embedded-broker")]
-                broker: None,
-                temp: None,
-            });
-        }
-        #[cfg(feature = "embedded-broker")]
+        // The embedded broker's database goes to a fresh temporary directory.
+        let temp = match opts.brokers {
+            Some(_) => None,
+            None => {
+                let temp = std::env::temp_dir().join(format!("fieldwatch-bench-{}", run_id()));
+                std::fs::create_dir_all(&temp)
+                    .map_err(|source| BenchError::TempDir { path: temp.clone(), source })?;
+                progress(format_args!("starting the embedded broker in {}", temp.display()));
+                Some(temp)
+            }
+        };
+        let data_dir = temp.clone().unwrap_or_default();
+        let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        match crate::broker::bootstrap_or_embedded(
+            &KafkaConfig::default(),
+            opts.brokers.as_deref(),
+            listen,
+            &data_dir,
+        )
+        .await
         {
-            let temp = std::env::temp_dir().join(format!("fieldwatch-bench-{}", run_id()));
-            std::fs::create_dir_all(&temp)
-                .map_err(|source| BenchError::TempDir { path: temp.clone(), source })?;
-            progress(format_args!("starting the embedded broker in {}", temp.display()));
-            let config = crate::broker::BrokerConfig::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), &temp);
-            match crate::broker::EmbeddedBroker::start(config).await {
-                Ok(broker) => Ok(Env {
-                    bootstrap: broker.bootstrap(),
-                    describe: format!("embedded tansu/SQLite ({})", broker.bootstrap()),
-                    broker: Some(broker),
-                    temp: Some(temp),
-                }),
-                Err(e) => {
-                    let _ = std::fs::remove_dir_all(&temp);
-                    Err(e.into())
+            Ok(broker) => {
+                Ok(Env { bootstrap: broker.servers().to_owned(), describe: broker.describe(), broker, temp })
+            }
+            Err(e) => {
+                if let Some(t) = temp {
+                    let _ = std::fs::remove_dir_all(&t);
                 }
+                Err(e.into())
             }
         }
-        #[cfg(not(feature = "embedded-broker"))]
-        Err(BenchError::NoBroker)
     }
 
     async fn shutdown(self) {
-        #[cfg(feature = "embedded-broker")]
-        if let Some(b) = self.broker {
-            b.shutdown().await;
-        }
+        self.broker.shutdown().await;
         if let Some(t) = self.temp
             && let Err(e) = std::fs::remove_dir_all(&t)
         {
@@ -1129,7 +1120,7 @@ async fn aggregate(
 }
 
 /// `KEY=VALUE` of `--kafka-property`.
-fn parse_property(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_property(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
         _ => Err(format!("expected KEY=VALUE, got `{s}`")),

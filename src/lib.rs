@@ -24,7 +24,7 @@
 //! - [`proto`]: the gRPC API (`fieldwatch.v1`) and its conversion to and from JSONL submissions; [`proto::v1`].
 //! - [`ingest`]: gRPC ingest server, auth, load shedding, Kafka publisher; [`ingest::serve`].
 //! - [`kafka`]: Kafka client settings and topic creation; [`kafka::KafkaConfig`], [`kafka::ensure_topics`].
-//! - `broker` (feature `embedded-broker`): in-process tansu broker; `broker::EmbeddedBroker::start`.
+//! - [`broker`]: configured brokers or the in-process tansu broker (feature `embedded-broker`); [`broker::bootstrap_or_embedded`].
 //! - [`aggregate`]: consumer-group aggregator with per-partition state and its metrics; [`aggregate::run`].
 //! - [`http`]: `/metrics`, the JSON API, health and the live page; [`http::serve`].
 //! - [`config`]: the typed configuration file and environment overrides; [`config::Config::load`].
@@ -38,7 +38,6 @@
 pub mod aggregate;
 pub mod app;
 pub mod bench;
-#[cfg(feature = "embedded-broker")]
 pub mod broker;
 pub mod config;
 pub mod fieldwork;

@@ -246,7 +246,7 @@ impl Shared {
 
     /// Takes ownership of a partition with a restored snapshot (or empty).
     /// Returns the offset to start reading the partition at.
-    fn assign(&self, partition: i32, restored: Option<snapshot::Snapshot>) -> i64 {
+    pub(crate) fn assign(&self, partition: i32, restored: Option<snapshot::Snapshot>) -> i64 {
         let mut g = self.lock();
         g.assigned_once = true;
         g.generations += 1;
@@ -289,7 +289,7 @@ impl Shared {
 
     /// Snapshots of the owned partitions (all, or only those changed since
     /// their last snapshot).
-    fn snapshots(&self, only_changed: bool, which: Option<&[i32]>) -> Vec<snapshot::Snapshot> {
+    pub(crate) fn snapshots(&self, only_changed: bool, which: Option<&[i32]>) -> Vec<snapshot::Snapshot> {
         let g = self.lock();
         g.partitions
             .iter()
@@ -510,7 +510,7 @@ impl Ctx {
 /// the changed ones if `only_changed`) and returns the offsets to commit:
 /// for each saved partition its next offset (= last applied + 1), stored
 /// only once its state is saved.
-async fn save_snapshots(
+pub(crate) async fn save_snapshots(
     shared: &Shared,
     store: &snapshot::Store,
     topic: &str,
