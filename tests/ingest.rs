@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::HMAC_KEY;
 use fieldwatch::broker::{BrokerConfig, EmbeddedBroker};
 use fieldwatch::ingest::{self, IngestConfig, Pseudonymizer, Publisher, TokenConfig};
-use fieldwatch::instrument::{Catalog, DEMO_STUDY_ID, KindDef};
+use fieldwatch::instrument::{Catalog, DEMO_STUDY_ID};
 use fieldwatch::kafka::{self, KafkaConfig};
 use fieldwatch::proto::v1::ingest_service_client::IngestServiceClient;
 use fieldwatch::proto::v1::{self, Envelope, GetInstrumentRequest, SubmitRequest};
@@ -105,22 +105,6 @@ async fn client(ctx: &Ctx) -> IngestServiceClient<Channel> {
     IngestServiceClient::connect(format!("http://{}", ctx.addr)).await.expect("connect")
 }
 
-/// The first form of the demo study and the id and lowest point of its
-/// first scale item (read from the catalog, which may grow).
-fn scale_item(ctx: &Ctx) -> (String, String, i64) {
-    let study = ctx.catalog.get(DEMO_STUDY_ID).expect("demo study");
-    let form = &study.forms[0];
-    let (id, min) = form
-        .items
-        .iter()
-        .find_map(|i| match i.kind {
-            KindDef::Scale { min, .. } => Some((i.id.clone(), min)),
-            _ => None,
-        })
-        .expect("a scale item");
-    (form.id.clone(), id, min)
-}
-
 /// A valid interview answering the first scale item.
 fn valid(respondent: &str, submission: &str) -> v1::Submission {
     common::demo_interview(respondent, submission)
@@ -128,8 +112,8 @@ fn valid(respondent: &str, submission: &str) -> v1::Submission {
 
 /// An interview with three problems: no respondent id, text for a scale,
 /// an answer to an item the form lacks.
-fn invalid(ctx: &Ctx, submission: &str) -> v1::Submission {
-    let (_, item, _) = scale_item(ctx);
+fn invalid(submission: &str) -> v1::Submission {
+    let (_, item, _) = common::demo_scale_item();
     let mut s = valid("", submission);
     s.answers.insert(item, v1::Answer { value: Some(v1::answer::Value::Text("four".into())) });
     s.answers.insert("zz_no_such_item".into(), v1::Answer { value: Some(v1::answer::Value::Integer(1)) });
@@ -222,9 +206,8 @@ async fn a_valid_interview_is_stored_under_its_respondent_key_and_the_raw_id_goe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_interview_gets_one_field_violation_per_problem_and_publishes_nothing() {
     with_ingest(Vec::new(), |ctx| async move {
-        let (_, item, _) = scale_item(&ctx);
-        let status =
-            client(&ctx).await.submit(request(invalid(&ctx, "sub-bad"))).await.expect_err("rejected");
+        let (_, item, _) = common::demo_scale_item();
+        let status = client(&ctx).await.submit(request(invalid("sub-bad"))).await.expect_err("rejected");
         assert_eq!(status.code(), Code::InvalidArgument);
         let bad = status.get_details_bad_request().expect("BadRequest details");
         let mut got: Vec<(String, String)> =
@@ -290,7 +273,7 @@ async fn a_stream_gets_one_result_per_record_in_order_and_only_valid_records_are
                 s.study = "nope".into();
                 s
             } else if i % 3 == 0 {
-                invalid(&ctx, &sub_id)
+                invalid(&sub_id)
             } else {
                 valid(&format!("R-{i}"), &sub_id)
             };
@@ -433,7 +416,7 @@ async fn health_reflection_and_the_instrument_answer() {
         assert_eq!(instrument.study, DEMO_STUDY_ID);
         assert_eq!(instrument.forms.len(), study.forms.len());
         assert!(instrument.yaml.contains(DEMO_STUDY_ID));
-        let (form, item, _) = scale_item(&ctx);
+        let (form, item, _) = common::demo_scale_item();
         let f = instrument.forms.iter().find(|f| f.id == form).expect("form");
         assert!(f.items.iter().any(|i| i.id == item && i.kind == "scale"));
     })

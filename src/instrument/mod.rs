@@ -221,14 +221,12 @@ impl Item {
     }
 }
 
-impl Study {
-    /// The code an option stands for: its category's value, or the
-    /// unlisted code as sent.
-    pub fn option_code<'a>(&'a self, item: &Item, opt: &'a Opt) -> &'a str {
+impl CodeInfo {
+    /// The code an option of this item stands for: its category's value,
+    /// or the unlisted code as sent.
+    pub fn option_code<'a>(&'a self, opt: &'a Opt) -> &'a str {
         match opt {
-            Opt::Known(k) => {
-                self.codes.get(item.code).and_then(|c| c.categories.get(*k as usize)).map_or("", |(v, _)| v)
-            }
+            Opt::Known(k) => self.categories.get(*k as usize).map_or("", |(v, _)| v),
             Opt::Unknown(s) => s,
         }
     }

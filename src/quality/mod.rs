@@ -174,7 +174,8 @@ pub struct Checked {
 
 /// The value an item contributes to relevance conditions.
 pub fn expr_value<'a>(study: &'a Study, item: &Item, v: &'a Value) -> ExprValue<'a> {
-    let code = |o: &'a Opt| study.option_code(item, o);
+    let info = study.codes.get(item.code);
+    let code = |o: &'a Opt| info.map_or("", |c| c.option_code(o));
     match v {
         Value::Blank => ExprValue::None,
         Value::Missing(_) => ExprValue::Missing,

@@ -100,7 +100,7 @@ fn value_hash(info: &CodeInfo, code: usize, v: &Value, out: &mut Vec<u8>) {
     match v {
         Value::Int(i) => out.extend_from_slice(&i.to_le_bytes()),
         Value::Num(n) => out.extend_from_slice(&n.to_bits().to_le_bytes()),
-        Value::Code(c) => out.extend_from_slice(option_code(info, c).as_bytes()),
+        Value::Code(c) => out.extend_from_slice(info.option_code(c).as_bytes()),
         Value::Choices(cs) => {
             sorted_picks(info, cs.iter().map(|c| (c, 0)), |c, _| {
                 out.extend_from_slice(c.as_bytes());
@@ -116,13 +116,6 @@ fn value_hash(info: &CodeInfo, code: usize, v: &Value, out: &mut Vec<u8>) {
         Value::Text | Value::Blank | Value::Missing(_) => {}
     }
     out.push(0xff);
-}
-
-fn option_code<'a>(info: &'a CodeInfo, o: &'a Opt) -> &'a str {
-    match o {
-        Opt::Known(k) => info.categories.get(*k as usize).map_or("", |(v, _)| v.as_str()),
-        Opt::Unknown(s) => s,
-    }
 }
 
 /// Calls `emit` with each `(code, rank)` pick in the order of `(code,
@@ -149,10 +142,10 @@ fn sorted_picks<'a>(
         }
         buf[..n].sort_unstable();
         for (_, r, k) in &buf[..n] {
-            emit(option_code(info, &Opt::Known(*k)), *r);
+            emit(info.option_code(&Opt::Known(*k)), *r);
         }
     } else {
-        let mut all: Vec<(&str, i64)> = picks.map(|(o, r)| (option_code(info, o), r)).collect();
+        let mut all: Vec<(&str, i64)> = picks.map(|(o, r)| (info.option_code(o), r)).collect();
         all.sort_unstable();
         for (c, r) in all {
             emit(c, r);

@@ -90,9 +90,9 @@ pub fn topic_records(kafka: &KafkaConfig, bootstrap: &str, topic: &str, wait: Du
         .sum()
 }
 
-/// A valid interview of the demo study: its first form, the first scale
-/// item at its lowest point (read from the catalog, which may grow).
-pub fn demo_interview(respondent: &str, submission: &str) -> v1::Submission {
+/// The demo study's first form, and the id and lowest point of its first
+/// scale item (read from the catalog, which may grow).
+pub fn demo_scale_item() -> (String, String, i64) {
     let catalog = Catalog::demo();
     let study = catalog.get(DEMO_STUDY_ID).expect("demo study");
     let form = &study.forms[0];
@@ -104,9 +104,16 @@ pub fn demo_interview(respondent: &str, submission: &str) -> v1::Submission {
             _ => None,
         })
         .expect("a scale item");
+    (form.id.clone(), item, min)
+}
+
+/// A valid interview of the demo study: its first form, the first scale
+/// item at its lowest point.
+pub fn demo_interview(respondent: &str, submission: &str) -> v1::Submission {
+    let (form, item, min) = demo_scale_item();
     v1::Submission {
         study: DEMO_STUDY_ID.into(),
-        form: form.id.clone(),
+        form,
         respondent_id: respondent.into(),
         submission_id: submission.into(),
         started_at: Some("2005-03-01T10:00:00Z".into()),
