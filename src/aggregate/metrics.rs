@@ -9,7 +9,7 @@
 
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
-use super::{Outcome, Shared};
+use super::{LiveState, Outcome};
 use crate::instrument::{KindDef, Study};
 use crate::quality::Missing;
 use crate::results::StudyState;
@@ -32,7 +32,7 @@ fn gauge(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus:
 }
 
 /// Builds a registry holding the aggregator's results and progress as of now.
-pub fn snapshot(shared: &Shared) -> prometheus::Result<Registry> {
+pub fn scrape(shared: &LiveState) -> prometheus::Result<Registry> {
     let reg = Registry::new();
     let interviews = counter(
         &reg,
@@ -107,7 +107,7 @@ pub fn snapshot(shared: &Shared) -> prometheus::Result<Registry> {
         &[],
     )?;
 
-    let fieldwork = super::fieldwork::FieldworkMetrics::register(&reg)?;
+    let fieldwork = super::fieldwork_metrics::FieldworkMetrics::register(&reg)?;
     for study in shared.catalog().studies() {
         let state = shared.merged(study.id());
         export_study(
