@@ -76,7 +76,7 @@ enum Command {
     },
     /// Time from starting a fresh aggregator to ready, with many interviews in
     /// the topic (default 1,000,000), from snapshots and (--replay) without.
-    BenchRestore(fieldwatch::restore_bench::RestoreOptions),
+    BenchRestore(fieldwatch::bench::restore::RestoreOptions),
     /// Stream a JSONL file of interviews and dispositions to a running service.
     Submit {
         /// gRPC endpoint of ingest.
@@ -163,7 +163,9 @@ fn main() -> ExitCode {
                 .await
                 .map_err(anyhow::Error::from)
         }),
-        Command::BenchRestore(opts) => block_on(async move { fieldwatch::restore_bench::run(&opts).await }),
+        Command::BenchRestore(opts) => {
+            block_on(async move { Ok(fieldwatch::bench::restore::run(&opts, &mut std::io::stdout()).await?) })
+        }
         Command::Generate { count, seed, study, hostile, instruments } => {
             with_study(&instruments, &study, |s| {
                 use std::io::Write;
