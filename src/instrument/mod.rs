@@ -7,6 +7,7 @@
 //! dimensions. Everything else in fieldwatch reads the compiled [`Study`].
 //! Pure: no I/O here except [`Catalog::load_paths`], which reads files.
 
+pub mod cli;
 mod compile;
 pub mod expr;
 pub mod model;
@@ -72,6 +73,14 @@ pub enum LoadError {
         path: PathBuf,
         /// Every problem found.
         problems: Vec<Problem>,
+    },
+    /// No loaded study has this id.
+    #[error("unknown study `{study}` (loaded: {loaded})")]
+    UnknownStudy {
+        /// The id asked for.
+        study: String,
+        /// The ids of the loaded studies, comma-separated.
+        loaded: String,
     },
     /// Two files define the same study.
     #[error("study `{study}` is defined twice ({first} and {second})")]
@@ -319,6 +328,19 @@ impl Catalog {
             c.studies.insert(study.id().to_string(), Arc::new(study));
         }
         Ok(c)
+    }
+
+    /// The studies of `paths`, or the built-in demo study when there are none.
+    pub fn load_or_demo(paths: &[PathBuf]) -> Result<Catalog, LoadError> {
+        if paths.is_empty() { Ok(Catalog::demo()) } else { Catalog::load_paths(paths) }
+    }
+
+    /// A study by id, or an error naming the loaded ones.
+    pub fn study(&self, id: &str) -> Result<&Arc<Study>, LoadError> {
+        self.get(id).ok_or_else(|| LoadError::UnknownStudy {
+            study: id.to_owned(),
+            loaded: self.studies().map(|s| s.id()).collect::<Vec<_>>().join(", "),
+        })
     }
 
     /// A study by id.
