@@ -30,8 +30,8 @@
 //! - [`http`]: `/metrics`, the JSON API, health and the live page; [`http::serve`].
 //! - [`config`]: the typed configuration file and environment overrides; [`config::Config::load`].
 //! - [`submit`]: the `submit` gRPC client; [`submit::run`].
-//! - [`restore_bench`]: `bench-restore`, time to ready after a restart with many interviews; [`restore_bench::run`].
-//! - [`bench`]: the `bench` command: producer, ingest, latency and aggregator figures on one broker; [`bench::run`].
+//! - [`bench`]: tools next to the product: `bench` (producer, ingest, latency and aggregator figures on one broker; [`bench::run`]) and `bench-restore` (time to ready after a restart; [`bench::restore::run`]).
+//! - [`errors`]: an error shown with its whole cause chain, for `main` and log lines; [`errors::chain`].
 //! - [`app`]: start-up wiring of `serve`, `ingest` and `aggregate`; [`app::start`], [`app::run`].
 
 #![warn(missing_docs)]
@@ -41,6 +41,7 @@ pub mod app;
 pub mod bench;
 pub mod broker;
 pub mod config;
+pub mod errors;
 pub mod fieldwork;
 pub mod http;
 pub mod ingest;
@@ -50,7 +51,6 @@ pub mod pipeline;
 pub mod proto;
 pub mod quality;
 pub mod report;
-pub mod restore_bench;
 pub mod results;
 pub mod submit;
 pub mod synth;

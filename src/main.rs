@@ -1,16 +1,20 @@
-//! The `fieldwatch` binary: parses the command line and calls the library.
+//! The `fieldwatch` binary: parses the command line, loads the
+//! configuration, sets up logging and calls the library. Each subcommand is
+//! one arm of [`run`] calling one library entry point; errors are printed
+//! once, here, with their whole cause chain.
 
-use std::path::PathBuf;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
 use fieldwatch::app::{self, Parts};
 use fieldwatch::config::Config;
-use fieldwatch::instrument::{self, Catalog, KindDef, Study};
-use fieldwatch::report;
+use fieldwatch::instrument::{self, Catalog};
+use fieldwatch::report::print::Format;
 use fieldwatch::submit::SubmitOptions;
-use fieldwatch::validate::Limits;
-use std::time::Duration;
 
 #[derive(Parser)]
 #[command(name = "fieldwatch", version, about = "Live results and live data quality for survey fieldwork")]
@@ -76,7 +80,7 @@ enum Command {
     },
     /// Time from starting a fresh aggregator to ready, with many interviews in
     /// the topic (default 1,000,000), from snapshots and (--replay) without.
-    BenchRestore(fieldwatch::restore_bench::RestoreOptions),
+    BenchRestore(fieldwatch::bench::restore::RestoreOptions),
     /// Stream a JSONL file of interviews and dispositions to a running service.
     Submit {
         /// gRPC endpoint of ingest.
@@ -120,12 +124,6 @@ enum Command {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Format {
-    Table,
-    Json,
-}
-
 #[derive(Subcommand)]
 enum InstrumentCommand {
     /// Load and lint instrument files; print every problem with file and line.
@@ -153,88 +151,110 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match cli.command {
-        Command::Serve(args) => service(args, Parts::All),
-        Command::Ingest(args) => service(args, Parts::Ingest),
-        Command::Aggregate(args) => service(args, Parts::Aggregate),
-        #[cfg(feature = "embedded-broker")]
-        Command::Broker { listen, data_dir } => block_on(async move {
-            fieldwatch::broker::run_standalone(fieldwatch::broker::BrokerConfig::new(listen, data_dir))
-                .await
-                .map_err(anyhow::Error::from)
-        }),
-        Command::BenchRestore(opts) => block_on(async move { fieldwatch::restore_bench::run(&opts).await }),
-        Command::Generate { count, seed, study, hostile, instruments } => {
-            with_study(&instruments, &study, |s| {
-                use std::io::Write;
-                let opts = fieldwatch::synth::Options { random_strings: hostile };
-                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-                let mut rng = fieldwatch::synth::Rng::new(seed);
-                for n in 0..count {
-                    let form = &s.forms[(n % s.forms.len() as u64) as usize];
-                    let mut sub = fieldwatch::synth::interview(s, form, n, &mut rng, &opts);
-                    sub.respondent_id = format!("gen-{seed}-r{n}");
-                    sub.submission_id = format!("gen-{seed}-s{n}");
-                    let line = match serde_json::to_string(&sub) {
-                        Ok(l) => l,
-                        Err(e) => {
-                            eprintln!("error: {e}");
-                            return ExitCode::FAILURE;
-                        }
-                    };
-                    if writeln!(out, "{line}").is_err() {
-                        return ExitCode::FAILURE;
-                    }
-                }
-                if out.flush().is_err() { ExitCode::FAILURE } else { ExitCode::SUCCESS }
-            })
-        }
-        Command::Submit { server, file, token, retry_for_secs } => {
-            submit(server, file, token, retry_for_secs)
-        }
-        Command::Bench(opts) => {
-            block_on(
-                async move { Ok(fieldwatch::bench::run(&opts, &mut std::io::stdout()).await.map(drop)?) },
-            )
-        }
-        Command::Instrument { command: InstrumentCommand::Check { files } } => instrument_check(&files),
-        Command::Instrument { command: InstrumentCommand::Show { study, instruments } } => {
-            with_study(&instruments, &study, |s| {
-                print!("{}", show_study(s));
-                ExitCode::SUCCESS
-            })
-        }
-        Command::Report { input, study, by, format, instruments } => {
-            with_study(&instruments, &study, |s| run_report(s, &input, by.as_deref(), format))
-        }
-    }
-}
-
-fn block_on(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
+    match run(cli.command) {
+        Ok(code) => code,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(fut) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+            // `{:#}`: the error and every cause, `a: b: c`.
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn service(args: ServiceArgs, parts: Parts) -> ExitCode {
-    let mut config = match Config::load(args.config.as_deref(), std::env::vars) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
+/// Runs one subcommand. `Ok(FAILURE)` is a failure already reported (a
+/// lint problem, a rejected line); `Err` is printed by `main`.
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    let mut stdout = std::io::stdout();
+    match command {
+        Command::Serve(args) => service(args, Parts::All),
+        Command::Ingest(args) => service(args, Parts::Ingest),
+        Command::Aggregate(args) => service(args, Parts::Aggregate),
+        #[cfg(feature = "embedded-broker")]
+        Command::Broker { listen, data_dir } => {
+            let config = fieldwatch::broker::BrokerConfig::new(listen, data_dir);
+            block_on(async move { Ok(fieldwatch::broker::run_standalone(config).await?) })?;
+            Ok(ExitCode::SUCCESS)
         }
-    };
+        Command::Generate { count, seed, study, hostile, instruments } => {
+            let catalog = Catalog::load_or_demo(&instruments)?;
+            let opts = fieldwatch::synth::Options { random_strings: hostile };
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            fieldwatch::synth::write_jsonl(catalog.study(&study)?, count, seed, &opts, &mut out)
+                .context("cannot write the interviews")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Submit { server, file, token, retry_for_secs } => {
+            let opts = SubmitOptions {
+                server,
+                token,
+                retry_for: Duration::from_secs(retry_for_secs),
+                progress: true,
+            };
+            let input = open_input(&file)?;
+            let summary =
+                block_on(async move { Ok(fieldwatch::submit::run(input, &opts, &mut stdout).await?) })?;
+            eprintln!("{summary}");
+            Ok(if summary.all_stored() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Bench(opts) => {
+            block_on(async move { Ok(fieldwatch::bench::run(&opts, &mut stdout).await.map(drop)?) })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchRestore(opts) => {
+            block_on(async move { Ok(fieldwatch::bench::restore::run(&opts, &mut stdout).await?) })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Instrument { command } => match command {
+            InstrumentCommand::Check { files } => {
+                let good = instrument::cli::check(&files, &mut stdout, &mut std::io::stderr())?;
+                Ok(if good { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            }
+            InstrumentCommand::Show { study, instruments } => {
+                let catalog = Catalog::load_or_demo(&instruments)?;
+                write!(stdout, "{}", instrument::cli::show(catalog.study(&study)?))?;
+                Ok(ExitCode::SUCCESS)
+            } // New `instrument` subcommands (e.g. `import` from XLSForm): a
+              // variant of `InstrumentCommand` and an arm here calling the library.
+        },
+        Command::Report { input, study, by, format, instruments } => {
+            let catalog = Catalog::load_or_demo(&instruments)?;
+            let reader = open_input(&input)?;
+            fieldwatch::report::print::print(
+                catalog.study(&study)?,
+                reader,
+                &input.display().to_string(),
+                by.as_deref(),
+                format,
+                &mut stdout,
+                &mut std::io::stderr(),
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// A file named on the command line, or standard input for `-`.
+fn open_input(path: &Path) -> anyhow::Result<Box<dyn BufRead + Send>> {
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(std::io::BufReader::new(std::io::stdin())));
+    }
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    Ok(Box::new(std::io::BufReader::new(file)))
+}
+
+/// Runs `fut` to completion on a multi-threaded runtime.
+fn block_on<T>(fut: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    rt.block_on(fut)
+}
+
+/// `serve`, `ingest` or `aggregate`: the config file, environment
+/// overrides and flags, then the service until it is stopped.
+fn service(args: ServiceArgs, parts: Parts) -> anyhow::Result<ExitCode> {
+    let mut config = Config::load(args.config.as_deref(), std::env::vars)?;
     config.ingest.apply_env(|k| std::env::var(k).ok());
     if let Some(a) = args.grpc_addr {
         config.ingest.listen = a;
@@ -245,216 +265,7 @@ fn service(args: ServiceArgs, parts: Parts) -> ExitCode {
     if let Some(d) = args.data_dir {
         config.data_dir = d;
     }
-    if let Err(e) = config.validate() {
-        eprintln!("error: invalid configuration: {e}");
-        return ExitCode::FAILURE;
-    }
-    block_on(app::run(config, parts))
-}
-
-fn submit(server: String, file: PathBuf, token: Option<String>, retry_for_secs: u64) -> ExitCode {
-    let opts =
-        SubmitOptions { server, token, retry_for: Duration::from_secs(retry_for_secs), progress: true };
-    let reader: Box<dyn std::io::BufRead + Send> = if file.as_os_str() == "-" {
-        Box::new(std::io::BufReader::new(std::io::stdin()))
-    } else {
-        match std::fs::File::open(&file) {
-            Ok(f) => Box::new(std::io::BufReader::new(f)),
-            Err(e) => {
-                eprintln!("error: cannot open {}: {e}", file.display());
-                return ExitCode::FAILURE;
-            }
-        }
-    };
-    let mut failed = false;
-    let code = block_on(async {
-        let mut out = std::io::stdout();
-        let s = fieldwatch::submit::run(reader, &opts, &mut out).await?;
-        eprintln!(
-            "submitted {} lines: {} accepted, {} rejected, {} not stored, {} resends",
-            s.lines, s.accepted, s.rejected, s.failed, s.resent
-        );
-        failed = s.rejected > 0 || s.failed > 0;
-        Ok(())
-    });
-    if failed { ExitCode::FAILURE } else { code }
-}
-
-/// Loads the catalog (given paths, or the built-in demo) and runs `f` on one study.
-fn with_study(paths: &[PathBuf], id: &str, f: impl FnOnce(&Study) -> ExitCode) -> ExitCode {
-    let catalog = if paths.is_empty() {
-        Catalog::demo()
-    } else {
-        match Catalog::load_paths(paths) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    };
-    match catalog.get(id) {
-        Some(s) => f(s),
-        None => {
-            let known: Vec<&str> = catalog.studies().map(|s| s.id()).collect();
-            eprintln!("error: unknown study `{id}` (loaded: {})", known.join(", "));
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn run_report(study: &Study, input: &std::path::Path, by: Option<&str>, format: Format) -> ExitCode {
-    let reader: Box<dyn std::io::BufRead> = if input.as_os_str() == "-" {
-        Box::new(std::io::BufReader::new(std::io::stdin()))
-    } else {
-        match std::fs::File::open(input) {
-            Ok(f) => Box::new(std::io::BufReader::new(f)),
-            Err(e) => {
-                eprintln!("error: cannot open {}: {e}", input.display());
-                return ExitCode::FAILURE;
-            }
-        }
-    };
-    // `--by interviewer` breaks fieldwork down by interviewer even where no
-    // declared dimension has that name; the toplines then stay overall.
-    let top_by = by.filter(|b| study.dim(b).is_some() || *b != fieldwatch::fieldwork::summary::INTERVIEWER);
-    let (tally, top) = match report::run(study, reader, top_by, &Limits::default()) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    for e in &tally.errors {
-        for v in &e.violations {
-            eprintln!("{}:{}: {} ({}): {}", input.display(), e.line, v.field, v.rule.as_str(), v.message);
-        }
-    }
-    let fieldwork = match report::fieldwork(study, &tally, by) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match format {
-        Format::Table => {
-            print!("{}", top.to_table());
-            print!("{}", fieldwork.to_table());
-            println!(
-                "{} lines, {} rejected, {} retries, {} duplicate respondents, {} possible duplicates",
-                tally.lines,
-                tally.errors.len(),
-                tally.state.retries,
-                tally.state.duplicate_respondents,
-                tally.state.possible_duplicates()
-            );
-        }
-        Format::Json => {
-            let doc = report::ReportJson {
-                toplines: &top,
-                lines: tally.lines,
-                rejected: &tally.errors,
-                retries: tally.state.retries,
-                duplicate_respondents: tally.state.duplicate_respondents,
-                possible_duplicates: tally.state.possible_duplicates(),
-                fieldwork: &fieldwork,
-            };
-            match serde_json::to_string_pretty(&doc) {
-                Ok(s) => println!("{s}"),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::FAILURE;
-                }
-            }
-        }
-    }
-    if !tally.errors.is_empty() {
-        eprintln!("{} of {} lines rejected", tally.errors.len(), tally.lines);
-    }
-    ExitCode::SUCCESS
-}
-
-fn show_study(s: &Study) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    let _ = writeln!(out, "study {} — {}", s.id(), s.def.title);
-    for f in &s.forms {
-        let _ = writeln!(out, "\nform {} — {} ({} items)", f.id, f.title, f.items.len());
-        let _ = writeln!(
-            out,
-            "{:<10} {:<36} {:<14} {:<4} {:<30} relevant",
-            "item", "code", "kind", "req", "values"
-        );
-        for it in &f.items {
-            let values = match &it.kind {
-                KindDef::Scale { min, max, direction, .. } => {
-                    format!("{min}..{max} {direction:?}").to_lowercase()
-                }
-                KindDef::Count { min, max } => format!("{min}..{max}"),
-                KindDef::Number { min, max } => format!("{:?}..{:?}", min, max),
-                KindDef::MultiSelect { options, ranked, max_picks } => format!(
-                    "{} options{}{}",
-                    options.len(),
-                    if *ranked { ", ranked" } else { "" },
-                    max_picks.map(|m| format!(", max {m}")).unwrap_or_default()
-                ),
-                KindDef::SingleChoice { options } => format!("{} options", options.len()),
-                _ => String::new(),
-            };
-            let relevant = s
-                .def
-                .forms
-                .iter()
-                .find(|d| d.id == f.id)
-                .and_then(|d| d.items.iter().find(|d| d.id == it.id))
-                .and_then(|d| d.relevant.clone())
-                .unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "{:<10} {:<36} {:<14} {:<4} {:<30} {}",
-                it.id,
-                s.codes[it.code].code,
-                it.kind.name(),
-                if it.required { "yes" } else { "" },
-                values,
-                relevant
-            );
-        }
-    }
-    out
-}
-
-fn instrument_check(files: &[PathBuf]) -> ExitCode {
-    let paths = match instrument::expand_paths(files) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut failed = false;
-    for path in paths {
-        match std::fs::read_to_string(&path) {
-            Err(e) => {
-                eprintln!("{}: cannot read: {e}", path.display());
-                failed = true;
-            }
-            Ok(src) => match Study::from_yaml(&src) {
-                Ok(s) => println!(
-                    "{}: ok (study {}, {} forms, {} items, {} codes)",
-                    path.display(),
-                    s.id(),
-                    s.forms.len(),
-                    s.forms.iter().map(|f| f.items.len()).sum::<usize>(),
-                    s.codes.len()
-                ),
-                Err(problems) => {
-                    eprintln!("{}", instrument::format_problems(&path, &problems));
-                    failed = true;
-                }
-            },
-        }
-    }
-    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    config.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
+    block_on(app::run(config, parts))?;
+    Ok(ExitCode::SUCCESS)
 }

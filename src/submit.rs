@@ -44,6 +44,23 @@ pub struct SubmitSummary {
     pub resent: usize,
 }
 
+impl std::fmt::Display for SubmitSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "submitted {} lines: {} accepted, {} rejected, {} not stored, {} resends",
+            self.lines, self.accepted, self.rejected, self.failed, self.resent
+        )
+    }
+}
+
+impl SubmitSummary {
+    /// Whether every line was stored.
+    pub fn all_stored(&self) -> bool {
+        self.rejected == 0 && self.failed == 0
+    }
+}
+
 /// Errors of `submit`.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {

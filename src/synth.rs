@@ -1,5 +1,6 @@
 //! Synthetic interviews generated from an instrument, for benchmarks, load
-//! tests and the fault-injection suite. Deterministic for a given seed; pure.
+//! tests and the fault-injection suite. Deterministic for a given seed; pure
+//! but for [`write_jsonl`], which writes to the `impl Write` it is given.
 //!
 //! Every generated interview is valid and clean with respect to hard
 //! validation; quality flags may still arise (e.g. a random answer to a
@@ -139,6 +140,28 @@ pub fn interviews(study: &Study, count: u64, seed: u64, opts: &Options) -> Vec<S
             interview(study, form, seed.wrapping_mul(1_000_000_007).wrapping_add(n), &mut rng, opts)
         })
         .collect()
+}
+
+/// `fieldwatch generate`: `count` interviews spread over the study's forms
+/// as JSONL, with respondent ids `gen-{seed}-r{n}` and submission ids
+/// `gen-{seed}-s{n}`.
+pub fn write_jsonl(
+    study: &Study,
+    count: u64,
+    seed: u64,
+    opts: &Options,
+    out: &mut impl std::io::Write,
+) -> std::io::Result<()> {
+    let mut rng = Rng::new(seed);
+    for n in 0..count {
+        let form = &study.forms[(n % study.forms.len() as u64) as usize];
+        let mut sub = interview(study, form, n, &mut rng, opts);
+        sub.respondent_id = format!("gen-{seed}-r{n}");
+        sub.submission_id = format!("gen-{seed}-s{n}");
+        serde_json::to_writer(&mut *out, &sub)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ PYTHON=${PYTHON:-python3}
 HOSTILE=${HOSTILE_COUNT:-3000}
 
 command -v promtool >/dev/null || { echo "error: promtool not found (apt-get install prometheus)" >&2; exit 1; }
-work=$(mktemp -d /tmp/fieldwatch-promtool.XXXXXX)
+work=$(mktemp -d "${TMPDIR:-/tmp}/fieldwatch-promtool.XXXXXX")
 trap 'fw_stop; rm -rf "$work"' EXIT
 
 # Series identities (metric name and labels, without the value), sorted.

@@ -266,8 +266,10 @@ impl EmbeddedBroker {
             task.abort();
             match task.await {
                 Err(e) if e.is_cancelled() => {}
-                Err(e) => tracing::error!(error = %e, "embedded broker task failed"),
-                Ok(Err(e)) => tracing::error!(error = %e, "embedded broker stopped with an error"),
+                Err(e) => tracing::error!(error = %crate::errors::chain(&e), "embedded broker task failed"),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %crate::errors::chain(&e), "embedded broker stopped with an error")
+                }
                 Ok(Ok(())) => {}
             }
             wait_for_storage_release(&self.database).await;

@@ -356,7 +356,7 @@ pub async fn wait_for_broker(
             match admin.inner().fetch_metadata(None, remaining.min(Duration::from_millis(250))) {
                 Ok(metadata) if !metadata.brokers().is_empty() => return true,
                 Ok(_) => tracing::debug!("metadata without brokers"),
-                Err(e) => tracing::debug!(error = %e, "broker not answering yet"),
+                Err(e) => tracing::debug!(error = %crate::errors::chain(&e), "broker not answering yet"),
             }
             std::thread::sleep(Duration::from_millis(20).min(remaining));
         }

@@ -6,6 +6,8 @@
 //! offline numbers are the reference the live ones are compared with. A line that fails is reported with its number and
 //! reasons and does not stop the run.
 
+pub mod print;
+
 use std::io::BufRead;
 
 use serde::Serialize;

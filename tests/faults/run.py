@@ -13,8 +13,11 @@ Scenarios (all by default; pick with --only NAME):
             `submit` retries; nothing lost, nothing counted twice
   twice     the same file submitted twice: only the retry counter moves
 
-Usage: tests/faults/run.py --bin target/debug/fieldwatch [--records 50000] [--seed 7]
-Standard library only. Every process is killed at the end, whatever happens.
+Usage: tests/faults/run.py --bin target/debug/fieldwatch [--records 50000] [--seed 7] [--only kill]
+Standard library only. Every process is killed at the end, whatever happens, and
+everything the run writes (the interviews file, each scenario's broker data and
+logs) lives in one temporary directory that is removed at the end, also on
+failure (a failed scenario's logs are printed first); --keep keeps it.
 """
 
 import argparse
@@ -26,6 +29,7 @@ import signal
 import socket
 import subprocess
 import sys
+import shutil
 import tempfile
 import time
 import urllib.request
@@ -235,7 +239,8 @@ def compare(exp, live, retries):
 
 def run_scenario(name, binary, data, n, seed, workdir):
     rng = random.Random(seed)
-    wd = tempfile.mkdtemp(prefix=f"fw-faults-{name}-", dir=workdir)
+    wd = os.path.join(workdir, name)
+    os.makedirs(wd)
     exp, report = expected(binary, data, wd)
     c = Cluster(binary, wd, name)
     a1 = c.start_aggregator("agg1")
@@ -306,24 +311,57 @@ def main():
     ap.add_argument("--records", type=int, default=50000)
     ap.add_argument("--seed", type=int, default=int(time.time()) % 100000)
     ap.add_argument("--only", action="append")
-    ap.add_argument("--workdir", default=tempfile.gettempdir())
+    ap.add_argument("--workdir", default=tempfile.gettempdir(),
+                    help="where the run's temporary directory is made")
+    ap.add_argument("--keep", action="store_true", help="keep the run's directory (data, logs)")
     args = ap.parse_args()
+    # SIGTERM (CI's timeout, a user's kill) unwinds like an exception, so the
+    # finally below still stops the processes and removes the directory.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    run_dir = tempfile.mkdtemp(prefix="fw-faults-", dir=args.workdir)
+    try:
+        return run_all(args, run_dir)
+    finally:
+        cleanup()
+        if args.keep:
+            log(f"kept {run_dir}")
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def show_logs(wd, lines=20):
+    """The tail of every process log of a failed scenario, before its directory goes."""
+    for name in sorted(os.listdir(wd)):
+        if name.endswith(".log"):
+            with open(os.path.join(wd, name), "rb") as f:
+                tail = f.read().decode(errors="replace").splitlines()[-lines:]
+            log(f"--- {name} (last {len(tail)} lines)")
+            for line in tail:
+                print(f"    {line}", flush=True)
+
+
+def run_all(args, run_dir):
     binary = os.path.abspath(args.bin)
-    log(f"seed {args.seed}, {args.records} interviews")
-    data = os.path.join(args.workdir, f"fw-faults-{args.records}-{args.seed}.jsonl")
+    log(f"seed {args.seed}, {args.records} interviews, in {run_dir}")
+    data = os.path.join(run_dir, f"interviews-{args.records}-{args.seed}.jsonl")
     with open(data, "wb") as f:
         subprocess.run([binary, "generate", "--count", str(args.records), "--seed", str(args.seed)],
                        stdout=f, check=True)
     passed = failed = 0
     for name in args.only or ["kill", "scale", "broker", "twice"]:
         try:
-            ok = run_scenario(name, binary, data, args.records, args.seed, args.workdir)
+            ok = run_scenario(name, binary, data, args.records, args.seed, run_dir)
         except Exception as e:  # a scenario that cannot finish is a failure
             log(f"{name}: FAIL: {e}")
             ok = False
         finally:
             cleanup()
             PROCS.clear()
+        wd = os.path.join(run_dir, name)
+        if not ok and os.path.isdir(wd):
+            show_logs(wd)
+        if not args.keep:
+            shutil.rmtree(wd, ignore_errors=True)  # the next scenario needs the room
         passed += ok
         failed += not ok
     print(f"{passed} passed, {failed} failed")

@@ -29,7 +29,7 @@ fw_start() {
         echo "error: $bin not found: run cargo build first (or set FIELDWATCH_BIN)" >&2
         return 1
     fi
-    FW_DIR=$(mktemp -d /tmp/fieldwatch-test.XXXXXX)
+    FW_DIR=$(mktemp -d "${TMPDIR:-/tmp}/fieldwatch-test.XXXXXX")
     : >"$FW_DIR/stdout"
     NO_COLOR=1 "$bin" serve --grpc-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --data-dir "$FW_DIR/data" \
         >"$FW_DIR/stdout" 2>"$FW_DIR/stderr" </dev/null &

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.."
 source tests/lib/serve.sh
 source tests/lib/check.sh
 PYTHON=${PYTHON:-python3}
-out=$(mktemp /tmp/fieldwatch-pyclient.XXXXXX)
+out=$(mktemp "${TMPDIR:-/tmp}/fieldwatch-pyclient.XXXXXX")
 trap 'fw_stop; rm -f "$out"' EXIT
 
 fw_start
