@@ -25,12 +25,14 @@
 //! owner of the partition already did (replays publish nothing twice).
 
 pub mod fieldwork;
+pub(crate) mod global;
 pub mod metrics;
 pub mod quality;
 pub mod snapshot;
+pub mod view;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use prost::Message as _;
@@ -67,6 +69,17 @@ pub struct AggregateConfig {
     /// keeps its partitions before the group gives them to others.
     #[serde(default = "default_session_timeout_ms")]
     pub session_timeout_ms: u64,
+    /// How often the study-wide view (what the JSON API and the live page
+    /// answer) is rebuilt from the owned partitions and the other
+    /// partitions' snapshots, in ms.
+    #[serde(default = "default_view_interval_ms")]
+    pub view_interval_ms: u64,
+    /// Not a configuration key: set by `serve`, the only consumer of its
+    /// responses topic, which then assigns itself every partition instead
+    /// of joining the consumer group, so a restarted `serve` owns its
+    /// partitions at once (no session to wait out, no empty assignment).
+    #[serde(skip)]
+    pub assign_all: bool,
 }
 
 fn default_group_id() -> String {
@@ -81,6 +94,9 @@ fn default_snapshot_interval_ms() -> u64 {
 fn default_session_timeout_ms() -> u64 {
     10_000
 }
+fn default_view_interval_ms() -> u64 {
+    1_000
+}
 
 impl Default for AggregateConfig {
     fn default() -> Self {
@@ -89,6 +105,8 @@ impl Default for AggregateConfig {
             watermark_interval_ms: default_watermark_interval_ms(),
             snapshot_interval_ms: default_snapshot_interval_ms(),
             session_timeout_ms: default_session_timeout_ms(),
+            view_interval_ms: default_view_interval_ms(),
+            assign_all: false,
         }
     }
 }
@@ -187,6 +205,10 @@ pub struct PartitionState {
 struct Inner {
     partitions: BTreeMap<i32, PartitionState>,
     assigned_once: bool,
+    /// Owning no partition while partitions stall with unread records (see
+    /// [`IdleWatch`]): not ready until a partition is assigned or nothing
+    /// is left unread.
+    orphaned: bool,
     outcomes: HashMap<Outcome, u64>,
     snapshots_written: u64,
     snapshots_restored: u64,
@@ -204,6 +226,11 @@ pub struct Shared {
     inner: Mutex<Inner>,
     /// Outcomes of the quality publisher, for the metrics.
     quality: quality::QualityCounters,
+    /// The study-wide view the readers use, replaced whole by the view
+    /// builder ([`global`]) once per `view_interval_ms`. Readers hold the
+    /// read lock only to clone the `Arc`, so no request waits on the
+    /// aggregator's mutex or merges anything.
+    view: RwLock<Arc<view::View>>,
 }
 
 /// Lag and readiness of one partition.
@@ -229,6 +256,7 @@ impl Shared {
             limits,
             inner: Mutex::new(Inner::default()),
             quality: quality::QualityCounters::default(),
+            view: RwLock::new(Arc::new(view::View::default())),
         })
     }
 
@@ -249,6 +277,7 @@ impl Shared {
     pub(crate) fn assign(&self, partition: i32, restored: Option<snapshot::Snapshot>) -> i64 {
         let mut g = self.lock();
         g.assigned_once = true;
+        g.orphaned = false;
         g.generations += 1;
         let generation = g.generations;
         let state = match restored {
@@ -429,6 +458,16 @@ impl Shared {
         review::page(all, filter, page, per_page)
     }
 
+    /// The newest study-wide view (the empty, incomplete one before the first build).
+    pub fn view(&self) -> Arc<view::View> {
+        self.view.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the study-wide view.
+    pub(crate) fn set_view(&self, v: view::View) {
+        *self.view.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(v);
+    }
+
     /// What the quality publisher did since start.
     pub fn quality_counters(&self) -> &quality::QualityCounters {
         &self.quality
@@ -446,10 +485,13 @@ impl Shared {
         out
     }
 
-    /// Every owned partition has read up to its high watermark.
+    /// Every owned partition has read up to its high watermark, and the
+    /// instance is not owning nothing while partitions stall unread.
     pub fn caught_up(&self) -> bool {
         let g = self.lock();
-        g.assigned_once && g.partitions.values().all(|p| p.high_watermark.is_some_and(|h| p.next_offset >= h))
+        g.assigned_once
+            && !g.orphaned
+            && g.partitions.values().all(|p| p.high_watermark.is_some_and(|h| p.next_offset >= h))
     }
 
     /// Per-partition progress.
@@ -468,6 +510,10 @@ impl Shared {
     /// Records processed by outcome since start.
     pub fn outcomes(&self) -> HashMap<Outcome, u64> {
         self.lock().outcomes.clone()
+    }
+
+    fn set_orphaned(&self, orphaned: bool) {
+        self.lock().orphaned = orphaned;
     }
 
     fn set_high_watermark(&self, partition: i32, high: i64) {
@@ -663,7 +709,12 @@ fn group_progress(c: &StreamConsumer<Ctx>, topic: &str) -> Option<(BTreeMap<i32,
 
 /// Rejoins the group when partitions stall while this instance owns
 /// nothing (see [`IdleWatch`]).
-async fn rejoin_if_stalled(consumer: &Arc<StreamConsumer<Ctx>>, idle: &mut IdleWatch, topic: &str) {
+async fn rejoin_if_stalled(
+    consumer: &Arc<StreamConsumer<Ctx>>,
+    shared: &Shared,
+    idle: &mut IdleWatch,
+    topic: &str,
+) {
     let (c, t) = (consumer.clone(), topic.to_string());
     // Metadata, offset and watermark requests block, each bounded by its
     // timeout: off the async workers.
@@ -671,13 +722,59 @@ async fn rejoin_if_stalled(consumer: &Arc<StreamConsumer<Ctx>>, idle: &mut IdleW
     else {
         return;
     };
+    // Nothing unread anywhere: an idle spare is rightly ready.
+    if !committed.iter().any(|(p, c)| high.get(p).is_some_and(|h| *h > (*c).max(0))) {
+        shared.set_orphaned(false);
+    }
     if idle.stalled(committed, &high) {
+        // Not ready (issue 15, honest health) until a partition is assigned.
+        shared.set_orphaned(true);
         tracing::warn!("owning no partition while partitions stall with unread records; rejoining the group");
         consumer.unsubscribe();
         if let Err(e) = consumer.subscribe(&[topic]) {
             tracing::warn!(error = %e, "subscribe after rejoin failed");
         }
     }
+}
+
+/// `serve`'s membership: assigns every partition of `topic` to this
+/// consumer, each restored from its snapshot first and started at the
+/// snapshot's next offset, as the rebalance callback does for a group
+/// member. No group protocol is involved, so a restarted `serve` owns every
+/// partition at once and is ready as soon as it has read up to the high
+/// watermarks, with or without new records.
+async fn assign_all(
+    consumer: &Arc<StreamConsumer<Ctx>>,
+    shared: &Arc<Shared>,
+    store: &Arc<snapshot::Store>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<(), AggregateError> {
+    let (c, sh, st, t) = (consumer.clone(), shared.clone(), store.clone(), topic.to_string());
+    // Metadata and snapshot reads block, each bounded by its timeout: off the async workers.
+    let assigned = tokio::task::spawn_blocking(move || -> Result<Vec<i32>, AggregateError> {
+        let md = c.fetch_metadata(Some(&t), timeout)?;
+        let parts: Vec<i32> =
+            md.topics().first().map(|x| x.partitions().iter().map(|p| p.id()).collect()).unwrap_or_default();
+        let mut tpl = TopicPartitionList::new();
+        for &p in &parts {
+            let restored = st.load_blocking(p).unwrap_or_else(|e| {
+                tracing::warn!(partition = p, error = %e, "snapshot restore failed; replaying");
+                None
+            });
+            let next = sh.assign(p, restored);
+            tpl.add_partition_offset(&t, p, Offset::Offset(next))?;
+        }
+        c.assign(&tpl)?;
+        Ok(parts)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        tracing::error!(error = %e, "assigning the partitions panicked");
+        Ok(Vec::new())
+    })?;
+    tracing::info!(partitions = ?assigned, "every partition assigned (serve: no consumer group)");
+    Ok(())
 }
 
 /// Runs the aggregator until `shutdown` resolves.
@@ -698,7 +795,11 @@ pub async fn run(
     consumer_cfg.set("session.timeout.ms", config.session_timeout_ms.to_string());
     let ctx = Ctx { shared: shared.clone(), store: store.clone(), topic: kafka.responses_topic.clone() };
     let consumer: Arc<StreamConsumer<Ctx>> = Arc::new(consumer_cfg.create_with_context(ctx)?);
-    consumer.subscribe(&[kafka.responses_topic.as_str()])?;
+    if config.assign_all {
+        assign_all(&consumer, &shared, &store, &kafka.responses_topic, kafka.admin_timeout()).await?;
+    } else {
+        consumer.subscribe(&[kafka.responses_topic.as_str()])?;
+    }
 
     // Reads high watermarks of owned partitions every interval; ends when the
     // consumer loop below ends (it aborts this task at shutdown).
@@ -732,6 +833,20 @@ pub async fn run(
     let publisher = quality::QualityPublisher::new(kafka, bootstrap, shared.clone())?;
     let publisher = tokio::spawn(publisher.run(quality_rx));
 
+    // Rebuilds the study-wide view every interval; aborted after the loop.
+    let global = global::Global::new(
+        kafka.responses_topic.clone(),
+        kafka.state_topic.clone(),
+        &producer_config(kafka, bootstrap),
+        &consumer_config(kafka, bootstrap, &format!("{}-view-reader", config.group_id)),
+        kafka.admin_timeout(),
+    )?;
+    let views = tokio::spawn(global::run(
+        global,
+        shared.clone(),
+        Duration::from_millis(config.view_interval_ms.max(50)),
+    ));
+
     tokio::pin!(shutdown);
     let mut idle = IdleWatch::new(Duration::from_millis(config.session_timeout_ms.saturating_mul(2)));
     // Snapshot cadence; each tick saves the partitions changed since their last snapshot.
@@ -747,7 +862,7 @@ pub async fn run(
                     tracing::warn!(error = %e, "offset commit failed");
                 }
                 if idle.due(shared.partitions().is_empty(), std::time::Instant::now()) {
-                    rejoin_if_stalled(&consumer, &mut idle, &kafka.responses_topic).await;
+                    rejoin_if_stalled(&consumer, &shared, &mut idle, &kafka.responses_topic).await;
                 }
             }
             msg = consumer.recv() => match msg {
@@ -781,6 +896,7 @@ pub async fn run(
         }
     }
     watermarks.abort();
+    views.abort();
     // Shutdown: save every owned partition and commit, then leave the group.
     let tpl = save_snapshots(&shared, &store, &kafka.responses_topic, false, None).await;
     if tpl.count() > 0 {
