@@ -137,6 +137,7 @@ impl Shared {
                         next_offset: ps.next_offset,
                         studies: ps.studies.iter().map(|(k, v)| (k.clone(), v.counts_only())).collect(),
                         flagged: ps.flagged.clone(),
+                        generation: ps.generation,
                     });
                     cache.insert(*p, (key, part.clone()));
                     part
@@ -161,6 +162,7 @@ impl Shared {
             next_offset: s.next_offset,
             studies: s.studies.into_iter().map(|(k, v)| (k, v.into_counts_only())).collect(),
             flagged,
+            generation: 0,
         })
     }
 }

@@ -125,11 +125,25 @@ pub fn snapshot(shared: &Shared) -> prometheus::Result<Registry> {
     )?;
 
     let fieldwork = super::fieldwork::FieldworkMetrics::register(&reg)?;
+    // The owned partitions' merge, precomputed with the view (issue 15: no
+    // merge under the aggregator's lock per scrape), while this instance
+    // still owns exactly those partitions; right after a rebalance, until
+    // the next view, the live merge, so sums over instances stay exact.
+    let view = shared.view();
+    let ownership = shared.ownership();
     for study in shared.catalog().studies() {
-        let state = shared.merged(study.id());
+        let merged_live;
+        let owned = view.owned_study(study.id(), &ownership);
+        let state: &StudyState = match &owned {
+            Some(s) => s,
+            None => {
+                merged_live = shared.merged(study.id());
+                &merged_live
+            }
+        };
         export_study(
             study,
-            &state,
+            state,
             &interviews,
             &segments,
             &answers,
@@ -139,7 +153,7 @@ pub fn snapshot(shared: &Shared) -> prometheus::Result<Registry> {
             &flags,
             &dups,
         );
-        fieldwork.export(study, &state);
+        fieldwork.export(study, state);
     }
     fieldwork.export_quality(shared.quality_counters());
     let outcomes = shared.outcomes();

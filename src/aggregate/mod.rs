@@ -74,6 +74,12 @@ pub struct AggregateConfig {
     /// partitions' snapshots, in ms.
     #[serde(default = "default_view_interval_ms")]
     pub view_interval_ms: u64,
+    /// Static group membership (`group.instance.id`): a stable id per
+    /// instance, e.g. a StatefulSet pod name. An instance restarted under
+    /// the same id within `session_timeout_ms` gets its partitions back
+    /// without a rebalance. None: dynamic membership.
+    #[serde(default)]
+    pub instance_id: Option<String>,
     /// Not a configuration key: set by `serve`, the only consumer of its
     /// responses topic, which then assigns itself every partition instead
     /// of joining the consumer group, so a restarted `serve` owns its
@@ -106,6 +112,7 @@ impl Default for AggregateConfig {
             snapshot_interval_ms: default_snapshot_interval_ms(),
             session_timeout_ms: default_session_timeout_ms(),
             view_interval_ms: default_view_interval_ms(),
+            instance_id: None,
             assign_all: false,
         }
     }
@@ -485,6 +492,11 @@ impl Shared {
         out
     }
 
+    /// The owned partitions with their assignment generations, in partition order.
+    pub fn ownership(&self) -> Vec<(i32, u64)> {
+        self.lock().partitions.iter().map(|(p, s)| (*p, s.generation)).collect()
+    }
+
     /// Every owned partition has read up to its high watermark, and the
     /// instance is not owning nothing while partitions stall unread.
     pub fn caught_up(&self) -> bool {
@@ -793,6 +805,9 @@ pub async fn run(
     )?);
     let mut consumer_cfg = consumer_config(kafka, bootstrap, &config.group_id);
     consumer_cfg.set("session.timeout.ms", config.session_timeout_ms.to_string());
+    if let Some(id) = &config.instance_id {
+        consumer_cfg.set("group.instance.id", id);
+    }
     let ctx = Ctx { shared: shared.clone(), store: store.clone(), topic: kafka.responses_topic.clone() };
     let consumer: Arc<StreamConsumer<Ctx>> = Arc::new(consumer_cfg.create_with_context(ctx)?);
     if config.assign_all {
