@@ -13,7 +13,7 @@
 
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
-use super::{Outcome, Shared};
+use super::{LiveState, Outcome};
 use crate::instrument::{KindDef, Study};
 use crate::quality::Missing;
 use crate::results::StudyState;
@@ -53,7 +53,7 @@ pub(super) fn gauge(
 }
 
 /// Builds a registry holding the aggregator's results and progress as of now.
-pub fn snapshot(shared: &Shared) -> prometheus::Result<Registry> {
+pub fn scrape(shared: &LiveState) -> prometheus::Result<Registry> {
     let reg = Registry::new();
     let interviews =
         gauge(&reg, "fieldwatch_interviews", "Counted interviews by study and form.", &["study", "form"])?;
@@ -124,7 +124,7 @@ pub fn snapshot(shared: &Shared) -> prometheus::Result<Registry> {
         &[],
     )?;
 
-    let fieldwork = super::fieldwork::FieldworkMetrics::register(&reg)?;
+    let fieldwork = super::fieldwork_metrics::FieldworkMetrics::register(&reg)?;
     // The owned partitions' merge, precomputed with the view (issue 15: no
     // merge under the aggregator's lock per scrape), while this instance
     // still owns exactly those partitions; right after a rebalance, until
