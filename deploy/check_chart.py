@@ -221,8 +221,15 @@ def check_rules(docs: list[dict], values: dict, out: Path) -> None:
         else:
             fail(f"PrometheusRule: groups differ from deploy/prometheus/{' + '.join(RULE_FILES)}")
     else:
-        text = yaml.safe_dump(shipped)
-        if f"increase(fieldwatch_interviews_total[{window}])" in text and "increase(fieldwatch_interviews_total[2h])" not in text:
+        text = "\n".join(
+            r.get("expr", "") for g in shipped for r in g["rules"] if r.get("alert") == "FieldwatchFieldworkStalled"
+        )
+        if (
+            f"fieldwatch:study_interviews:sum[{window}]" in text
+            and f"[10m] offset {window})" in text
+            and "fieldwatch:study_interviews:sum[2h]" not in text
+            and "[10m] offset 2h)" not in text
+        ):
             ok(f"PrometheusRule: fieldwork-stalled window set to {window}")
         else:
             fail(f"PrometheusRule: fieldwork-stalled window {window} not applied")
@@ -401,7 +408,7 @@ def smoke(binary: Path, work: Path) -> None:
         counted = 0
         while time.monotonic() < deadline:
             status, text = http_get(f"http://127.0.0.1:{http_agg}/metrics")
-            counted = sum(int(float(l.split()[-1])) for l in text.splitlines() if l.startswith("fieldwatch_interviews_total"))
+            counted = sum(int(float(l.split()[-1])) for l in text.splitlines() if l.startswith("fieldwatch_interviews"))
             if counted == 121 and http_get(f"http://127.0.0.1:{http_agg}/readyz")[0] == 200:
                 break
             time.sleep(0.5)

@@ -77,8 +77,8 @@ tail -1 "$work/fieldwork.err"
 # and at least the 292 cases of the seed fieldwork.
 i=0
 until curl -fsS "$http/metrics" >"$work/metrics.txt" \
-  && [ "$(grep '^fieldwatch_interviews_total' "$work/metrics.txt" | awk '{s += $2} END {print s}')" = 122 ] \
-  && [ "$(grep '^fieldwatch_dispositions_total{dimension="all",' "$work/metrics.txt" | awk '{s += $2} END {print s + 0}')" -ge 292 ] \
+  && [ "$(grep '^fieldwatch_interviews' "$work/metrics.txt" | awk '{s += $2} END {print s}')" = 122 ] \
+  && [ "$(grep '^fieldwatch_dispositions{dimension="all",' "$work/metrics.txt" | awk '{s += $2} END {print s + 0}')" -ge 292 ] \
   && grep -q '^fieldwatch_aggregator_caught_up 1' "$work/metrics.txt"; do
   i=$((i + 1))
   if [ "$i" -gt 120 ]; then

@@ -153,7 +153,9 @@ async fn start_parts(
         .then(|| LiveState::new(catalog.clone(), config.ingest.limits));
     let aggregate_task = shared.clone().map(|shared| {
         let kafka = config.kafka.clone();
-        let agg = config.aggregate.clone();
+        let mut agg = config.aggregate.clone();
+        // `serve` is the only consumer of its topics: it takes every partition itself.
+        agg.assign_all = parts == Parts::All;
         let bootstrap = bootstrap.clone();
         let stop = stopped(&stop_rx);
         tokio::spawn(async move { aggregate::run(&kafka, &bootstrap, &agg, shared, stop).await })

@@ -147,11 +147,11 @@ async fn seed_scenario(r: &Service) {
     // /metrics carries the same counts.
     let scrape =
         reqwest::get(format!("http://{}/metrics", r.http)).await.expect("GET").text().await.expect("text");
-    assert_eq!(metric(&scrape, "fieldwatch_interviews_total", &[("study", DEMO_STUDY_ID)]), 121);
-    assert_eq!(metric(&scrape, "fieldwatch_interviews_total", &[("form", "investigator")]), 84);
+    assert_eq!(metric(&scrape, "fieldwatch_interviews", &[("study", DEMO_STUDY_ID)]), 121);
+    assert_eq!(metric(&scrape, "fieldwatch_interviews", &[("form", "investigator")]), 84);
     let knowledge_n = knowledge["valid_n"].as_u64().expect("n");
     assert_eq!(
-        metric(&scrape, "fieldwatch_item_valid_total", &[("item", "knowledge"), ("dimension", "all")]),
+        metric(&scrape, "fieldwatch_item_valid", &[("item", "knowledge"), ("dimension", "all")]),
         knowledge_n
     );
     for cat in knowledge["distribution"].as_array().expect("dist") {
@@ -159,7 +159,7 @@ async fn seed_scenario(r: &Service) {
         assert_eq!(
             metric(
                 &scrape,
-                "fieldwatch_answers_total",
+                "fieldwatch_answers",
                 &[("item", "knowledge"), ("value", v), ("dimension", "all")]
             ),
             cat["count"].as_u64().expect("count"),

@@ -208,7 +208,7 @@ mod live {
             ("unknown_other", 0),
         ] {
             let series = format!(
-                r#"fieldwatch_dispositions_total{{dimension="all",disposition="{d}",segment="all",study="le-trafficking"}} {n}"#
+                r#"fieldwatch_dispositions{{dimension="all",disposition="{d}",segment="all",study="le-trafficking"}} {n}"#
             );
             assert!(metrics.contains(&series), "missing {series}");
         }
@@ -216,7 +216,7 @@ mod live {
             r#"fieldwatch_fieldwork_eligibility_estimate{method="proportional",study="le-trafficking"} 0.719"#
         ));
         assert!(metrics.contains(
-            r#"fieldwatch_dispositions_total{dimension="interviewer",disposition="complete",segment="int03""#
+            r#"fieldwatch_dispositions{dimension="interviewer",disposition="complete",segment="int03""#
         ));
         assert!(!metrics.contains("LE-0001"), "no raw id in metrics");
 
@@ -281,7 +281,7 @@ mod live {
         let metrics =
             reqwest::get(format!("http://{http}/metrics")).await.expect("GET").text().await.expect("text");
         assert!(metrics.contains(
-            r#"fieldwatch_interviewer_speeders_total{interviewer="int03",study="le-trafficking"} 1"#
+            r#"fieldwatch_interviewer_speeders{interviewer="int03",study="le-trafficking"} 1"#
         ));
         assert!(!metrics.contains("FAST-001"));
 

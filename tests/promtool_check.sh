@@ -65,7 +65,7 @@ same_series() {
 check "hostile input adds no series and changes no label (before == after)" same_series
 in_other() {
     local n
-    n=$(grep -E '^fieldwatch_segment_interviews_total\{dimension="region",segment="other",study="le-trafficking"\} ' \
+    n=$(grep -E '^fieldwatch_segment_interviews\{dimension="region",segment="other",study="le-trafficking"\} ' \
         "$work/after.txt" | awk '{print $NF}')
     echo "region segment \"other\": ${n:-absent}"
     [[ "$n" == "$HOSTILE" ]]

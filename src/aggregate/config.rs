@@ -21,6 +21,23 @@ pub struct AggregateConfig {
     /// keeps its partitions before the group gives them to others.
     #[serde(default = "default_session_timeout_ms")]
     pub session_timeout_ms: u64,
+    /// How often the study-wide view (what the JSON API and the live page
+    /// answer) is rebuilt from the owned partitions and the other
+    /// partitions' snapshots, in ms.
+    #[serde(default = "default_view_interval_ms")]
+    pub view_interval_ms: u64,
+    /// Static group membership (`group.instance.id`): a stable id per
+    /// instance, e.g. a StatefulSet pod name. An instance restarted under
+    /// the same id within `session_timeout_ms` gets its partitions back
+    /// without a rebalance. None: dynamic membership.
+    #[serde(default)]
+    pub instance_id: Option<String>,
+    /// Not a configuration key: set by `serve`, the only consumer of its
+    /// responses topic, which then assigns itself every partition instead
+    /// of joining the consumer group, so a restarted `serve` owns its
+    /// partitions at once (no session to wait out, no empty assignment).
+    #[serde(skip)]
+    pub assign_all: bool,
 }
 
 fn default_group_id() -> String {
@@ -35,6 +52,9 @@ fn default_snapshot_interval_ms() -> u64 {
 fn default_session_timeout_ms() -> u64 {
     10_000
 }
+fn default_view_interval_ms() -> u64 {
+    1_000
+}
 
 impl Default for AggregateConfig {
     fn default() -> Self {
@@ -43,6 +63,9 @@ impl Default for AggregateConfig {
             watermark_interval_ms: default_watermark_interval_ms(),
             snapshot_interval_ms: default_snapshot_interval_ms(),
             session_timeout_ms: default_session_timeout_ms(),
+            view_interval_ms: default_view_interval_ms(),
+            instance_id: None,
+            assign_all: false,
         }
     }
 }

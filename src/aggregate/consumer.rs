@@ -11,7 +11,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 use super::stall::{IdleWatch, rejoin_if_stalled};
-use super::{AggregateConfig, AggregateError, LiveState, Outcome, flag_publisher, snapshot};
+use super::{AggregateConfig, AggregateError, LiveState, Outcome, flag_publisher, global, snapshot};
 use crate::kafka::{KafkaConfig, consumer_config, producer_config};
 
 /// Consumer context that keeps [`LiveState`]'s partition map equal to the
@@ -123,6 +123,46 @@ impl ConsumerContext for Ctx {
     }
 }
 
+/// `serve`'s membership: assigns every partition of `topic` to this
+/// consumer, each restored from its snapshot first and started at the
+/// snapshot's next offset, as the rebalance callback does for a group
+/// member. No group protocol is involved, so a restarted `serve` owns every
+/// partition at once and is ready as soon as it has read up to the high
+/// watermarks, with or without new records.
+async fn assign_all(
+    consumer: &Arc<StreamConsumer<Ctx>>,
+    shared: &Arc<LiveState>,
+    store: &Arc<snapshot::Store>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<(), AggregateError> {
+    let (c, sh, st, t) = (consumer.clone(), shared.clone(), store.clone(), topic.to_string());
+    // Metadata and snapshot reads block, each bounded by its timeout: off the async workers.
+    let assigned = tokio::task::spawn_blocking(move || -> Result<Vec<i32>, AggregateError> {
+        let md = c.fetch_metadata(Some(&t), timeout)?;
+        let parts: Vec<i32> =
+            md.topics().first().map(|x| x.partitions().iter().map(|p| p.id()).collect()).unwrap_or_default();
+        let mut tpl = TopicPartitionList::new();
+        for &p in &parts {
+            let restored = st.load_blocking(p).unwrap_or_else(|e| {
+                tracing::warn!(partition = p, error = %e, "snapshot restore failed; replaying");
+                None
+            });
+            let next = sh.assign(p, restored);
+            tpl.add_partition_offset(&t, p, Offset::Offset(next))?;
+        }
+        c.assign(&tpl)?;
+        Ok(parts)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        tracing::error!(error = %e, "assigning the partitions panicked");
+        Ok(Vec::new())
+    })?;
+    tracing::info!(partitions = ?assigned, "every partition assigned (serve: no consumer group)");
+    Ok(())
+}
+
 /// Runs the aggregator until `shutdown` resolves.
 pub async fn run(
     kafka: &KafkaConfig,
@@ -139,9 +179,16 @@ pub async fn run(
     )?);
     let mut consumer_cfg = consumer_config(kafka, bootstrap, &config.group_id);
     consumer_cfg.set("session.timeout.ms", config.session_timeout_ms.to_string());
+    if let Some(id) = &config.instance_id {
+        consumer_cfg.set("group.instance.id", id);
+    }
     let ctx = Ctx { shared: shared.clone(), store: store.clone(), topic: kafka.responses_topic.clone() };
     let consumer: Arc<StreamConsumer<Ctx>> = Arc::new(consumer_cfg.create_with_context(ctx)?);
-    consumer.subscribe(&[kafka.responses_topic.as_str()])?;
+    if config.assign_all {
+        assign_all(&consumer, &shared, &store, &kafka.responses_topic, kafka.admin_timeout()).await?;
+    } else {
+        consumer.subscribe(&[kafka.responses_topic.as_str()])?;
+    }
 
     // Reads high watermarks of owned partitions every interval; ends when the
     // consumer loop below ends (it aborts this task at shutdown).
@@ -175,6 +222,20 @@ pub async fn run(
     let publisher = flag_publisher::QualityPublisher::new(kafka, bootstrap, shared.clone())?;
     let publisher = tokio::spawn(publisher.run(quality_rx));
 
+    // Rebuilds the study-wide view every interval; aborted after the loop.
+    let global = global::Global::new(
+        kafka.responses_topic.clone(),
+        kafka.state_topic.clone(),
+        &producer_config(kafka, bootstrap),
+        &consumer_config(kafka, bootstrap, &format!("{}-view-reader", config.group_id)),
+        kafka.admin_timeout(),
+    )?;
+    let views = tokio::spawn(global::run(
+        global,
+        shared.clone(),
+        Duration::from_millis(config.view_interval_ms.max(50)),
+    ));
+
     tokio::pin!(shutdown);
     let mut idle = IdleWatch::new(Duration::from_millis(config.session_timeout_ms.saturating_mul(2)));
     // Snapshot cadence; each tick saves the partitions changed since their last snapshot.
@@ -190,7 +251,7 @@ pub async fn run(
                     tracing::warn!(error = %e, "offset commit failed");
                 }
                 if idle.due(shared.partitions().is_empty(), std::time::Instant::now()) {
-                    rejoin_if_stalled(&consumer, &mut idle, &kafka.responses_topic).await;
+                    rejoin_if_stalled(&consumer, &shared, &mut idle, &kafka.responses_topic).await;
                 }
             }
             msg = consumer.recv() => match msg {
@@ -224,6 +285,7 @@ pub async fn run(
         }
     }
     watermarks.abort();
+    views.abort();
     // Shutdown: save every owned partition and commit, then leave the group.
     let tpl = save_snapshots(&shared, &store, &kafka.responses_topic, false, None).await;
     if tpl.count() > 0 {

@@ -7,9 +7,9 @@
 //! instrument, from enums, or are bounded interviewer labels
 //! ([`crate::fieldwork::interviewers`]).
 
-use prometheus::{GaugeVec, IntCounterVec, Opts, Registry};
+use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
-use super::metrics::counter;
+use super::metrics::{AddCount, counter, gauge as int_gauge};
 
 use crate::fieldwork::interviewers::by_interviewer;
 use crate::fieldwork::summary::INTERVIEWER;
@@ -19,19 +19,19 @@ use crate::results::StudyState;
 
 /// The fieldwork metric families of one scrape.
 pub struct FieldworkMetrics {
-    dispositions: IntCounterVec,
+    dispositions: IntGaugeVec,
     eligibility: GaugeVec,
     target: GaugeVec,
     median: GaugeVec,
-    interviews: IntCounterVec,
-    timed: IntCounterVec,
-    duration: IntCounterVec,
-    speeders: IntCounterVec,
-    asked: IntCounterVec,
-    missing: IntCounterVec,
-    straightlining: IntCounterVec,
-    scale: IntCounterVec,
-    extreme: IntCounterVec,
+    interviews: IntGaugeVec,
+    timed: IntGaugeVec,
+    duration: IntGaugeVec,
+    speeders: IntGaugeVec,
+    asked: IntGaugeVec,
+    missing: IntGaugeVec,
+    straightlining: IntGaugeVec,
+    scale: IntGaugeVec,
+    extreme: IntGaugeVec,
     quality: IntCounterVec,
 }
 
@@ -47,9 +47,9 @@ impl FieldworkMetrics {
     /// Registers the families into `reg` (a registry made for one scrape).
     pub fn register(reg: &Registry) -> prometheus::Result<FieldworkMetrics> {
         Ok(FieldworkMetrics {
-            dispositions: counter(
+            dispositions: int_gauge(
                 reg,
-                "fieldwatch_dispositions_total",
+                "fieldwatch_dispositions",
                 "Cases by latest AAPOR final disposition, overall (dimension=\"all\"), per declared segment and per interviewer (dimension=\"interviewer\").",
                 &["study", "disposition", "dimension", "segment"],
             )?,
@@ -71,57 +71,57 @@ impl FieldworkMetrics {
                 "Exact median duration of the form's timed counted interviews in the partitions owned.",
                 &["study", "form"],
             )?,
-            interviews: counter(
+            interviews: int_gauge(
                 reg,
-                "fieldwatch_interviewer_interviews_total",
+                "fieldwatch_interviewer_interviews",
                 "Counted interviews per interviewer.",
                 SI,
             )?,
-            timed: counter(
+            timed: int_gauge(
                 reg,
-                "fieldwatch_interviewer_timed_interviews_total",
+                "fieldwatch_interviewer_timed_interviews",
                 "Counted interviews with both timestamps per interviewer.",
                 SI,
             )?,
-            duration: counter(
+            duration: int_gauge(
                 reg,
-                "fieldwatch_interviewer_duration_seconds_total",
+                "fieldwatch_interviewer_duration_seconds",
                 "Sum of the durations of the timed interviews per interviewer.",
                 SI,
             )?,
-            speeders: counter(
+            speeders: int_gauge(
                 reg,
-                "fieldwatch_interviewer_speeders_total",
+                "fieldwatch_interviewer_speeders",
                 "Interviews much shorter than their form's median (check speeder) per interviewer.",
                 SI,
             )?,
-            asked: counter(
+            asked: int_gauge(
                 reg,
-                "fieldwatch_interviewer_items_asked_total",
+                "fieldwatch_interviewer_items_asked",
                 "Items asked (not skipped by relevance) in counted interviews per interviewer: the denominator of item rates.",
                 SI,
             )?,
-            missing: counter(
+            missing: int_gauge(
                 reg,
-                "fieldwatch_interviewer_item_missing_total",
+                "fieldwatch_interviewer_item_missing",
                 "Items asked but not answered per interviewer, by kind (nonresponse, dont_know, refused).",
                 &["study", "interviewer", "kind"],
             )?,
-            straightlining: counter(
+            straightlining: int_gauge(
                 reg,
-                "fieldwatch_interviewer_straightlining_total",
+                "fieldwatch_interviewer_straightlining",
                 "Interviews flagged straightlining per interviewer.",
                 SI,
             )?,
-            scale: counter(
+            scale: int_gauge(
                 reg,
-                "fieldwatch_interviewer_scale_answers_total",
+                "fieldwatch_interviewer_scale_answers",
                 "Valid scale answers per interviewer.",
                 SI,
             )?,
-            extreme: counter(
+            extreme: int_gauge(
                 reg,
-                "fieldwatch_interviewer_extreme_answers_total",
+                "fieldwatch_interviewer_extreme_answers",
                 "Valid scale answers at either end of their scale per interviewer.",
                 SI,
             )?,
@@ -138,7 +138,7 @@ impl FieldworkMetrics {
         for d in Disposition::ALL {
             self.dispositions
                 .with_label_values(&[study, d.as_str(), dimension, segment])
-                .inc_by(c[d.index()]);
+                .add_u64(c[d.index()]);
         }
     }
 
@@ -178,19 +178,19 @@ impl FieldworkMetrics {
                 self.counts(sid, INTERVIEWER, &r.label, &r.counts);
             }
             let s = &r.stats;
-            self.interviews.with_label_values(&l).inc_by(s.interviews);
-            self.timed.with_label_values(&l).inc_by(s.timed);
-            self.duration.with_label_values(&l).inc_by(s.duration_secs);
-            self.speeders.with_label_values(&l).inc_by(s.speeders);
-            self.asked.with_label_values(&l).inc_by(s.asked);
+            self.interviews.with_label_values(&l).add_u64(s.interviews);
+            self.timed.with_label_values(&l).add_u64(s.timed);
+            self.duration.with_label_values(&l).add_u64(s.duration_secs);
+            self.speeders.with_label_values(&l).add_u64(s.speeders);
+            self.asked.with_label_values(&l).add_u64(s.asked);
             for (kind, n) in
                 [("nonresponse", s.nonresponse), ("dont_know", s.dont_know), ("refused", s.refused)]
             {
-                self.missing.with_label_values(&[sid, r.label.as_str(), kind]).inc_by(n);
+                self.missing.with_label_values(&[sid, r.label.as_str(), kind]).add_u64(n);
             }
-            self.straightlining.with_label_values(&l).inc_by(s.straightlining);
-            self.scale.with_label_values(&l).inc_by(s.scale_answers);
-            self.extreme.with_label_values(&l).inc_by(s.extreme_answers);
+            self.straightlining.with_label_values(&l).add_u64(s.straightlining);
+            self.scale.with_label_values(&l).add_u64(s.scale_answers);
+            self.extreme.with_label_values(&l).add_u64(s.extreme_answers);
         }
         let (method, e) = match cfg.eligibility_estimate {
             EligibilityEstimate::Fixed(e) => ("fixed", e),

@@ -3,7 +3,11 @@
 //! Results are exported from the merged state of the partitions owned at
 //! scrape time, into a registry made for that scrape: a revoked partition
 //! stops counting at once, and summing a series over instances gives the
-//! study total. Every label value comes from the instrument (study, form,
+//! study total. Because those counts move with partition ownership (a
+//! rebalance takes them from one instance and gives them to another), they
+//! are gauges, named without `_total`: a `_total` series never goes down on
+//! an instance, and only the per-process counters (records read, quality
+//! records published) are counters. Every label value comes from the instrument (study, form,
 //! item codes, option codes, dimension values) or from an enum; nothing from
 //! a request reaches a label.
 
@@ -25,7 +29,24 @@ pub(super) fn counter(
     Ok(c)
 }
 
-fn gauge(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntGaugeVec> {
+/// Adds a count to a gauge holding a count of the partitions owned now.
+pub(super) trait AddCount {
+    /// Adds `n` (saturating at `i64::MAX`).
+    fn add_u64(&self, n: u64);
+}
+
+impl AddCount for prometheus::IntGauge {
+    fn add_u64(&self, n: u64) {
+        self.add(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+}
+
+pub(super) fn gauge(
+    reg: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntGaugeVec> {
     let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
     reg.register(Box::new(g.clone()))?;
     Ok(g)
@@ -34,51 +55,47 @@ fn gauge(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus:
 /// Builds a registry holding the aggregator's results and progress as of now.
 pub fn scrape(shared: &LiveState) -> prometheus::Result<Registry> {
     let reg = Registry::new();
-    let interviews = counter(
+    let interviews =
+        gauge(&reg, "fieldwatch_interviews", "Counted interviews by study and form.", &["study", "form"])?;
+    let segments = gauge(
         &reg,
-        "fieldwatch_interviews_total",
-        "Counted interviews by study and form.",
-        &["study", "form"],
-    )?;
-    let segments = counter(
-        &reg,
-        "fieldwatch_segment_interviews_total",
+        "fieldwatch_segment_interviews",
         "Counted interviews by study and declared segment dimension value.",
         &["study", "dimension", "segment"],
     )?;
-    let answers = counter(
+    let answers = gauge(
         &reg,
-        "fieldwatch_answers_total",
+        "fieldwatch_answers",
         "Valid answers by canonical item and value (multi-select: respondents picking the option), overall (dimension=\"all\") and per declared segment.",
         &["study", "item", "value", "dimension", "segment"],
     )?;
-    let valid = counter(
+    let valid = gauge(
         &reg,
-        "fieldwatch_item_valid_total",
+        "fieldwatch_item_valid",
         "Valid answers by canonical item: the denominator of shares.",
         &["study", "item", "dimension", "segment"],
     )?;
-    let missing = counter(
+    let missing = gauge(
         &reg,
-        "fieldwatch_item_missing_total",
+        "fieldwatch_item_missing",
         "Missing answers by canonical item and kind (nonresponse, blank, skipped, dont_know, refused, not_applicable).",
         &["study", "item", "kind"],
     )?;
-    let excluded = counter(
+    let excluded = gauge(
         &reg,
-        "fieldwatch_item_excluded_total",
+        "fieldwatch_item_excluded",
         "Answers excluded from results by a quality flag (out of range, unknown option, broken ranking).",
         &["study", "item"],
     )?;
-    let flags = counter(
+    let flags = gauge(
         &reg,
-        "fieldwatch_quality_flags_total",
+        "fieldwatch_quality_flags",
         "Quality flags by study, form, check and canonical item (item=\"none\" for interview-level checks).",
         &["study", "form", "check", "item"],
     )?;
-    let dups = counter(
+    let dups = gauge(
         &reg,
-        "fieldwatch_duplicates_total",
+        "fieldwatch_duplicates",
         "Duplicates by kind: retry (same submission id, counted once), respondent (same respondent, new submission), possible (identical answers).",
         &["study", "kind"],
     )?;
@@ -108,11 +125,25 @@ pub fn scrape(shared: &LiveState) -> prometheus::Result<Registry> {
     )?;
 
     let fieldwork = super::fieldwork_metrics::FieldworkMetrics::register(&reg)?;
+    // The owned partitions' merge, precomputed with the view (issue 15: no
+    // merge under the aggregator's lock per scrape), while this instance
+    // still owns exactly those partitions; right after a rebalance, until
+    // the next view, the live merge, so sums over instances stay exact.
+    let view = shared.view();
+    let ownership = shared.ownership();
     for study in shared.catalog().studies() {
-        let state = shared.merged(study.id());
+        let merged_live;
+        let owned = view.owned_study(study.id(), &ownership);
+        let state: &StudyState = match &owned {
+            Some(s) => s,
+            None => {
+                merged_live = shared.merged(study.id());
+                &merged_live
+            }
+        };
         export_study(
             study,
-            &state,
+            state,
             &interviews,
             &segments,
             &answers,
@@ -122,7 +153,7 @@ pub fn scrape(shared: &LiveState) -> prometheus::Result<Registry> {
             &flags,
             &dups,
         );
-        fieldwork.export(study, &state);
+        fieldwork.export(study, state);
     }
     fieldwork.export_quality(shared.quality_counters());
     let outcomes = shared.outcomes();
@@ -146,14 +177,14 @@ type Group<'a> = (&'a str, &'a str, Option<(usize, usize)>);
 fn export_study(
     study: &Study,
     state: &StudyState,
-    interviews: &IntCounterVec,
-    segments: &IntCounterVec,
-    answers: &IntCounterVec,
-    valid: &IntCounterVec,
-    missing: &IntCounterVec,
-    excluded: &IntCounterVec,
-    flags: &IntCounterVec,
-    dups: &IntCounterVec,
+    interviews: &IntGaugeVec,
+    segments: &IntGaugeVec,
+    answers: &IntGaugeVec,
+    valid: &IntGaugeVec,
+    missing: &IntGaugeVec,
+    excluded: &IntGaugeVec,
+    flags: &IntGaugeVec,
+    dups: &IntGaugeVec,
 ) {
     let sid = study.id();
     // Every form and every segment slot (declared values, `other`,
@@ -167,7 +198,7 @@ fn export_study(
         }
     }
     for (f, n) in study.forms.iter().zip(&by_form) {
-        interviews.with_label_values(&[sid, &f.id]).inc_by(*n);
+        interviews.with_label_values(&[sid, &f.id]).add_u64(*n);
     }
     for (di, d) in study.dims.iter().enumerate() {
         let mut per_value = vec![0u64; d.slots()];
@@ -177,7 +208,7 @@ fn export_study(
             }
         }
         for (v, n) in per_value.iter().enumerate() {
-            segments.with_label_values(&[sid, &d.name, d.value_name(v)]).inc_by(*n);
+            segments.with_label_values(&[sid, &d.name, d.value_name(v)]).add_u64(*n);
         }
     }
 
@@ -208,9 +239,9 @@ fn export_study(
                     }
                 }
             }
-            valid.with_label_values(&[sid, &info.code, dim, seg]).inc_by(n_valid);
+            valid.with_label_values(&[sid, &info.code, dim, seg]).add_u64(n_valid);
             for ((value, _), n) in info.categories.iter().zip(&cats) {
-                answers.with_label_values(&[sid, &info.code, value, dim, seg]).inc_by(*n);
+                answers.with_label_values(&[sid, &info.code, value, dim, seg]).add_u64(*n);
             }
         }
         let mut miss = [0u64; 6];
@@ -224,17 +255,17 @@ fn export_study(
             }
         }
         for m in Missing::ALL {
-            missing.with_label_values(&[sid, &info.code, m.as_str()]).inc_by(miss[m.index()]);
+            missing.with_label_values(&[sid, &info.code, m.as_str()]).add_u64(miss[m.index()]);
         }
-        excluded.with_label_values(&[sid, &info.code]).inc_by(excl);
+        excluded.with_label_values(&[sid, &info.code]).add_u64(excl);
     }
 
     for ((form, check, code), n) in &state.flags {
         let form = study.forms.get(*form).map(|f| f.id.as_str()).unwrap_or("unknown");
         let item = code.and_then(|c| study.codes.get(c)).map(|c| c.code.as_str()).unwrap_or("none");
-        flags.with_label_values(&[sid, form, check.as_str(), item]).inc_by(*n);
+        flags.with_label_values(&[sid, form, check.as_str(), item]).add_u64(*n);
     }
-    dups.with_label_values(&[sid, "retry"]).inc_by(state.retries);
-    dups.with_label_values(&[sid, "respondent"]).inc_by(state.duplicate_respondents);
-    dups.with_label_values(&[sid, "possible"]).inc_by(state.possible_duplicates());
+    dups.with_label_values(&[sid, "retry"]).add_u64(state.retries);
+    dups.with_label_values(&[sid, "respondent"]).add_u64(state.duplicate_respondents);
+    dups.with_label_values(&[sid, "possible"]).add_u64(state.possible_duplicates());
 }

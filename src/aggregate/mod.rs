@@ -32,17 +32,21 @@
 //! [`consumer`] (the consumer loop, rebalances, snapshot cadence),
 //! [`stall`] (rejoining when partitions stall), [`snapshot`] (the state
 //! topic), [`flag_publisher`] (the quality topic), [`metrics`] and
-//! [`fieldwork_metrics`] (the Prometheus export).
+//! [`fieldwork_metrics`] (the Prometheus export), [`view`] (the study-wide
+//! view every JSON answer comes from, pure) and `global` (which builds it
+//! from the owned partitions and the state topic once per interval).
 
 pub mod config;
 pub mod consumer;
 pub mod fieldwork_metrics;
 pub mod flag_publisher;
+pub(crate) mod global;
 pub mod metrics;
 pub mod offsets;
 pub mod snapshot;
 pub mod stall;
 pub mod state;
+pub mod view;
 
 pub use config::AggregateConfig;
 pub use consumer::run;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::LiveState;
 use super::consumer::Ctx;
 
 /// When an instance that owns no partition should look for stalled ones.
@@ -91,6 +92,7 @@ fn group_progress(c: &StreamConsumer<Ctx>, topic: &str) -> Option<(BTreeMap<i32,
 /// nothing (see [`IdleWatch`]).
 pub(super) async fn rejoin_if_stalled(
     consumer: &Arc<StreamConsumer<Ctx>>,
+    shared: &LiveState,
     idle: &mut IdleWatch,
     topic: &str,
 ) {
@@ -101,7 +103,13 @@ pub(super) async fn rejoin_if_stalled(
     else {
         return;
     };
+    // Nothing unread anywhere: an idle spare is rightly ready.
+    if !committed.iter().any(|(p, c)| high.get(p).is_some_and(|h| *h > (*c).max(0))) {
+        shared.set_orphaned(false);
+    }
     if idle.stalled(committed, &high) {
+        // Not ready (issue 15, honest health) until a partition is assigned.
+        shared.set_orphaned(true);
         tracing::warn!("owning no partition while partitions stall with unread records; rejoining the group");
         consumer.unsubscribe();
         if let Err(e) = consumer.subscribe(&[topic]) {

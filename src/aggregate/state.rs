@@ -3,7 +3,7 @@
 //! [`crate::pipeline::apply`] under the offset rules of [`Offsets`].
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use prost::Message as _;
 use serde::Serialize;
@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::flag_publisher::{QualityCounters, QualityRecord};
 use super::offsets::{Admit, Offsets};
 use super::snapshot;
+use super::view::{self, Part};
 use crate::fieldwork::Line;
 use crate::fieldwork::review::{self, FlagFilter, FlagPage, FlaggedInterview};
 use crate::instrument::Catalog;
@@ -109,6 +110,10 @@ pub struct PartitionState {
 struct Inner {
     partitions: BTreeMap<i32, PartitionState>,
     assigned_once: bool,
+    /// Owning no partition while partitions stall with unread records (see
+    /// [`super::stall`]): not ready until a partition is assigned or nothing
+    /// is left unread.
+    orphaned: bool,
     outcomes: HashMap<Outcome, u64>,
     snapshots_written: u64,
     snapshots_restored: u64,
@@ -127,6 +132,11 @@ pub struct LiveState {
     inner: Mutex<Inner>,
     /// Outcomes of the flag publisher, for the metrics.
     quality: QualityCounters,
+    /// The study-wide view the readers use, replaced whole by the view
+    /// builder ([`super::global`]) once per `view_interval_ms`. Readers hold
+    /// the read lock only to clone the `Arc`, so no request waits on the
+    /// aggregator's mutex or merges anything.
+    view: RwLock<Arc<view::View>>,
 }
 
 /// Lag and readiness of one partition.
@@ -150,6 +160,7 @@ impl LiveState {
             limits,
             inner: Mutex::new(Inner::default()),
             quality: QualityCounters::default(),
+            view: RwLock::new(Arc::new(view::View::default())),
         })
     }
 
@@ -170,6 +181,7 @@ impl LiveState {
     pub(crate) fn assign(&self, partition: i32, restored: Option<snapshot::Snapshot>) -> i64 {
         let mut g = self.lock();
         g.assigned_once = true;
+        g.orphaned = false;
         g.generations += 1;
         let generation = g.generations;
         let state = match restored {
@@ -333,10 +345,80 @@ impl LiveState {
         out
     }
 
-    /// Every owned partition has read up to its high watermark.
+    /// The newest study-wide view (the empty, incomplete one before the first build).
+    pub fn view(&self) -> Arc<view::View> {
+        self.view.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the study-wide view.
+    pub(crate) fn set_view(&self, v: view::View) {
+        *self.view.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(v);
+    }
+
+    /// The owned partitions with their assignment generations, in partition order.
+    pub fn ownership(&self) -> Vec<(i32, u64)> {
+        self.lock().partitions.iter().map(|(p, s)| (*p, s.generation)).collect()
+    }
+
+    /// Copies of the owned partitions for the view: a partition whose
+    /// (generation, next offset) did not change since the copy in `cache`
+    /// is not copied again. Holds the lock only while copying changed ones
+    /// (counts only, see [`StudyState::counts_only`]).
+    pub(crate) fn owned_parts(
+        &self,
+        cache: &mut BTreeMap<i32, ((u64, i64), Arc<Part>)>,
+    ) -> Vec<(i32, Arc<Part>)> {
+        let g = self.lock();
+        cache.retain(|p, _| g.partitions.contains_key(p));
+        let mut out = Vec::with_capacity(g.partitions.len());
+        for (p, ps) in &g.partitions {
+            let key = (ps.generation, ps.offsets.next());
+            let part = match cache.get(p) {
+                Some((k, part)) if *k == key => part.clone(),
+                _ => {
+                    let part = Arc::new(Part {
+                        next_offset: ps.offsets.next(),
+                        studies: ps.studies.iter().map(|(k, v)| (k.clone(), v.counts_only())).collect(),
+                        flagged: ps.flagged.clone(),
+                        generation: ps.generation,
+                    });
+                    cache.insert(*p, (key, part.clone()));
+                    part
+                }
+            };
+            out.push((*p, part));
+        }
+        out
+    }
+
+    /// A snapshot read from the state topic as a part of the view; none
+    /// when it was made with other instruments (its indexes mean nothing here).
+    pub(crate) fn part_of_snapshot(&self, s: snapshot::Snapshot) -> Option<Part> {
+        if s.catalog != self.fingerprint {
+            return None;
+        }
+        let flagged = serde_json::from_slice(&s.flagged_json).unwrap_or_else(|e| {
+            tracing::warn!(partition = s.partition, error = %e, "view: flags in the snapshot do not decode");
+            Vec::new()
+        });
+        Some(Part {
+            next_offset: s.next_offset,
+            studies: s.studies.into_iter().map(|(k, v)| (k, v.into_counts_only())).collect(),
+            flagged,
+            generation: 0,
+        })
+    }
+
+    pub(super) fn set_orphaned(&self, orphaned: bool) {
+        self.lock().orphaned = orphaned;
+    }
+
+    /// Every owned partition has read up to its high watermark, and the
+    /// instance is not owning nothing while partitions stall unread.
     pub fn caught_up(&self) -> bool {
         let g = self.lock();
         g.assigned_once
+            && !g.orphaned
             && g.partitions.values().all(|p| p.high_watermark.is_some_and(|h| p.offsets.next() >= h))
     }
 

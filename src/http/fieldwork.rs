@@ -41,13 +41,12 @@ pub(super) async fn fieldwork(
         Ok(x) => x,
         Err(why) => return api_error(StatusCode::NOT_FOUND, why.into()),
     };
-    let state = agg.merged(&study);
+    let view = agg.view();
+    let state = view.study(&study);
     match crate::fieldwork::report(st, &state.fieldwork, q.by.as_deref().filter(|b| !b.is_empty())) {
         Ok(r) => {
             let mut v = serde_json::to_value(&r).unwrap_or_default();
-            if let Some(o) = v.as_object_mut() {
-                o.insert("caught_up".into(), agg.caught_up().into());
-            }
+            super::with_freshness(&mut v, &view);
             Json(v).into_response()
         }
         Err(e) => api_error(StatusCode::BAD_REQUEST, e.to_string()),
@@ -92,6 +91,9 @@ pub(super) async fn flags(
         form: q.form.filter(|f| !f.is_empty()),
         interviewer: q.interviewer.filter(|i| !i.is_empty()),
     };
-    let page = agg.flags(&study, &filter, q.page.unwrap_or(1), q.per_page.unwrap_or(DEFAULT_PER_PAGE));
-    Json(page).into_response()
+    let view = agg.view();
+    let page = view.flags(&study, &filter, q.page.unwrap_or(1), q.per_page.unwrap_or(DEFAULT_PER_PAGE));
+    let mut v = serde_json::to_value(&page).unwrap_or_default();
+    super::with_freshness(&mut v, &view);
+    Json(v).into_response()
 }

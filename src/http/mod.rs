@@ -2,12 +2,17 @@
 //! `/api/v1/`, health (`/healthz` live, `/readyz` caught up) and the live
 //! page at `/`. It listens on its own address, separate from gRPC ingest.
 //!
+//! Every JSON answer about a study is study-wide on every instance: it comes
+//! from the aggregator's study-wide view ([`crate::aggregate::view`]),
+//! rebuilt once per `aggregate.view_interval_ms` off the request path, and
+//! carries `complete` and `freshness` (the offsets and time it reflects).
+//!
 //! Routes:
 //! - `GET /api/v1/studies`: the loaded studies with forms, dimensions and counted interviews.
 //! - `GET /api/v1/studies/{study}/toplines?by=DIM`: the same toplines as `fieldwatch report`.
 //! - `GET /api/v1/studies/{study}/fieldwork?by=DIM`: dispositions and AAPOR rates.
 //! - `GET /api/v1/studies/{study}/flags?check=&form=&interviewer=&page=&per_page=`: flagged interviews.
-//! - `GET /api/v1/status`: partitions, lag and readiness.
+//! - `GET /api/v1/status`: owned partitions, lag, readiness, and the view's freshness.
 
 mod fieldwork;
 
@@ -142,7 +147,19 @@ struct StudySummary<'a> {
     interviews: Option<u64>,
 }
 
+/// Adds the view's completeness and freshness to a JSON answer: `complete`,
+/// `caught_up` (the same, kept for older clients) and `freshness`.
+fn with_freshness(v: &mut serde_json::Value, view: &crate::aggregate::view::View) {
+    if let Some(o) = v.as_object_mut() {
+        let f = view.freshness();
+        o.insert("complete".into(), f.complete.into());
+        o.insert("caught_up".into(), f.complete.into());
+        o.insert("freshness".into(), serde_json::to_value(f).unwrap_or_default());
+    }
+}
+
 async fn studies(State(s): State<AppState>) -> Response {
+    let view = s.aggregator.as_ref().map(|a| a.view());
     let list: Vec<StudySummary<'_>> = s
         .catalog
         .studies()
@@ -152,10 +169,14 @@ async fn studies(State(s): State<AppState>) -> Response {
             forms: st.forms.iter().map(|f| f.id.as_str()).collect(),
             dimensions: st.dims.iter().map(|d| d.name.as_str()).collect(),
             min_cell_size: st.def.reporting.min_cell_size,
-            interviews: s.aggregator.as_ref().map(|a| a.merged(st.id()).interviews()),
+            interviews: view.as_ref().map(|v| v.study(st.id()).interviews()),
         })
         .collect();
-    Json(serde_json::json!({ "studies": list })).into_response()
+    let mut v = serde_json::json!({ "studies": list });
+    if let Some(view) = &view {
+        with_freshness(&mut v, view);
+    }
+    Json(v).into_response()
 }
 
 #[derive(Deserialize)]
@@ -174,12 +195,13 @@ async fn study_toplines(
     let Some(agg) = &s.aggregator else {
         return api_error(StatusCode::NOT_FOUND, "this process runs no aggregator".into());
     };
-    let state = agg.merged(&study);
+    let view = agg.view();
+    let state = view.study(&study);
     match toplines(st, &state, q.by.as_deref().filter(|b| !b.is_empty())) {
         Ok(t) => {
             let mut v = serde_json::to_value(&t).unwrap_or_default();
+            with_freshness(&mut v, &view);
             if let Some(o) = v.as_object_mut() {
-                o.insert("caught_up".into(), agg.caught_up().into());
                 o.insert("retries".into(), state.retries.into());
                 o.insert("duplicate_respondents".into(), state.duplicate_respondents.into());
                 o.insert("possible_duplicates".into(), state.possible_duplicates().into());
@@ -192,10 +214,13 @@ async fn study_toplines(
 
 async fn status(State(s): State<AppState>) -> Response {
     let partitions = s.aggregator.as_ref().map(|a| a.partitions()).unwrap_or_default();
+    let view = s.aggregator.as_ref().map(|a| a.view());
     Json(serde_json::json!({
         "ready": is_ready(&s),
         "caught_up": s.aggregator.as_ref().map(|a| a.caught_up()),
         "partitions": partitions,
+        "complete": view.as_ref().map(|v| v.freshness().complete),
+        "freshness": view.as_ref().map(|v| v.freshness()),
     }))
     .into_response()
 }

@@ -289,6 +289,30 @@ impl StudyState {
         self.fieldwork.apply_disposition(study, d)
     }
 
+    /// A copy for reading (the study-wide view): every count and the
+    /// answer fingerprints (so possible duplicates stay exact when copies of
+    /// several partitions are merged), without the sets of seen submission
+    /// ids and respondents, which only applying needs.
+    pub fn counts_only(&self) -> StudyState {
+        StudyState {
+            cells: self.cells.clone(),
+            flags: self.flags.clone(),
+            retries: self.retries,
+            duplicate_respondents: self.duplicate_respondents,
+            fieldwork: self.fieldwork.clone(),
+            seen_submissions: HashSet::new(),
+            respondents: HashSet::new(),
+            fingerprints: self.fingerprints.clone(),
+        }
+    }
+
+    /// [`StudyState::counts_only`] of a state no longer needed as a whole.
+    pub fn into_counts_only(mut self) -> StudyState {
+        self.seen_submissions = HashSet::new();
+        self.respondents = HashSet::new();
+        self
+    }
+
     /// Adds another state (of other partitions) into this one.
     pub fn merge(&mut self, other: &StudyState) {
         for (k, c) in &other.cells {

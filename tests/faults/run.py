@@ -192,7 +192,7 @@ class Cluster:
             try:
                 live = self.live()
                 got = sum(v for (name, labels), v in live.items()
-                          if name == "fieldwatch_interviews_total" and ("study", STUDY) in labels)
+                          if name == "fieldwatch_interviews" and ("study", STUDY) in labels)
                 if got == n and self.ready():
                     return live
             except OSError:
@@ -212,25 +212,25 @@ def expected(binary, path, workdir):
             dim, seg = (by, g["segment"]) if by else ("all", "all")
             for it in g["items"]:
                 L = lambda **kw: tuple(sorted(dict(study=STUDY, **kw).items()))
-                exp[("fieldwatch_item_valid_total", L(item=it["code"], dimension=dim, segment=seg))] = it["valid_n"]
+                exp[("fieldwatch_item_valid", L(item=it["code"], dimension=dim, segment=seg))] = it["valid_n"]
                 for c in it["distribution"]:  # empty when suppressed
-                    exp[("fieldwatch_answers_total",
+                    exp[("fieldwatch_answers",
                          L(item=it["code"], value=c["value"], dimension=dim, segment=seg))] = c["count"]
                 if by is None:
                     for kind, n in it["missing"].items():
-                        exp[("fieldwatch_item_missing_total", L(item=it["code"], kind=kind))] = n
-                    exp[("fieldwatch_item_excluded_total", L(item=it["code"]))] = it["excluded"]
+                        exp[("fieldwatch_item_missing", L(item=it["code"], kind=kind))] = n
+                    exp[("fieldwatch_item_excluded", L(item=it["code"]))] = it["excluded"]
             if by is None:
                 for form, n in g["interviews_by_form"]:
-                    exp[("fieldwatch_interviews_total", tuple(sorted(dict(study=STUDY, form=form).items())))] = n
-    d = lambda kind: ("fieldwatch_duplicates_total", tuple(sorted(dict(study=STUDY, kind=kind).items())))
+                    exp[("fieldwatch_interviews", tuple(sorted(dict(study=STUDY, form=form).items())))] = n
+    d = lambda kind: ("fieldwatch_duplicates", tuple(sorted(dict(study=STUDY, kind=kind).items())))
     exp[d("respondent")] = report["duplicate_respondents"]
     return exp, report
 
 
 def compare(exp, live, retries):
     exp = dict(exp)
-    exp[("fieldwatch_duplicates_total", tuple(sorted(dict(study=STUDY, kind="retry").items())))] = retries
+    exp[("fieldwatch_duplicates", tuple(sorted(dict(study=STUDY, kind="retry").items())))] = retries
     bad = [(k, v, live.get(k, 0)) for k, v in exp.items() if live.get(k, 0) != v]
     for (name, labels), want, got in bad[:15]:
         log(f"  MISMATCH {name}{dict(labels)}: offline {want}, live {got}")
@@ -287,12 +287,12 @@ def run_scenario(name, binary, data, n, seed, workdir):
         if sub.p.returncode != 0:
             raise RuntimeError(f"second submit exited {sub.p.returncode}")
         resubmits = n
-    total = sum(v for (m, l), v in exp.items() if m == "fieldwatch_interviews_total")
+    total = sum(v for (m, l), v in exp.items() if m == "fieldwatch_interviews")
     live = c.wait_counted(total)
     # Retries: resubmitted ids, plus records ingest published twice when an ack
     # was lost (broker scenario) - counted once, never in results.
     retries = int(sum(v for (m, l), v in live.items()
-                      if m == "fieldwatch_duplicates_total" and ("kind", "retry") in l))
+                      if m == "fieldwatch_duplicates" and ("kind", "retry") in l))
     ok, series = compare(exp, live, retries if name == "broker" else resubmits)
     if name == "broker" and retries:
         log(f"broker: {retries} records were published twice after lost acks and counted once")

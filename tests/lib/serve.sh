@@ -94,7 +94,7 @@ sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=30).read().decode()
 # Prints the number of interviews the aggregator has counted (all forms).
 fw_interviews() {
     fw_get /metrics |
-        awk '/^fieldwatch_interviews_total\{/ { n += $NF } END { printf "%d\n", n }'
+        awk '/^fieldwatch_interviews\{/ { n += $NF } END { printf "%d\n", n }'
 }
 
 # Waits until the aggregator has counted $1 interviews (at most $2 s, default 120).

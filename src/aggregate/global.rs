@@ -1,0 +1,146 @@
+//! Reads the study-wide view's inputs: the newest snapshot of every
+//! partition this instance does not own (the state topic as a global
+//! store, as Kafka Streams' global tables do), copies of the partitions it
+//! owns, and the high watermarks of the responses topic; then builds a
+//! [`View`] and hands it to [`LiveState`] for the readers. Runs on the blocking
+//! pool once per `aggregate.view_interval_ms`, never inside a request.
+//!
+//! Costs, bounded: a snapshot is read again only when its state-topic
+//! partition has grown since the last read (a new snapshot was written), and
+//! an owned partition is copied (under the aggregator's lock, counts only)
+//! only when its next offset moved since the last copy. Freshness: the high
+//! watermarks are read before the parts, so a view that reaches them holds
+//! every record stored when the build began.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use super::view::{Part, Source, View};
+use super::{LiveState, snapshot};
+
+/// The reader's state between builds.
+pub(crate) struct Global {
+    /// Its own snapshot store (its own reader: restores in the rebalance
+    /// callback use the aggregator's).
+    store: snapshot::Store,
+    /// A group-less client for metadata and watermarks.
+    meta: BaseConsumer,
+    responses_topic: String,
+    state_topic: String,
+    /// Bounds each blocking Kafka call.
+    timeout: Duration,
+    /// Per partition not owned: the state topic's end offset at the last
+    /// read and the part read then (none: no usable snapshot).
+    snapshots: BTreeMap<i32, (i64, Option<Arc<Part>>)>,
+    /// Per owned partition: (generation, next offset) of the last copy, and the copy.
+    owned: BTreeMap<i32, ((u64, i64), Arc<Part>)>,
+}
+
+impl std::fmt::Debug for Global {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Global").field("responses_topic", &self.responses_topic).finish()
+    }
+}
+
+impl Global {
+    /// A reader with clients made from these configs.
+    pub(crate) fn new(
+        responses_topic: String,
+        state_topic: String,
+        producer: &ClientConfig,
+        reader: &ClientConfig,
+        timeout: Duration,
+    ) -> Result<Global, snapshot::SnapshotError> {
+        Ok(Global {
+            store: snapshot::Store::new(state_topic.clone(), producer, reader, timeout)?,
+            meta: reader.create()?,
+            responses_topic,
+            state_topic,
+            timeout,
+            snapshots: BTreeMap::new(),
+            owned: BTreeMap::new(),
+        })
+    }
+
+    /// Builds a view as of now. Blocking (Kafka metadata, watermarks,
+    /// snapshot reads, each bounded by the timeout). A partition whose
+    /// watermark cannot be read counts as not caught up; one whose snapshot
+    /// cannot be read keeps the part read before.
+    pub(crate) fn build_blocking(&mut self, shared: &LiveState) -> View {
+        let partitions: Vec<i32> = match self.meta.fetch_metadata(Some(&self.responses_topic), self.timeout) {
+            Ok(md) => md
+                .topics()
+                .first()
+                .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+                .unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "view: topic metadata unavailable");
+                Vec::new()
+            }
+        };
+        // High watermarks first: parts read afterwards that reach them hold
+        // every record stored when this build began.
+        let mut high = BTreeMap::new();
+        for &p in &partitions {
+            if let Ok((_, h)) = self.meta.fetch_watermarks(&self.responses_topic, p, self.timeout) {
+                high.insert(p, h);
+            }
+        }
+        let owned = shared.owned_parts(&mut self.owned);
+        for &p in &partitions {
+            if owned.iter().any(|(q, _)| *q == p) {
+                continue;
+            }
+            let end = match self.meta.fetch_watermarks(&self.state_topic, p, self.timeout) {
+                Ok((_, end)) => end,
+                Err(_) => continue,
+            };
+            if self.snapshots.get(&p).is_some_and(|(seen, _)| *seen == end) {
+                continue;
+            }
+            match self.store.load_blocking(p) {
+                Ok(snap) => {
+                    let part = snap.and_then(|s| shared.part_of_snapshot(s)).map(Arc::new);
+                    self.snapshots.insert(p, (end, part));
+                }
+                Err(e) => tracing::warn!(partition = p, error = %e, "view: snapshot read failed"),
+            }
+        }
+        let parts = owned.iter().map(|(p, part)| (*p, Source::Owned, part.as_ref())).chain(
+            self.snapshots
+                .iter()
+                .filter_map(|(p, (_, part))| part.as_deref().map(|x| (*p, Source::Snapshot, x))),
+        );
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        View::build(parts, &partitions, &high, now_ms)
+    }
+}
+
+/// Rebuilds the view every `interval` until `shutdown` resolves; each view
+/// replaces the previous one in `shared`.
+pub(crate) async fn run(mut global: Global, shared: Arc<LiveState>, interval: Duration) {
+    loop {
+        let s = shared.clone();
+        // Kafka calls and merging block: on the blocking pool, one build at a time.
+        let built = tokio::task::spawn_blocking(move || {
+            let view = global.build_blocking(&s);
+            (global, view)
+        })
+        .await;
+        match built {
+            Ok((g, view)) => {
+                global = g;
+                shared.set_view(view);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "view builder failed; the view stays as it was");
+                return;
+            }
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
