@@ -9,7 +9,6 @@ use fieldwatch::config::Config;
 use fieldwatch::instrument::{self, Catalog, KindDef, Study};
 use fieldwatch::report;
 use fieldwatch::submit::SubmitOptions;
-use fieldwatch::validate::Limits;
 use std::time::Duration;
 
 #[derive(Parser)]
@@ -165,7 +164,7 @@ fn main() -> ExitCode {
         }),
         Command::BenchRestore(opts) => block_on(async move { fieldwatch::restore_bench::run(&opts).await }),
         Command::Generate { count, seed, study, hostile, instruments } => {
-            with_study(&instruments, &study, |s| {
+            with_study(&instruments, &study, |_, s| {
                 use std::io::Write;
                 let opts = fieldwatch::synth::Options { random_strings: hostile };
                 let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -199,13 +198,13 @@ fn main() -> ExitCode {
         }
         Command::Instrument { command: InstrumentCommand::Check { files } } => instrument_check(&files),
         Command::Instrument { command: InstrumentCommand::Show { study, instruments } } => {
-            with_study(&instruments, &study, |s| {
+            with_study(&instruments, &study, |_, s| {
                 print!("{}", show_study(s));
                 ExitCode::SUCCESS
             })
         }
         Command::Report { input, study, by, format, instruments } => {
-            with_study(&instruments, &study, |s| run_report(s, &input, by.as_deref(), format))
+            with_study(&instruments, &study, |c, s| run_report(c, s, &input, by.as_deref(), format))
         }
     }
 }
@@ -281,7 +280,7 @@ fn submit(server: String, file: PathBuf, token: Option<String>, retry_for_secs: 
 }
 
 /// Loads the catalog (given paths, or the built-in demo) and runs `f` on one study.
-fn with_study(paths: &[PathBuf], id: &str, f: impl FnOnce(&Study) -> ExitCode) -> ExitCode {
+fn with_study(paths: &[PathBuf], id: &str, f: impl FnOnce(&Catalog, &Study) -> ExitCode) -> ExitCode {
     let catalog = if paths.is_empty() {
         Catalog::demo()
     } else {
@@ -294,7 +293,7 @@ fn with_study(paths: &[PathBuf], id: &str, f: impl FnOnce(&Study) -> ExitCode) -
         }
     };
     match catalog.get(id) {
-        Some(s) => f(s),
+        Some(s) => f(&catalog, s),
         None => {
             let known: Vec<&str> = catalog.studies().map(|s| s.id()).collect();
             eprintln!("error: unknown study `{id}` (loaded: {})", known.join(", "));
@@ -303,7 +302,13 @@ fn with_study(paths: &[PathBuf], id: &str, f: impl FnOnce(&Study) -> ExitCode) -
     }
 }
 
-fn run_report(study: &Study, input: &std::path::Path, by: Option<&str>, format: Format) -> ExitCode {
+fn run_report(
+    catalog: &Catalog,
+    study: &Study,
+    input: &std::path::Path,
+    by: Option<&str>,
+    format: Format,
+) -> ExitCode {
     let reader: Box<dyn std::io::BufRead> = if input.as_os_str() == "-" {
         Box::new(std::io::BufReader::new(std::io::stdin()))
     } else {
@@ -318,7 +323,15 @@ fn run_report(study: &Study, input: &std::path::Path, by: Option<&str>, format: 
     // `--by interviewer` breaks fieldwork down by interviewer even where no
     // declared dimension has that name; the toplines then stay overall.
     let top_by = by.filter(|b| study.dim(b).is_some() || *b != fieldwatch::fieldwork::summary::INTERVIEWER);
-    let (tally, top) = match report::run(study, reader, top_by, &Limits::default()) {
+    // Respondent keys as ingest makes them, so the flags equal the live ones.
+    let key = std::env::var(fieldwatch::ingest::HMAC_KEY_ENV)
+        .unwrap_or_else(|_| fieldwatch::ingest::DEMO_HMAC_KEY.to_string());
+    let opts = report::Offline {
+        catalog: Some(catalog),
+        respondent_keys: fieldwatch::ingest::Pseudonymizer::new(key.as_bytes()),
+        ..report::Offline::default()
+    };
+    let (tally, top) = match report::run_with(study, reader, top_by, &opts) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -351,15 +364,7 @@ fn run_report(study: &Study, input: &std::path::Path, by: Option<&str>, format: 
             );
         }
         Format::Json => {
-            let doc = report::ReportJson {
-                toplines: &top,
-                lines: tally.lines,
-                rejected: &tally.errors,
-                retries: tally.state.retries,
-                duplicate_respondents: tally.state.duplicate_respondents,
-                possible_duplicates: tally.state.possible_duplicates(),
-                fieldwork: &fieldwork,
-            };
+            let doc = report::ReportJson::new(&top, &tally, &fieldwork);
             match serde_json::to_string_pretty(&doc) {
                 Ok(s) => println!("{s}"),
                 Err(e) => {
@@ -371,6 +376,9 @@ fn run_report(study: &Study, input: &std::path::Path, by: Option<&str>, format: 
     }
     if !tally.errors.is_empty() {
         eprintln!("{} of {} lines rejected", tally.errors.len(), tally.lines);
+    }
+    if tally.unknown_study > 0 {
+        eprintln!("{} lines name a study no loaded instrument defines", tally.unknown_study);
     }
     ExitCode::SUCCESS
 }
