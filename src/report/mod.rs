@@ -221,12 +221,17 @@ pub fn run_with(
 mod tests {
     use super::*;
 
+    /// A study `id` with one form `f` of one yes/no item `q1`.
+    fn study(id: &str) -> Study {
+        Study::from_yaml(&format!(
+            "study: {id}\nforms:\n  - id: f\n    items:\n      - {{id: q1, code: a, kind: yes_no}}\n"
+        ))
+        .expect("valid")
+    }
+
     #[test]
     fn bad_lines_are_reported_with_their_number_and_do_not_stop_the_run() {
-        let study = Study::from_yaml(
-            "study: t\nforms:\n  - id: f\n    items:\n      - {id: q1, code: a, kind: yes_no}\n",
-        )
-        .expect("valid");
+        let study = study("t");
         let input = concat!(
             r#"{"study":"t","form":"f","respondent_id":"r1","submission_id":"s1","answers":{"q1":"yes"}}"#,
             "\n",
@@ -245,12 +250,9 @@ mod tests {
 
     #[test]
     fn lines_of_no_loaded_study_are_counted_apart_from_lines_of_another_loaded_one() {
-        let yaml = |id: &str| {
-            format!("study: {id}\nforms:\n  - id: f\n    items:\n      - {{id: q1, code: a, kind: yes_no}}\n")
-        };
         let mut catalog = Catalog::default();
-        catalog.insert(Study::from_yaml(&yaml("t")).expect("valid"));
-        catalog.insert(Study::from_yaml(&yaml("u")).expect("valid"));
+        catalog.insert(study("t"));
+        catalog.insert(study("u"));
         let study = catalog.get("t").expect("t");
         let input = concat!(
             r#"{"study":"t","form":"f","respondent_id":"r1","submission_id":"s1","answers":{"q1":"yes"}}"#,
@@ -272,10 +274,7 @@ mod tests {
 
     #[test]
     fn flags_carry_the_respondent_key_never_the_raw_id() {
-        let study = Study::from_yaml(
-            "study: t\nforms:\n  - id: f\n    items:\n      - {id: q1, code: a, kind: yes_no}\n",
-        )
-        .expect("valid");
+        let study = study("t");
         let input = concat!(
             r#"{"study":"t","form":"f","respondent_id":"r1","submission_id":"s1","answers":{"q1":"yes"}}"#,
             "\n",
