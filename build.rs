@@ -22,6 +22,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .btree_map(".")
         .file_descriptor_set_path(out_dir.join("fieldwatch_descriptor.bin"))
         .compile_with_config(config, &protos, &includes)?;
+
+    // The persisted partition state: messages only, kept out of the gRPC
+    // API's descriptor set.
+    let mut config = tonic_prost_build::Config::new();
+    config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    tonic_prost_build::configure().build_client(false).build_server(false).compile_with_config(
+        config,
+        &[PathBuf::from("proto/fieldwatch/state/v1/state.proto")],
+        &includes,
+    )?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())
 }

@@ -219,8 +219,13 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Report { input, study, by, format, instruments } => {
             let catalog = Catalog::load_or_demo(&instruments)?;
             let reader = open_input(&input)?;
+            // Respondent keys as ingest makes them, so the flags equal the live ones.
+            let key = std::env::var(fieldwatch::ingest::HMAC_KEY_ENV)
+                .unwrap_or_else(|_| fieldwatch::ingest::DEMO_HMAC_KEY.to_string());
             fieldwatch::report::print::print(
+                &catalog,
                 catalog.study(&study)?,
+                &key,
                 reader,
                 &input.display().to_string(),
                 by.as_deref(),

@@ -18,6 +18,15 @@ pub mod v1 {
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("fieldwatch_descriptor");
 }
 
+/// Generated code for package `fieldwatch.state.v1`: the persisted
+/// partition state (`proto/fieldwatch/state/v1/state.proto`), not part of
+/// the gRPC API. Conversions live beside the types they persist
+/// ([`crate::results::wire`], [`crate::fieldwork::wire`]).
+#[allow(missing_docs, clippy::all, clippy::unwrap_used)]
+pub mod state {
+    include!(concat!(env!("OUT_DIR"), "/fieldwatch.state.v1.rs"));
+}
+
 use v1::answer::Value as PbValue;
 
 /// Version of [`v1::Envelope`] written by this build.

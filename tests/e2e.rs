@@ -1,7 +1,8 @@
 //! End to end through a real broker over loopback: `serve`'s parts on the
 //! embedded tansu broker, interviews submitted over gRPC with the `submit`
-//! client, live toplines read over HTTP and compared with the offline
-//! `report` on the same file, and `/metrics` checked against the same counts.
+//! client, live toplines and flags read over HTTP and compared with the
+//! offline `report` on the same lines, and `/metrics` checked against the
+//! same counts.
 
 #![cfg(feature = "embedded-broker")]
 
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use common::Service;
 use fieldwatch::config::Config;
+use fieldwatch::ingest::Pseudonymizer;
 use fieldwatch::instrument::{Catalog, DEMO_STUDY_ID};
 use fieldwatch::report;
 use fieldwatch::submit::{self, SubmitOptions};
@@ -197,16 +199,79 @@ async fn seed_scenario(r: &Service) {
     let s = submit::run(BufReader::new(file), &opts(r), &mut Vec::new()).await.expect("submit runs");
     assert_eq!(s.accepted, 121);
     let url = format!("http://{}/api/v1/studies/{DEMO_STUDY_ID}/toplines", r.http);
+    let mut recognised = false;
     for _ in 0..600 {
         let v = get_json(&url).await;
         if v["retries"] == 121 && v["caught_up"] == true {
             assert_eq!(v["groups"][0]["interviews"], 124);
             assert_eq!(v["duplicate_respondents"], 0);
-            return;
+            recognised = true;
+            break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("the resubmitted file was not recognised as 121 retries");
+    assert!(recognised, "the resubmitted file was not recognised as 121 retries");
+
+    // Flagged interviews: a respondent again under a new submission id, and
+    // a new respondent with an out-of-range scale answer (flags that do not
+    // depend on which partitions the records land in). The offline report
+    // over every line submitted lists the same flags.
+    let mut again = base.clone();
+    again["submission_id"] = "flag-s1".into();
+    let mut out_of_range = base.clone();
+    out_of_range["respondent_id"] = "flag-r2".into();
+    out_of_range["submission_id"] = "flag-s2".into();
+    out_of_range["answers"]["q6"] = 99.into();
+    let planted = [again.to_string(), out_of_range.to_string()];
+    let s = submit::run(planted.join("\n").as_bytes(), &opts(r), &mut Vec::new()).await.expect("submit runs");
+    assert_eq!(s.accepted, 2);
+    wait_for(r, 125).await;
+    let live =
+        get_json(&format!("http://{}/api/v1/studies/{DEMO_STUDY_ID}/flags?per_page=500", r.http)).await;
+    let all_lines = [first.trim_end(), &lines.join("\n"), first.trim_end(), &planted.join("\n")].join("\n");
+    let offline_input = format!("{all_lines}\n{{\"study\":\"no-such-study\",\"form\":\"f\"}}\n");
+    let catalog = Catalog::demo();
+    let study = catalog.get(DEMO_STUDY_ID).expect("demo");
+    let offline_opts = report::Offline {
+        catalog: Some(&catalog),
+        respondent_keys: Pseudonymizer::new(common::HMAC_KEY.as_bytes()),
+        ..report::Offline::default()
+    };
+    let (tally, top) =
+        report::run_with(study, offline_input.as_bytes(), None, &offline_opts).expect("report");
+    let fieldwork = report::fieldwork(study, &tally, None).expect("fieldwork");
+    let doc = serde_json::to_value(report::ReportJson::new(&top, &tally, &fieldwork)).expect("json");
+    assert_eq!(doc["unknown_study"], 1, "the line of no loaded study is counted");
+    // Where and when a record was read differ by nature (partition and
+    // offset live, line number offline; receipt time only live). Possible
+    // duplicates (the mixed batch copies the first line's answers) are
+    // still found live only within one partition (issue 10), so they are
+    // left out of the comparison.
+    let comparable = |v: &serde_json::Value| {
+        let mut flags: Vec<serde_json::Value> = v["flags"]
+            .as_array()
+            .expect("flags")
+            .iter()
+            .filter_map(|f| {
+                let mut f = f.clone();
+                let o = f.as_object_mut().expect("object");
+                for k in ["source_partition", "source_offset", "received_at"] {
+                    o.remove(k);
+                }
+                let checks = o.get_mut("checks").and_then(|c| c.as_array_mut()).expect("checks");
+                checks.retain(|c| c["check"] != "possible_duplicate");
+                (!checks.is_empty()).then_some(f)
+            })
+            .collect();
+        flags.sort_by_key(|f| f["submission_id"].as_str().unwrap_or_default().to_string());
+        flags
+    };
+    assert_eq!(comparable(&live), comparable(&doc["flags"]), "live and offline flags differ");
+    let checks: Vec<String> = comparable(&live)
+        .iter()
+        .map(|f| f["checks"][0]["check"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(checks, ["duplicate_respondent", "out_of_range"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

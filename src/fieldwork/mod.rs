@@ -25,6 +25,7 @@ pub mod interviewers;
 pub mod rates;
 pub mod review;
 pub mod summary;
+pub mod wire;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -295,14 +296,17 @@ pub fn validate_disposition_in(
 }
 
 /// The latest disposition of one case.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Case {
     disposition: Disposition,
     /// Time of the latest record; `None` only for an interview without
     /// timestamps that was the case's first record.
     time: Option<i64>,
-    segments: Vec<u16>,
-    interviewer: String,
+    /// The case's segment key and interviewer label, interned: an index
+    /// into [`FieldworkState::groups`]. A study has few distinct groups and
+    /// many cases, so a case costs 4 bytes here instead of two heap
+    /// allocations.
+    group: u32,
 }
 
 /// Key of a disposition count: segment key (value index per dimension) and
@@ -310,10 +314,15 @@ struct Case {
 pub type CountKey = (Vec<u16>, String);
 
 /// The fieldwork state of one study (one partition's, or merged).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub struct FieldworkState {
     /// Case key hash -> its latest disposition.
     cases: HashMap<u128, Case>,
+    /// The distinct (segment key, interviewer label) groups of the cases,
+    /// in order of first use; [`Case::group`] indexes it.
+    groups: Vec<CountKey>,
+    /// Group -> its index in `groups`.
+    group_ids: HashMap<CountKey, u32>,
     /// Cases by their latest disposition, per segment cell and interviewer.
     pub counts: HashMap<CountKey, Counts>,
     /// Interviewer label -> quality counts of their counted interviews.
@@ -327,6 +336,26 @@ pub struct FieldworkState {
     pub superseded: u64,
 }
 
+/// Equal when they hold the same cases, counts and durations, whatever
+/// order their groups were first used in.
+impl PartialEq for FieldworkState {
+    fn eq(&self, other: &FieldworkState) -> bool {
+        self.counts == other.counts
+            && self.interviewers == other.interviewers
+            && self.durations == other.durations
+            && self.records == other.records
+            && self.superseded == other.superseded
+            && self.cases.len() == other.cases.len()
+            && self.cases.iter().all(|(k, c)| {
+                other.cases.get(k).is_some_and(|o| {
+                    o.disposition == c.disposition
+                        && o.time == c.time
+                        && other.group(o.group) == self.group(c.group)
+                })
+            })
+    }
+}
+
 fn segment_key(segments: &[usize]) -> Vec<u16> {
     segments.iter().map(|&v| u16::try_from(v).unwrap_or(u16::MAX)).collect()
 }
@@ -337,13 +366,29 @@ impl FieldworkState {
         self.cases.len()
     }
 
+    /// The index of a group, added if new.
+    fn intern(&mut self, key: CountKey) -> u32 {
+        if let Some(&id) = self.group_ids.get(&key) {
+            return id;
+        }
+        let id = u32::try_from(self.groups.len()).unwrap_or(u32::MAX);
+        self.groups.push(key.clone());
+        self.group_ids.insert(key, id);
+        id
+    }
+
+    fn group(&self, id: u32) -> Option<&CountKey> {
+        self.groups.get(id as usize)
+    }
+
     /// Makes `new` the case's disposition unless the case already has a
     /// later one. A record without a time counts as arriving after
     /// everything before it and keeps the case's time.
-    fn update(&mut self, case: &str, mut new: Case) -> bool {
+    fn update(&mut self, case: &str, key: CountKey, disposition: Disposition, time: Option<i64>) -> bool {
         self.records += 1;
-        let key = xxh3_128(case.as_bytes());
-        if let Some(old) = self.cases.get(&key) {
+        let hash = xxh3_128(case.as_bytes());
+        let mut new = Case { disposition, time, group: 0 };
+        if let Some(&old) = self.cases.get(&hash) {
             if let (Some(n), Some(o)) = (new.time, old.time)
                 && n < o
             {
@@ -351,14 +396,15 @@ impl FieldworkState {
                 return false;
             }
             new.time = new.time.or(old.time);
-            let old_key = (old.segments.clone(), old.interviewer.clone());
-            if let Some(c) = self.counts.get_mut(&old_key) {
+            if let Some(old_key) = self.group(old.group).cloned()
+                && let Some(c) = self.counts.get_mut(&old_key)
+            {
                 c[old.disposition.index()] = c[old.disposition.index()].saturating_sub(1);
             }
         }
-        self.counts.entry((new.segments.clone(), new.interviewer.clone())).or_default()
-            [new.disposition.index()] += 1;
-        self.cases.insert(key, new);
+        self.counts.entry(key.clone()).or_default()[disposition.index()] += 1;
+        new.group = self.intern(key);
+        self.cases.insert(hash, new);
         true
     }
 
@@ -366,13 +412,7 @@ impl FieldworkState {
     /// has a later one (the record changed nothing).
     pub fn apply_disposition(&mut self, study: &Study, d: &DispositionRecord) -> bool {
         let interviewer = self.interviewer_label_of(study, d.interviewer.as_deref());
-        let case = Case {
-            disposition: d.disposition,
-            time: Some(d.time),
-            segments: segment_key(&d.segments),
-            interviewer,
-        };
-        self.update(&d.case, case)
+        self.update(&d.case, (segment_key(&d.segments), interviewer), d.disposition, Some(d.time))
     }
 
     /// Applies a counted interview: a complete for its case (the respondent
@@ -380,13 +420,8 @@ impl FieldworkState {
     /// whether it is a speeder.
     pub fn apply_interview(&mut self, study: &Study, rec: &Record, checked: &Checked) -> bool {
         let interviewer = self.interviewer_label_of(study, rec.interviewer.as_deref());
-        let case = Case {
-            disposition: Disposition::Complete,
-            time: rec.ended_at,
-            segments: segment_key(&rec.segments),
-            interviewer: interviewer.clone(),
-        };
-        self.update(&rec.respondent, case);
+        let key = (segment_key(&rec.segments), interviewer.clone());
+        self.update(&rec.respondent, key, Disposition::Complete, rec.ended_at);
 
         let cfg = &study.def.fieldwork;
         let stats = self.interviewers.entry(interviewer).or_default();
@@ -428,7 +463,9 @@ impl FieldworkState {
             match self.cases.get(k) {
                 Some(mine) if mine.time >= c.time => {}
                 _ => {
-                    self.cases.insert(*k, c.clone());
+                    let Some(key) = other.group(c.group).cloned() else { continue };
+                    let group = self.intern(key);
+                    self.cases.insert(*k, Case { group, ..*c });
                 }
             }
         }

@@ -92,6 +92,25 @@ pub fn page<'a>(
 ) -> FlagPage {
     let page = page.max(1);
     let per_page = per_page.clamp(1, MAX_PER_PAGE);
+    let hits = sorted(all, filter);
+    let total = hits.len();
+    let flags = hits.into_iter().skip((page - 1).saturating_mul(per_page)).take(per_page).cloned().collect();
+    FlagPage { total, page, per_page, flags }
+}
+
+/// Every flagged interview passing `filter` on one page, in the order of
+/// [`page`]: what `fieldwatch report` prints.
+pub fn unpaged<'a>(all: impl Iterator<Item = &'a FlaggedInterview>, filter: &FlagFilter) -> FlagPage {
+    let flags: Vec<FlaggedInterview> = sorted(all, filter).into_iter().cloned().collect();
+    FlagPage { total: flags.len(), page: 1, per_page: flags.len().max(1), flags }
+}
+
+/// The flagged interviews passing `filter`, ordered by receipt time, then
+/// submission id, then source.
+fn sorted<'a>(
+    all: impl Iterator<Item = &'a FlaggedInterview>,
+    filter: &FlagFilter,
+) -> Vec<&'a FlaggedInterview> {
     let mut hits: Vec<&FlaggedInterview> = all.filter(|f| filter.matches(f)).collect();
     hits.sort_by(|a, b| {
         a.received_at
@@ -100,7 +119,5 @@ pub fn page<'a>(
             .then(a.source_partition.cmp(&b.source_partition))
             .then(a.source_offset.cmp(&b.source_offset))
     });
-    let total = hits.len();
-    let flags = hits.into_iter().skip((page - 1).saturating_mul(per_page)).take(per_page).cloned().collect();
-    FlagPage { total, page, per_page, flags }
+    hits
 }

@@ -12,8 +12,10 @@ use std::io::BufRead;
 
 use serde::Serialize;
 
+use crate::fieldwork::review::{self, FlagFilter, FlagPage, FlaggedInterview};
 use crate::fieldwork::{FieldworkReport, parse_line};
-use crate::instrument::Study;
+use crate::ingest::{DEMO_HMAC_KEY, Pseudonymizer};
+use crate::instrument::{Catalog, Study};
 use crate::pipeline::{self, Fate, Source};
 use crate::results::{StudyState, Toplines, toplines};
 use crate::validate::{Limits, Violation};
@@ -35,8 +37,15 @@ pub struct Tally {
     pub state: StudyState,
     /// Lines read (non-empty).
     pub lines: usize,
-    /// Lines of another study, skipped.
+    /// Lines of another loaded study, skipped (with no catalog given: of
+    /// any other study).
     pub other_study: usize,
+    /// Lines naming a study no loaded instrument defines, skipped.
+    pub unknown_study: usize,
+    /// The flagged interviews, in line order, as `GET .../flags` lists them
+    /// (respondent keys made with the report's [`Offline::respondent_keys`];
+    /// `source_partition` 0 and `source_offset` the line number).
+    pub flagged: Vec<FlaggedInterview>,
     /// Disposition lines applied.
     pub dispositions: usize,
     /// Rejected lines.
@@ -57,9 +66,40 @@ pub enum ReportError {
     Fieldwork(#[from] crate::fieldwork::FieldworkError),
 }
 
+/// How `report` reads its input.
+#[derive(Debug, Clone)]
+pub struct Offline<'a> {
+    /// Every loaded instrument, to tell lines of another loaded study from
+    /// lines of no known study; none: every other study counts as other.
+    pub catalog: Option<&'a Catalog>,
+    /// Input limits, as in ingest.
+    pub limits: Limits,
+    /// Turns respondent ids into the respondent keys flags show, as ingest
+    /// does before publishing: with the service's HMAC key the offline
+    /// flags equal the live ones.
+    pub respondent_keys: Pseudonymizer,
+}
+
+impl Default for Offline<'_> {
+    /// No catalog, default limits, respondent keys under the public demo key.
+    fn default() -> Self {
+        Offline {
+            catalog: None,
+            limits: Limits::default(),
+            respondent_keys: Pseudonymizer::new(DEMO_HMAC_KEY.as_bytes()),
+        }
+    }
+}
+
+/// Reads JSONL submissions for `study` and applies them (see [`tally_with`]).
+pub fn tally(study: &Study, input: impl BufRead, limits: &Limits) -> Result<Tally, ReportError> {
+    tally_with(study, input, &Offline { limits: *limits, ..Offline::default() })
+}
+
 /// Reads JSONL submissions for `study` and applies each line through
 /// [`pipeline::apply`], the aggregator's own path.
-pub fn tally(study: &Study, input: impl BufRead, limits: &Limits) -> Result<Tally, ReportError> {
+pub fn tally_with(study: &Study, input: impl BufRead, opts: &Offline<'_>) -> Result<Tally, ReportError> {
+    let limits = &opts.limits;
     let mut t = Tally::default();
     for (n, line) in input.lines().enumerate() {
         let line = line.map_err(ReportError::Read)?;
@@ -84,15 +124,24 @@ pub fn tally(study: &Study, input: impl BufRead, limits: &Limits) -> Result<Tall
         // A line without a study id belongs to the report's study (and
         // fails validation for the missing id).
         if parsed.study() != study.id() && !parsed.study().is_empty() {
-            t.other_study += 1;
+            match opts.catalog {
+                Some(c) if c.get(parsed.study()).is_none() => t.unknown_study += 1,
+                _ => t.other_study += 1,
+            }
             continue;
         }
         let source =
             Source { partition: 0, offset: i64::try_from(n + 1).unwrap_or(i64::MAX), received_at: None };
-        match pipeline::apply(study, &mut t.state, &parsed, limits, source).fate {
+        let step = pipeline::apply(study, &mut t.state, &parsed, limits, source);
+        match step.fate {
             Fate::Invalid(violations) => t.errors.push(LineError { line: n + 1, violations }),
             Fate::Disposition => t.dispositions += 1,
             Fate::Counted | Fate::Retry | Fate::DuplicateRespondent => {}
+        }
+        if let Some(mut f) = step.flagged {
+            // The raw id never leaves the report: the key, as ingest makes it.
+            f.respondent_key = opts.respondent_keys.key(&f.respondent_key);
+            t.flagged.push(f);
         }
     }
     Ok(t)
@@ -116,6 +165,31 @@ pub struct ReportJson<'a> {
     pub possible_duplicates: u64,
     /// Cases by disposition and the AAPOR rates.
     pub fieldwork: &'a FieldworkReport,
+    /// Lines of another loaded study (skipped).
+    pub other_study: usize,
+    /// Lines naming a study no loaded instrument defines (skipped).
+    pub unknown_study: usize,
+    /// The flagged interviews, shaped as `GET /api/v1/studies/{s}/flags`
+    /// answers, all on one page.
+    pub flags: FlagPage,
+}
+
+impl<'a> ReportJson<'a> {
+    /// The document for a tallied input.
+    pub fn new(toplines: &'a Toplines, tally: &'a Tally, fieldwork: &'a FieldworkReport) -> ReportJson<'a> {
+        ReportJson {
+            toplines,
+            lines: tally.lines,
+            rejected: &tally.errors,
+            retries: tally.state.retries,
+            duplicate_respondents: tally.state.duplicate_respondents,
+            possible_duplicates: tally.state.possible_duplicates(),
+            fieldwork,
+            other_study: tally.other_study,
+            unknown_study: tally.unknown_study,
+            flags: review::unpaged(tally.flagged.iter(), &FlagFilter::default()),
+        }
+    }
 }
 
 /// The fieldwork section of a tallied input.
@@ -130,7 +204,17 @@ pub fn run(
     by: Option<&str>,
     limits: &Limits,
 ) -> Result<(Tally, Toplines), ReportError> {
-    let tally = tally(study, input, limits)?;
+    run_with(study, input, by, &Offline { limits: *limits, ..Offline::default() })
+}
+
+/// [`run`] with every option.
+pub fn run_with(
+    study: &Study,
+    input: impl BufRead,
+    by: Option<&str>,
+    opts: &Offline<'_>,
+) -> Result<(Tally, Toplines), ReportError> {
+    let tally = tally_with(study, input, opts)?;
     let top = toplines(study, &tally.state, by)?;
     Ok((tally, top))
 }
@@ -139,12 +223,17 @@ pub fn run(
 mod tests {
     use super::*;
 
+    /// A study `id` with one form `f` of one yes/no item `q1`.
+    fn study(id: &str) -> Study {
+        Study::from_yaml(&format!(
+            "study: {id}\nforms:\n  - id: f\n    items:\n      - {{id: q1, code: a, kind: yes_no}}\n"
+        ))
+        .expect("valid")
+    }
+
     #[test]
     fn bad_lines_are_reported_with_their_number_and_do_not_stop_the_run() {
-        let study = Study::from_yaml(
-            "study: t\nforms:\n  - id: f\n    items:\n      - {id: q1, code: a, kind: yes_no}\n",
-        )
-        .expect("valid");
+        let study = study("t");
         let input = concat!(
             r#"{"study":"t","form":"f","respondent_id":"r1","submission_id":"s1","answers":{"q1":"yes"}}"#,
             "\n",
@@ -159,5 +248,48 @@ mod tests {
         assert_eq!(tally.errors.iter().map(|e| e.line).collect::<Vec<_>>(), vec![2, 3]);
         assert_eq!(tally.errors[1].violations.len(), 2);
         assert_eq!(top.groups[0].interviews, 2);
+    }
+
+    #[test]
+    fn lines_of_no_loaded_study_are_counted_apart_from_lines_of_another_loaded_one() {
+        let mut catalog = Catalog::default();
+        catalog.insert(study("t"));
+        catalog.insert(study("u"));
+        let study = catalog.get("t").expect("t");
+        let input = concat!(
+            r#"{"study":"t","form":"f","respondent_id":"r1","submission_id":"s1","answers":{"q1":"yes"}}"#,
+            "\n",
+            r#"{"study":"u","form":"f","respondent_id":"r2","submission_id":"s2","answers":{"q1":"yes"}}"#,
+            "\n",
+            r#"{"study":"gone","form":"f","respondent_id":"r3","submission_id":"s3","answers":{"q1":"yes"}}"#,
+            "\n",
+            r#"{"kind":"disposition","study":"gone","case_id":"c1","disposition":"refusal","time":"2024-05-01T10:00:00Z"}"#,
+            "\n",
+        );
+        let opts = Offline { catalog: Some(&catalog), ..Offline::default() };
+        let t = tally_with(study, input.as_bytes(), &opts).expect("runs");
+        assert_eq!((t.lines, t.other_study, t.unknown_study), (4, 1, 2));
+        assert_eq!(t.state.interviews(), 1);
+        let t = tally(study, input.as_bytes(), &Limits::default()).expect("runs");
+        assert_eq!((t.other_study, t.unknown_study), (3, 0), "without a catalog every other study is other");
+    }
+
+    #[test]
+    fn flags_carry_the_respondent_key_never_the_raw_id() {
+        let study = study("t");
+        let input = concat!(
+            r#"{"study":"t","form":"f","respondent_id":"r1","submission_id":"s1","answers":{"q1":"yes"}}"#,
+            "\n",
+            r#"{"study":"t","form":"f","respondent_id":"r1","submission_id":"s2","answers":{"q1":"no"}}"#,
+            "\n",
+        );
+        let keys = Pseudonymizer::new(b"a-test-key-of-16-bytes");
+        let opts = Offline { respondent_keys: keys.clone(), ..Offline::default() };
+        let t = tally_with(&study, input.as_bytes(), &opts).expect("runs");
+        assert_eq!(t.flagged.len(), 1);
+        let f = &t.flagged[0];
+        assert_eq!((f.submission_id.as_str(), f.source_offset), ("s2", 2));
+        assert_eq!(f.respondent_key, keys.key("r1"));
+        assert_eq!(f.checks[0].check, crate::quality::Check::DuplicateRespondent);
     }
 }

@@ -3,10 +3,10 @@
 
 use std::io::{BufRead, Write};
 
-use super::{ReportError, ReportJson, fieldwork, run};
+use super::{Offline, ReportError, ReportJson, fieldwork, run_with};
 use crate::fieldwork::summary::INTERVIEWER;
-use crate::instrument::Study;
-use crate::validate::Limits;
+use crate::ingest::Pseudonymizer;
+use crate::instrument::{Catalog, Study};
 
 /// How `report` writes its result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -33,8 +33,13 @@ pub enum PrintError {
 
 /// Tallies `input` (named `input_name` in messages), writes the report to
 /// `out` and every rejected line, then a count of them, to `err`.
+/// Respondent keys are made with `hmac_key` as ingest makes them, so the
+/// flags equal the live ones.
+#[allow(clippy::too_many_arguments)]
 pub fn print(
+    catalog: &Catalog,
     study: &Study,
+    hmac_key: &str,
     input: impl BufRead,
     input_name: &str,
     by: Option<&str>,
@@ -45,7 +50,12 @@ pub fn print(
     // `--by interviewer` breaks fieldwork down by interviewer even where no
     // declared dimension has that name; the toplines then stay overall.
     let top_by = by.filter(|b| study.dim(b).is_some() || *b != INTERVIEWER);
-    let (tally, top) = run(study, input, top_by, &Limits::default())?;
+    let opts = Offline {
+        catalog: Some(catalog),
+        respondent_keys: Pseudonymizer::new(hmac_key.as_bytes()),
+        ..Offline::default()
+    };
+    let (tally, top) = run_with(study, input, top_by, &opts)?;
     for e in &tally.errors {
         for v in &e.violations {
             writeln!(err, "{input_name}:{}: {} ({}): {}", e.line, v.field, v.rule.as_str(), v.message)?;
@@ -67,15 +77,7 @@ pub fn print(
             )?;
         }
         Format::Json => {
-            let doc = ReportJson {
-                toplines: &top,
-                lines: tally.lines,
-                rejected: &tally.errors,
-                retries: tally.state.retries,
-                duplicate_respondents: tally.state.duplicate_respondents,
-                possible_duplicates: tally.state.possible_duplicates(),
-                fieldwork: &fieldwork,
-            };
+            let doc = ReportJson::new(&top, &tally, &fieldwork);
             serde_json::to_writer_pretty(&mut *out, &doc)?;
             writeln!(out)?;
         }
@@ -83,6 +85,9 @@ pub fn print(
     out.flush()?;
     if !tally.errors.is_empty() {
         writeln!(err, "{} of {} lines rejected", tally.errors.len(), tally.lines)?;
+    }
+    if tally.unknown_study > 0 {
+        writeln!(err, "{} lines name a study no loaded instrument defines", tally.unknown_study)?;
     }
     Ok(())
 }

@@ -12,6 +12,7 @@
 //! project managers read. Pure.
 
 pub mod toplines;
+pub mod wire;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -71,8 +72,9 @@ pub enum Applied {
 /// Key of a flag counter: form index, check, canonical code index (if the flag is on an item).
 pub type FlagKey = (usize, Check, Option<usize>);
 
-/// The live (or offline) state of one study.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// The live (or offline) state of one study. Persisted in partition
+/// snapshots through [`wire`].
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct StudyState {
     /// Segment key (value index per dimension) -> counts.
     pub cells: HashMap<Vec<u16>, Cell>,
@@ -84,7 +86,6 @@ pub struct StudyState {
     pub duplicate_respondents: u64,
     /// Case dispositions and interviewer quality (a counted interview is a
     /// complete for its case).
-    #[serde(default)]
     pub fieldwork: FieldworkState,
     seen_submissions: HashSet<u128>,
     respondents: HashSet<u128>,

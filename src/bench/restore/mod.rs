@@ -285,12 +285,8 @@ async fn measure(
     )?;
 
     // 2. The snapshots.
-    let sizes: Vec<u64> = reference
-        .shared
-        .snapshots(false, None)
-        .iter()
-        .map(|s| bincode::serialized_size(s).unwrap_or(0))
-        .collect();
+    let sizes: Vec<u64> =
+        reference.shared.snapshots(false, None).iter().map(|s| snapshot::encode(s).len() as u64).collect();
     match opts.snapshots {
         SnapshotSource::Direct => {
             let started = Instant::now();
