@@ -9,6 +9,7 @@
 
 pub mod expr;
 pub mod model;
+pub mod quota;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,8 +18,9 @@ use std::sync::Arc;
 pub use expr::{Expr, ExprValue};
 pub use model::{
     DimensionSource, Direction, EligibilityEstimate, EligibilityMethod, FieldworkDef, KindDef, MissingKind,
-    OptionDef, ReportingDef, StudyDef,
+    OptionDef, QuotaCellDef, QuotaDef, ReportingDef, StudyDef,
 };
+pub use quota::{Quota, QuotaCell};
 
 /// The indexes of a compiled study: keys come from the instrument, lookups
 /// from submissions. Nothing a submission sends is ever inserted (no hash
@@ -103,6 +105,8 @@ pub struct Study {
     pub codes: Vec<CodeInfo>,
     /// Segment dimensions.
     pub dims: Vec<Dim>,
+    /// Quotas over the dimensions.
+    pub quotas: Vec<Quota>,
     form_index: HashMap<String, usize>,
     code_index: HashMap<String, usize>,
     missing: HashMap<String, MissingKind>,
@@ -278,6 +282,7 @@ struct IdLines {
     forms: Vec<usize>,
     items: Vec<Vec<usize>>,
     dims: usize,
+    quotas: usize,
 }
 
 impl IdLines {
@@ -307,7 +312,8 @@ impl IdLines {
             items.push(its);
         }
         let dims = src.lines().position(|l| l.starts_with("dimensions:")).map(|n| n + 1).unwrap_or(0);
-        IdLines { forms, items, dims }
+        let quotas = src.lines().position(|l| l.starts_with("quotas:")).map(|n| n + 1).unwrap_or(0);
+        IdLines { forms, items, dims, quotas }
     }
 }
 
@@ -319,7 +325,7 @@ pub fn is_label_safe(s: &str) -> bool {
         && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
-fn is_ident(s: &str) -> bool {
+pub(crate) fn is_ident(s: &str) -> bool {
     let mut b = s.bytes();
     matches!(b.next(), Some(c) if c.is_ascii_lowercase() || c == b'_')
         && b.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
@@ -392,6 +398,8 @@ fn compile(def: StudyDef, lines: &IdLines) -> Result<Study, Vec<Problem>> {
             value_index,
         });
     }
+
+    let quotas = quota::compile(&def.quotas, &dims, &mut |m| p(lines.quotas, m));
 
     let mut codes: Vec<CodeInfo> = Vec::new();
     let mut code_index: HashMap<String, usize> = HashMap::default();
@@ -546,7 +554,7 @@ fn compile(def: StudyDef, lines: &IdLines) -> Result<Study, Vec<Problem>> {
     }
 
     if problems.is_empty() {
-        Ok(Study { def, forms, codes, dims, form_index, code_index, missing })
+        Ok(Study { def, forms, codes, dims, quotas, form_index, code_index, missing })
     } else {
         problems.sort_by_key(|p| p.line);
         Err(problems)
