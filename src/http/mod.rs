@@ -11,10 +11,13 @@
 //! - `GET /api/v1/studies`: the loaded studies with forms, dimensions and counted interviews.
 //! - `GET /api/v1/studies/{study}/toplines?by=DIM`: the same toplines as `fieldwatch report`.
 //! - `GET /api/v1/studies/{study}/fieldwork?by=DIM`: dispositions and AAPOR rates.
-//! - `GET /api/v1/studies/{study}/flags?check=&form=&interviewer=&page=&per_page=`: flagged interviews.
+//! - `GET /api/v1/studies/{study}/flags?check=&form=&interviewer=&item=&page=&per_page=`: flagged interviews.
+//! - `GET /api/v1/studies/{study}/quotas`: quota cells, achieved against target and cap.
+//! - `GET /api/v1/studies/{study}/quality`: flags per check with the most flagged items.
 //! - `GET /api/v1/status`: owned partitions, lag, readiness, and the view's freshness.
 
 mod fieldwork;
+mod quotas;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -83,6 +86,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/studies/{study}/toplines", get(study_toplines))
         .route("/api/v1/studies/{study}/fieldwork", get(fieldwork::fieldwork))
         .route("/api/v1/studies/{study}/flags", get(fieldwork::flags))
+        .route("/api/v1/studies/{study}/quotas", get(quotas::quotas))
+        .route("/api/v1/studies/{study}/quality", get(quotas::quality))
         .with_state(state)
 }
 
