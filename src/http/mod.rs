@@ -78,6 +78,8 @@ pub enum HttpError {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(page))
+        .route("/page.js", get(page_js))
+        .route("/page.css", get(page_css))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -230,6 +232,16 @@ async fn status(State(s): State<AppState>) -> Response {
     .into_response()
 }
 
+// The page at `/` (docs/page.md): HTML, script and style built into the
+// binary; everything it shows comes from the JSON API above.
 async fn page() -> Html<&'static str> {
-    Html(include_str!("live.html"))
+    Html(include_str!("page/index.html"))
+}
+
+async fn page_js() -> Response {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("page/page.js")).into_response()
+}
+
+async fn page_css() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("page/page.css")).into_response()
 }
