@@ -106,7 +106,7 @@ root = sys.argv.pop(1)
 # The series must still be scraped with another value of that label.
 NOT_IN_SEED = {
     ("fieldwatch_fieldwork_eligibility_estimate", "method", "fixed"):
-        ("src/aggregate/fieldwork.rs", "only with a numeric fieldwork.eligibility_estimate; the seed instrument's is proportional"),
+        ("src/aggregate/fieldwork_metrics.rs", "only with a numeric fieldwork.eligibility_estimate; the seed instrument's is proportional"),
 }
 scrape = {}
 for line in open(sys.argv[1]):

@@ -15,7 +15,7 @@ use anyhow::{Context, bail};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::aggregate::{self, Shared};
+use crate::aggregate::{self, LiveState};
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::ingest::{self, Publisher};
@@ -44,7 +44,7 @@ pub struct Running {
     /// Kafka bootstrap servers in use.
     pub bootstrap: String,
     /// The aggregator's shared state, if running.
-    pub aggregator: Option<Arc<Shared>>,
+    pub aggregator: Option<Arc<LiveState>>,
     /// Flipped to true to stop every part. Receivers: the shutdown futures
     /// of ingest, aggregator and HTTP.
     stop: watch::Sender<bool>,
@@ -115,7 +115,7 @@ async fn start_parts(
     let ready = Arc::new(AtomicBool::new(false));
 
     let shared = matches!(parts, Parts::All | Parts::Aggregate)
-        .then(|| Shared::new(catalog.clone(), config.ingest.limits));
+        .then(|| LiveState::new(catalog.clone(), config.ingest.limits));
     let mut grpc_addr = None;
     let ingest_task = if matches!(parts, Parts::All | Parts::Ingest) {
         if parts == Parts::All && config.kafka.brokers.is_none() && config.ingest.use_demo_key_if_unset() {

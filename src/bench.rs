@@ -44,7 +44,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Endpoint;
 
-use crate::aggregate::{self, AggregateConfig, Outcome, Shared};
+use crate::aggregate::{self, AggregateConfig, LiveState, Outcome};
 use crate::ingest::{self, IngestConfig, IngestError, Pseudonymizer, Publisher, record_key};
 use crate::instrument::{Catalog, DEMO_STUDY_ID};
 use crate::kafka::{self, KafkaConfig, KafkaError};
@@ -1054,7 +1054,7 @@ async fn aggregate(
     opts: &BenchOptions,
 ) -> Result<(Throughput, BTreeMap<&'static str, u64>, Duration), BenchError> {
     const PHASE: &str = "(d) aggregator";
-    let shared = Shared::new(catalog.clone(), Limits::default());
+    let shared = LiveState::new(catalog.clone(), Limits::default());
     let config = AggregateConfig { group_id: group.to_owned(), ..AggregateConfig::default() };
     // Stops the aggregator; the receiver is its shutdown future.
     let (stop, stopped) = oneshot::channel::<()>();

@@ -19,13 +19,14 @@
 //! - [`quality`]: soft checks on an accepted record; [`quality::check`].
 //! - [`results`]: mergeable counts and toplines; [`results::StudyState`], [`results::toplines`].
 //! - [`fieldwork`]: case dispositions, AAPOR rates, interviewer quality, flags for review; [`fieldwork::report`].
+//! - [`pipeline`]: the one path from a decoded record to applied state and flags, shared by the aggregator and `report`; [`pipeline::apply`].
 //! - [`report`]: the offline `report` command over a JSONL file; [`report::run`].
 //! - [`synth`]: deterministic synthetic interviews for benches and load tests; [`synth::interviews`].
 //! - [`proto`]: the gRPC API (`fieldwatch.v1`) and its conversion to and from JSONL submissions; [`proto::v1`].
 //! - [`ingest`]: gRPC ingest server, auth, load shedding, Kafka publisher; [`ingest::serve`].
 //! - [`kafka`]: Kafka client settings and topic creation; [`kafka::KafkaConfig`], [`kafka::ensure_topics`].
 //! - [`broker`]: configured brokers or the in-process tansu broker (feature `embedded-broker`); [`broker::bootstrap_or_embedded`].
-//! - [`aggregate`]: consumer-group aggregator with per-partition state and its metrics; [`aggregate::run`].
+//! - [`aggregate`]: consumer-group aggregator: offset rules, per-partition live state, snapshots, metrics; [`aggregate::run`], [`aggregate::LiveState`].
 //! - [`http`]: `/metrics`, the JSON API, health and the live page; [`http::serve`].
 //! - [`config`]: the typed configuration file and environment overrides; [`config::Config::load`].
 //! - [`submit`]: the `submit` gRPC client; [`submit::run`].
@@ -45,6 +46,7 @@ pub mod http;
 pub mod ingest;
 pub mod instrument;
 pub mod kafka;
+pub mod pipeline;
 pub mod proto;
 pub mod quality;
 pub mod report;

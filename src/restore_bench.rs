@@ -9,7 +9,7 @@
 //! 2. make the partition snapshots, one of two ways (`--snapshots`):
 //!    - `direct` (default): the bench applies each record, in offset order
 //!      per partition as the producer's delivery reports give them, to an
-//!      aggregator state ([`Shared`], the aggregator's own decode → validate
+//!      aggregator state ([`LiveState`], the aggregator's own decode → validate
 //!      → check → apply) and saves every partition with its next offset =
 //!      high watermark through the aggregator's own snapshot writer, as an
 //!      aggregator does at shutdown, then commits those offsets for the
@@ -38,7 +38,7 @@ use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use crate::aggregate::{self, AggregateConfig, Outcome, Shared, snapshot};
+use crate::aggregate::{self, AggregateConfig, LiveState, Outcome, snapshot};
 use crate::ingest::{Pseudonymizer, record_key};
 use crate::instrument::{Catalog, DEMO_STUDY_ID, Study};
 use crate::kafka::{self, KafkaConfig};
@@ -122,7 +122,7 @@ fn tail_of(records: u64, percent: f64) -> u64 {
 /// Applies delivered records to a reference state in offset order per
 /// partition, whatever order the delivery reports arrive in.
 struct Reference {
-    shared: Arc<Shared>,
+    shared: Arc<LiveState>,
     /// Per partition: delivered records above the next offset, waiting.
     pending: HashMap<i32, BTreeMap<i64, Vec<u8>>>,
 }
@@ -131,7 +131,7 @@ impl Reference {
     /// A state owning partitions `0..partitions`, each empty at offset 0, as
     /// an aggregator assigned them without snapshots.
     fn new(catalog: Arc<Catalog>, partitions: u32) -> Reference {
-        let shared = Shared::new(catalog, Default::default());
+        let shared = LiveState::new(catalog, Default::default());
         for p in 0..partitions as i32 {
             shared.assign(p, None);
         }
@@ -225,7 +225,7 @@ async fn write(
 
 /// A running aggregator: its state and the way to stop it.
 struct Running {
-    shared: Arc<Shared>,
+    shared: Arc<LiveState>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -252,7 +252,7 @@ async fn time_to_ready(
     catalog: &Arc<Catalog>,
     total: u64,
 ) -> anyhow::Result<(Duration, Running)> {
-    let shared = Shared::new(catalog.clone(), Default::default());
+    let shared = LiveState::new(catalog.clone(), Default::default());
     let config = AggregateConfig { group_id: group.to_string(), ..AggregateConfig::default() };
     let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let started = Instant::now();
@@ -287,7 +287,7 @@ async fn time_to_ready(
 
 /// Exactness: `got` counts exactly `written` interviews and its results
 /// equal the reference built from every delivered record.
-fn check_exact(what: &str, got: &Shared, reference: &Shared, written: u64) -> anyhow::Result<()> {
+fn check_exact(what: &str, got: &LiveState, reference: &LiveState, written: u64) -> anyhow::Result<()> {
     let merged = got.merged(DEMO_STUDY_ID);
     let counted = merged.interviews();
     if counted != written {
@@ -306,7 +306,7 @@ async fn save_direct(
     kafka: &KafkaConfig,
     bootstrap: &str,
     group: &str,
-    reference: &Shared,
+    reference: &LiveState,
 ) -> anyhow::Result<usize> {
     let store = snapshot::Store::new(
         kafka.state_topic.clone(),

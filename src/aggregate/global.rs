@@ -2,7 +2,7 @@
 //! partition this instance does not own (the state topic as a global
 //! store, as Kafka Streams' global tables do), copies of the partitions it
 //! owns, and the high watermarks of the responses topic; then builds a
-//! [`View`] and hands it to [`Shared`] for the readers. Runs on the blocking
+//! [`View`] and hands it to [`LiveState`] for the readers. Runs on the blocking
 //! pool once per `aggregate.view_interval_ms`, never inside a request.
 //!
 //! Costs, bounded: a snapshot is read again only when its state-topic
@@ -20,7 +20,7 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use super::view::{Part, Source, View};
-use super::{Shared, snapshot};
+use super::{LiveState, snapshot};
 
 /// The reader's state between builds.
 pub(crate) struct Global {
@@ -70,7 +70,7 @@ impl Global {
     /// snapshot reads, each bounded by the timeout). A partition whose
     /// watermark cannot be read counts as not caught up; one whose snapshot
     /// cannot be read keeps the part read before.
-    pub(crate) fn build_blocking(&mut self, shared: &Shared) -> View {
+    pub(crate) fn build_blocking(&mut self, shared: &LiveState) -> View {
         let partitions: Vec<i32> = match self.meta.fetch_metadata(Some(&self.responses_topic), self.timeout) {
             Ok(md) => md
                 .topics()
@@ -120,54 +120,9 @@ impl Global {
     }
 }
 
-impl Shared {
-    /// Copies of the owned partitions for the view: a partition whose
-    /// (generation, next offset) did not change since the copy in `cache`
-    /// is not copied again. Holds the lock only while copying changed ones.
-    fn owned_parts(&self, cache: &mut BTreeMap<i32, ((u64, i64), Arc<Part>)>) -> Vec<(i32, Arc<Part>)> {
-        let g = self.lock();
-        cache.retain(|p, _| g.partitions.contains_key(p));
-        let mut out = Vec::with_capacity(g.partitions.len());
-        for (p, ps) in &g.partitions {
-            let key = (ps.generation, ps.next_offset);
-            let part = match cache.get(p) {
-                Some((k, part)) if *k == key => part.clone(),
-                _ => {
-                    let part = Arc::new(Part {
-                        next_offset: ps.next_offset,
-                        studies: ps.studies.iter().map(|(k, v)| (k.clone(), v.counts_only())).collect(),
-                        flagged: ps.flagged.clone(),
-                    });
-                    cache.insert(*p, (key, part.clone()));
-                    part
-                }
-            };
-            out.push((*p, part));
-        }
-        out
-    }
-
-    /// A snapshot read from the state topic as a part of the view; none
-    /// when it was made with other instruments (its indexes mean nothing here).
-    fn part_of_snapshot(&self, s: snapshot::Snapshot) -> Option<Part> {
-        if s.catalog != self.fingerprint {
-            return None;
-        }
-        let flagged = serde_json::from_slice(&s.flagged_json).unwrap_or_else(|e| {
-            tracing::warn!(partition = s.partition, error = %e, "view: flags in the snapshot do not decode");
-            Vec::new()
-        });
-        Some(Part {
-            next_offset: s.next_offset,
-            studies: s.studies.into_iter().map(|(k, v)| (k, v.into_counts_only())).collect(),
-            flagged,
-        })
-    }
-}
-
 /// Rebuilds the view every `interval` until `shutdown` resolves; each view
 /// replaces the previous one in `shared`.
-pub(crate) async fn run(mut global: Global, shared: Arc<Shared>, interval: Duration) {
+pub(crate) async fn run(mut global: Global, shared: Arc<LiveState>, interval: Duration) {
     loop {
         let s = shared.clone();
         // Kafka calls and merging block: on the blocking pool, one build at a time.

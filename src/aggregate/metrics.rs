@@ -13,7 +13,7 @@
 
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
-use super::{Outcome, Shared};
+use super::{LiveState, Outcome};
 use crate::instrument::{KindDef, Study};
 use crate::quality::Missing;
 use crate::results::StudyState;
@@ -53,7 +53,7 @@ pub(super) fn gauge(
 }
 
 /// Builds a registry holding the aggregator's results and progress as of now.
-pub fn snapshot(shared: &Shared) -> prometheus::Result<Registry> {
+pub fn scrape(shared: &LiveState) -> prometheus::Result<Registry> {
     let reg = Registry::new();
     let interviews =
         gauge(&reg, "fieldwatch_interviews", "Counted interviews by study and form.", &["study", "form"])?;
@@ -136,12 +136,26 @@ pub fn snapshot(shared: &Shared) -> prometheus::Result<Registry> {
         "Target of a quota cell (the same on every instance).",
         &["study", "quota", "cell"],
     )?;
-    let fieldwork = super::fieldwork::FieldworkMetrics::register(&reg)?;
+    let fieldwork = super::fieldwork_metrics::FieldworkMetrics::register(&reg)?;
+    // The owned partitions' merge, precomputed with the view (issue 15: no
+    // merge under the aggregator's lock per scrape), while this instance
+    // still owns exactly those partitions; right after a rebalance, until
+    // the next view, the live merge, so sums over instances stay exact.
+    let view = shared.view();
+    let ownership = shared.ownership();
     for study in shared.catalog().studies() {
-        let state = shared.merged(study.id());
+        let merged_live;
+        let owned = view.owned_study(study.id(), &ownership);
+        let state: &StudyState = match &owned {
+            Some(s) => s,
+            None => {
+                merged_live = shared.merged(study.id());
+                &merged_live
+            }
+        };
         export_study(
             study,
-            &state,
+            state,
             &interviews,
             &segments,
             &answers,
@@ -151,8 +165,8 @@ pub fn snapshot(shared: &Shared) -> prometheus::Result<Registry> {
             &flags,
             &dups,
         );
-        fieldwork.export(study, &state);
-        export_quotas(study, &state, &quota_achieved, &quota_target);
+        fieldwork.export(study, state);
+        export_quotas(study, state, &quota_achieved, &quota_target);
     }
     fieldwork.export_quality(shared.quality_counters());
     let outcomes = shared.outcomes();

@@ -24,6 +24,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
+use crate::instrument::Catalog;
 use crate::results::StudyState;
 
 /// Snapshot format version; a snapshot of another version is ignored.
@@ -49,6 +50,14 @@ pub struct Snapshot {
     /// their optional fields are skipped when empty, which a non
     /// self-describing encoding cannot read back.
     pub flagged_json: Vec<u8>,
+}
+
+/// Fingerprint of the loaded instruments, kept in each snapshot: item and
+/// category indexes in a state are only meaningful for the same instruments.
+pub fn catalog_fingerprint(catalog: &Catalog) -> u64 {
+    let defs: Vec<String> =
+        catalog.studies().map(|s| serde_json::to_string(&s.def).unwrap_or_default()).collect();
+    xxhash_rust::xxh3::xxh3_64(defs.join("\n").as_bytes())
 }
 
 /// Errors of the snapshot store.
@@ -193,4 +202,82 @@ struct Chunk {
     index: usize,
     count: usize,
     payload: Vec<u8>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fieldwork::{Line, parse_line};
+    use crate::pipeline::{self, Source};
+    use crate::validate::Limits;
+
+    /// The instrument of the golden snapshots: inline, so that changes to
+    /// the demo study do not change them.
+    const GOLDEN_STUDY: &str = r#"
+study: golden
+dimensions:
+  - {name: region, source: attribute, values: [{code: west}, {code: east}]}
+  - {name: interviewer, source: interviewer, values: [{code: int01}, {code: int02}]}
+reporting: {straightlining_min_run: 3}
+forms:
+  - id: f
+    items:
+      - {id: q1, code: s1, kind: scale, min: 1, max: 5, labels: {1: a, 5: b}, required: true}
+      - {id: q2, code: s2, kind: scale, min: 1, max: 5, labels: {1: a, 5: b}, required: true}
+      - {id: q3, code: s3, kind: scale, min: 1, max: 5, labels: {1: a, 5: b}, required: true}
+      - {id: q4, code: yn, kind: yes_no}
+      - {id: q5, code: help, kind: multi_select, options: [{code: food}, {code: housing}, {code: legal}]}
+"#;
+
+    /// A small deterministic partition snapshot: interviews (one
+    /// straightlined, one a possible duplicate, one a duplicate
+    /// respondent, one a retry) and two case dispositions.
+    pub(super) fn golden_snapshot(version: u32) -> Snapshot {
+        let study = crate::instrument::Study::from_yaml(GOLDEN_STUDY).expect("valid");
+        let interview = |resp: &str, sub: &str, who: &str, region: &str, minutes: u32, answers: &str| {
+            format!(
+                r#"{{"study":"golden","form":"f","respondent_id":"{resp}","submission_id":"{sub}","interviewer":"{who}",
+                    "started_at":"2025-03-01T10:00:00Z","completed_at":"2025-03-01T10:{minutes:02}:00Z",
+                    "attributes":{{"region":"{region}"}},"answers":{answers}}}"#
+            )
+        };
+        let lines = [
+            interview("r1", "s1", "int01", "west", 20, r#"{"q1":1,"q2":2,"q3":3,"q4":"yes","q5":["food","legal"]}"#),
+            interview("r2", "s2", "int02", "east", 25, r#"{"q1":4,"q2":4,"q3":4,"q4":"no","q5":["housing"]}"#),
+            interview("r3", "s3", "int01", "east", 30, r#"{"q1":1,"q2":2,"q3":3,"q4":"yes","q5":["legal","food"]}"#),
+            interview("r1", "s4", "int01", "west", 21, r#"{"q1":5,"q2":1,"q3":2,"q4":"no"}"#),
+            interview("r4", "s5", "int09", "north", 22, r#"{"q1":2,"q2":3,"q3":5}"#),
+            interview("r2", "s2", "int02", "east", 25, r#"{"q1":4,"q2":4,"q3":4,"q4":"no","q5":["housing"]}"#),
+            r#"{"kind":"disposition","study":"golden","case_id":"c9","disposition":"refusal","time":"2025-03-01T09:00:00Z","interviewer":"int02"}"#.to_string(),
+            r#"{"kind":"disposition","study":"golden","case_id":"c10","disposition":"NC","time":"2025-03-01T09:30:00Z"}"#.to_string(),
+        ];
+        let mut state = StudyState::new();
+        let mut flagged = Vec::new();
+        for (offset, line) in (0..).zip(&lines) {
+            let line: Line = parse_line(line).expect("a line");
+            let source =
+                Source { partition: 3, offset, received_at: Some("2025-03-01T10:30:00.000Z".into()) };
+            let step = pipeline::apply(&study, &mut state, &line, &Limits::default(), source);
+            assert!(!matches!(step.fate, pipeline::Fate::Invalid(_)), "line {offset}: {:?}", step.fate);
+            flagged.extend(step.flagged);
+        }
+        assert_eq!((state.interviews(), state.retries, state.duplicate_respondents), (4, 1, 1));
+        assert_eq!(state.possible_duplicates(), 1);
+        Snapshot {
+            version,
+            catalog: 0x0123_4567_89ab_cdef,
+            partition: 3,
+            next_offset: lines.len() as i64,
+            studies: [("golden".to_string(), state)].into_iter().collect(),
+            flagged_json: serde_json::to_vec(&flagged).expect("json"),
+        }
+    }
+
+    #[test]
+    #[ignore = "writes the golden file of format 3 once"]
+    fn write_golden_v3() {
+        let bytes = bincode::serialize(&golden_snapshot(3)).expect("encodes");
+        std::fs::create_dir_all("tests/data/snapshots").expect("dir");
+        std::fs::write("tests/data/snapshots/format-3-bincode.bin", bytes).expect("writes");
+    }
 }

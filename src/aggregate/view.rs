@@ -41,6 +41,9 @@ pub struct Part {
     pub studies: BTreeMap<String, StudyState>,
     /// The partition's flagged interviews.
     pub flagged: Vec<FlaggedInterview>,
+    /// For an owned partition, its assignment's generation (see
+    /// [`super::PartitionState::generation`]); 0 for a snapshot.
+    pub generation: u64,
 }
 
 /// How complete and fresh one partition's part is.
@@ -84,6 +87,11 @@ pub struct View {
     /// Next offset reflected per partition.
     offsets: BTreeMap<i32, i64>,
     freshness: Freshness,
+    /// The owned partitions the view was built with: (partition, generation).
+    owned_key: Vec<(i32, u64)>,
+    /// Per study, the merge of the owned partitions only: what this
+    /// instance exports to Prometheus.
+    owned: HashMap<String, StudyState>,
 }
 
 impl Default for View {
@@ -114,10 +122,18 @@ impl View {
         let mut studies: HashMap<String, StudyState> = HashMap::new();
         let mut flagged: HashMap<String, Vec<FlaggedInterview>> = HashMap::new();
         let mut offsets = BTreeMap::new();
-        for (p, (_, part)) in &chosen {
+        let mut owned: HashMap<String, StudyState> = HashMap::new();
+        let mut owned_key = Vec::new();
+        for (p, (source, part)) in &chosen {
             offsets.insert(*p, part.next_offset);
             for (id, s) in &part.studies {
                 studies.entry(id.clone()).or_default().merge(s);
+                if *source == Source::Owned {
+                    owned.entry(id.clone()).or_default().merge(s);
+                }
+            }
+            if *source == Source::Owned {
+                owned_key.push((*p, part.generation));
             }
             for f in &part.flagged {
                 flagged.entry(f.study.clone()).or_default().push(f.clone());
@@ -153,12 +169,22 @@ impl View {
             flagged,
             offsets,
             freshness: Freshness { complete, as_of, lag_records, partitions: per_partition },
+            owned_key,
+            owned,
         }
     }
 
     /// The study's state over every partition in the view (empty when none has any).
     pub fn study(&self, id: &str) -> StudyStateRef<'_> {
         StudyStateRef(self.studies.get(id))
+    }
+
+    /// The study's state over the partitions this instance owned when the
+    /// view was built, if it still owns exactly those (`ownership`: the
+    /// (partition, generation) pairs owned now, in partition order); none
+    /// after a rebalance, until the next build.
+    pub fn owned_study(&self, id: &str, ownership: &[(i32, u64)]) -> Option<StudyStateRef<'_>> {
+        (self.owned_key == ownership).then(|| StudyStateRef(self.owned.get(id)))
     }
 
     /// How complete and fresh the view is.
@@ -242,7 +268,7 @@ forms:
             studies.entry(sub.study.clone()).or_default().apply(study, &rec, &checked);
         }
         let studies = studies.into_iter().map(|(k, v)| (k, v.counts_only())).collect();
-        Part { next_offset, studies, flagged: Vec::new() }
+        Part { next_offset, studies, flagged: Vec::new(), generation: 1 }
     }
 
     fn interview(respondent: &str, submission: &str, answer: i64) -> serde_json::Value {
@@ -300,6 +326,21 @@ forms:
     }
 
     #[test]
+    fn the_owned_merge_is_offered_only_while_the_instance_owns_the_same_partitions() {
+        let cat = catalog();
+        let p0 = part(&cat, 1, &[interview("r1", "s1", 1)]);
+        let p1 = part(&cat, 1, &[interview("r2", "s2", 2)]);
+        let view =
+            View::build([(0, Source::Owned, &p0), (1, Source::Snapshot, &p1)], &[0, 1], &BTreeMap::new(), 0);
+        assert_eq!(view.study("t").interviews(), 2);
+        let owned = view.owned_study("t", &[(0, 1)]).expect("same ownership");
+        assert_eq!(owned.interviews(), 1);
+        // Partition 0 reassigned (new generation), or partition 1 gained: not offered.
+        assert!(view.owned_study("t", &[(0, 2)]).is_none());
+        assert!(view.owned_study("t", &[(0, 1), (1, 3)]).is_none());
+    }
+
+    #[test]
     fn a_view_missing_a_partition_or_behind_its_high_watermark_is_not_complete() {
         let cat = catalog();
         let p0 = part(&cat, 2, &[interview("r1", "s1", 1), interview("r2", "s2", 2)]);
@@ -354,11 +395,13 @@ forms:
             next_offset: 2,
             studies: BTreeMap::new(),
             flagged: vec![flag(0, 0, "b"), flag(0, 1, "d")],
+            generation: 0,
         };
         let p1 = Part {
             next_offset: 1,
             studies: BTreeMap::new(),
             flagged: vec![flag(1, 0, "a"), flag(1, 1, "c")],
+            generation: 0,
         };
         let view =
             View::build([(0, Source::Owned, &p0), (1, Source::Snapshot, &p1)], &[0, 1], &BTreeMap::new(), 0);

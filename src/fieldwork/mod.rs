@@ -35,7 +35,7 @@ use xxhash_rust::xxh3::xxh3_128;
 pub use durations::Durations;
 pub use interviewers::InterviewerStats;
 pub use rates::{DispositionCounts, Rates, rates};
-pub use summary::{FieldworkReport, report};
+pub use summary::{FieldworkError, FieldworkReport, report};
 
 use crate::instrument::{Catalog, Study};
 use crate::quality::Checked;
@@ -195,6 +195,16 @@ pub enum Line {
     Interview(Box<Submission>),
     /// A case outcome (`"kind": "disposition"`).
     Disposition(DispositionSubmission),
+}
+
+impl Line {
+    /// The study id the line names.
+    pub fn study(&self) -> &str {
+        match self {
+            Line::Interview(s) => &s.study,
+            Line::Disposition(d) => &d.study,
+        }
+    }
 }
 
 /// Parses a JSONL line: an interview, or a disposition marked by
@@ -467,6 +477,3 @@ impl FieldworkState {
         out
     }
 }
-
-#[cfg(test)]
-mod tests;

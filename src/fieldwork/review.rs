@@ -1,15 +1,13 @@
 //! Flagged interviews for review: which checks an interview raised and on
 //! which items, under its pseudonymous respondent key and submission id.
-//! Never a raw id, never an answer. The aggregator publishes each one to
+//! Never a raw id, never an answer. [`crate::pipeline::apply`] makes them;
+//! the aggregator publishes each one to
 //! the quality topic (as JSON) and lists them in
 //! `GET /api/v1/studies/{study}/flags`, filtered and paged here.
 
 use serde::{Deserialize, Serialize};
 
-use crate::instrument::Study;
-use crate::quality::{Check, Checked};
-use crate::results::Applied;
-use crate::validate::Record;
+use crate::quality::Check;
 
 /// One raised check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,38 +44,6 @@ pub struct FlaggedInterview {
     pub source_partition: i32,
     /// Offset of the interview's record in that partition.
     pub source_offset: i64,
-}
-
-/// The checks an applied interview raised: its item and interview checks
-/// and, from the partition's history, duplicates and speeding. A retry
-/// raises none.
-pub fn raised(study: &Study, rec: &Record, checked: &Checked, applied: Applied) -> Vec<FlaggedCheck> {
-    let form = study.forms.get(rec.form);
-    let mut out = Vec::new();
-    let mut push = |check: Check, item: Option<usize>| {
-        let it = item.and_then(|i| form.and_then(|f| f.items.get(i)));
-        out.push(FlaggedCheck {
-            check,
-            item: it.map(|it| it.id.clone()),
-            code: it.and_then(|it| study.codes.get(it.code)).map(|c| c.code.clone()),
-        });
-    };
-    match applied {
-        Applied::Retry => {}
-        Applied::DuplicateRespondent => push(Check::DuplicateRespondent, None),
-        Applied::Counted { possible_duplicate, speeder } => {
-            for f in &checked.flags {
-                push(f.check, f.item);
-            }
-            if possible_duplicate {
-                push(Check::PossibleDuplicate, None);
-            }
-            if speeder {
-                push(Check::Speeder, None);
-            }
-        }
-    }
-    out
 }
 
 /// Which flagged interviews to list.

@@ -9,7 +9,19 @@ use super::interviewers::{self, InterviewerQuality, InterviewerStats, by_intervi
 use super::rates::{self, DispositionCounts, Rates};
 use super::{Counts, FieldworkState};
 use crate::instrument::{EligibilityEstimate, Study};
-use crate::results::toplines::TopError;
+
+/// Errors of the fieldwork report.
+#[derive(Debug, thiserror::Error)]
+pub enum FieldworkError {
+    /// `by` names no dimension of the study and is not `interviewer`.
+    #[error("study `{study}` has no dimension `{dim}`")]
+    UnknownDimension {
+        /// The study.
+        study: String,
+        /// The requested dimension.
+        dim: String,
+    },
+}
 
 /// Name of the interviewer breakdown when no declared dimension has it.
 pub const INTERVIEWER: &str = "interviewer";
@@ -88,7 +100,11 @@ fn group(
 
 /// The fieldwork report overall (`by = None`), by a declared dimension, or
 /// by `interviewer`.
-pub fn report(study: &Study, state: &FieldworkState, by: Option<&str>) -> Result<FieldworkReport, TopError> {
+pub fn report(
+    study: &Study,
+    state: &FieldworkState,
+    by: Option<&str>,
+) -> Result<FieldworkReport, FieldworkError> {
     let cfg = &study.def.fieldwork;
     let overall = DispositionCounts::from(state.total());
     let e = rates::eligibility(cfg.eligibility_estimate, &overall);
@@ -129,7 +145,10 @@ pub fn report(study: &Study, state: &FieldworkState, by: Option<&str>) -> Result
                 .collect()
         }
         (Some(b), _) => {
-            return Err(TopError::UnknownDimension { study: study.id().to_string(), dim: b.to_string() });
+            return Err(FieldworkError::UnknownDimension {
+                study: study.id().to_string(),
+                dim: b.to_string(),
+            });
         }
     };
     let forms = study

@@ -12,13 +12,16 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::{AppState, api_error};
-use crate::aggregate::Shared;
+use crate::aggregate::LiveState;
 use crate::fieldwork::review::FlagFilter;
 use crate::instrument::Study;
 use crate::quality::Check;
 
 /// The study and this process's aggregator, or why not (a 404).
-fn study_and_aggregator<'a>(s: &'a AppState, study: &str) -> Result<(&'a Study, &'a Shared), &'static str> {
+fn study_and_aggregator<'a>(
+    s: &'a AppState,
+    study: &str,
+) -> Result<(&'a Study, &'a LiveState), &'static str> {
     let st = s.catalog.get(study).ok_or("no such study")?;
     let agg = s.aggregator.as_deref().ok_or("this process runs no aggregator")?;
     Ok((st, agg))

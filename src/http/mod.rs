@@ -30,7 +30,7 @@ use axum::{Json, Router};
 use prometheus::{Encoder, Registry, TextEncoder};
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate::Shared;
+use crate::aggregate::LiveState;
 use crate::instrument::Catalog;
 use crate::results::toplines;
 
@@ -59,7 +59,7 @@ pub struct AppState {
     /// Process-wide metrics (ingest, runtime).
     pub registry: Registry,
     /// The aggregator, when this process runs one.
-    pub aggregator: Option<Arc<Shared>>,
+    pub aggregator: Option<Arc<LiveState>>,
     /// Loaded studies.
     pub catalog: Arc<Catalog>,
     /// Readiness of parts other than the aggregator (e.g. ingest connected).
@@ -117,11 +117,11 @@ async fn readyz(State(s): State<AppState>) -> Response {
 async fn metrics(State(s): State<AppState>) -> Response {
     let mut families = s.registry.gather();
     if let Some(a) = &s.aggregator {
-        match crate::aggregate::metrics::snapshot(a) {
+        match crate::aggregate::metrics::scrape(a) {
             Ok(reg) => families.extend(reg.gather()),
             Err(e) => {
-                tracing::error!(error = %e, "metrics snapshot failed");
-                return (StatusCode::INTERNAL_SERVER_ERROR, "metrics snapshot failed").into_response();
+                tracing::error!(error = %e, "metrics scrape failed");
+                return (StatusCode::INTERNAL_SERVER_ERROR, "metrics scrape failed").into_response();
             }
         }
     }

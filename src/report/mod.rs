@@ -2,19 +2,19 @@
 //!
 //! Every line — an interview, or a case disposition (`"kind":
 //! "disposition"`) for the fieldwork section — goes through the same
-//! validate → check → apply path as the live aggregator, so the offline numbers are the reference the live ones
-//! are compared with. A line that fails is reported with its number and
+//! function as in the live aggregator ([`crate::pipeline::apply`]), so the
+//! offline numbers are the reference the live ones are compared with. A line that fails is reported with its number and
 //! reasons and does not stop the run.
 
 use std::io::BufRead;
 
 use serde::Serialize;
 
-use crate::fieldwork::{FieldworkReport, Line, parse_line, validate_disposition_in};
+use crate::fieldwork::{FieldworkReport, parse_line};
 use crate::instrument::Study;
-use crate::quality::check;
+use crate::pipeline::{self, Fate, Source};
 use crate::results::{StudyState, Toplines, toplines};
-use crate::validate::{Limits, Submission, Violation, validate_in};
+use crate::validate::{Limits, Violation};
 
 /// A line that could not be used.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -50,9 +50,13 @@ pub enum ReportError {
     /// The requested breakdown does not exist.
     #[error(transparent)]
     Toplines(#[from] crate::results::toplines::TopError),
+    /// The requested fieldwork breakdown does not exist.
+    #[error(transparent)]
+    Fieldwork(#[from] crate::fieldwork::FieldworkError),
 }
 
-/// Reads JSONL submissions for `study` and applies them.
+/// Reads JSONL submissions for `study` and applies each line through
+/// [`pipeline::apply`], the aggregator's own path.
 pub fn tally(study: &Study, input: impl BufRead, limits: &Limits) -> Result<Tally, ReportError> {
     let mut t = Tally::default();
     for (n, line) in input.lines().enumerate() {
@@ -61,22 +65,8 @@ pub fn tally(study: &Study, input: impl BufRead, limits: &Limits) -> Result<Tall
             continue;
         }
         t.lines += 1;
-        let sub: Submission = match parse_line(&line) {
-            Ok(Line::Interview(s)) => *s,
-            Ok(Line::Disposition(d)) => {
-                if d.study != study.id() && !d.study.is_empty() {
-                    t.other_study += 1;
-                    continue;
-                }
-                match validate_disposition_in(study, &d, limits) {
-                    Ok(rec) => {
-                        t.dispositions += 1;
-                        t.state.apply_disposition(study, &rec);
-                    }
-                    Err(violations) => t.errors.push(LineError { line: n + 1, violations }),
-                }
-                continue;
-            }
+        let parsed = match parse_line(&line) {
+            Ok(l) => l,
             Err(e) => {
                 t.errors.push(LineError {
                     line: n + 1,
@@ -89,16 +79,18 @@ pub fn tally(study: &Study, input: impl BufRead, limits: &Limits) -> Result<Tall
                 continue;
             }
         };
-        if sub.study != study.id() && !sub.study.is_empty() {
+        // A line without a study id belongs to the report's study (and
+        // fails validation for the missing id).
+        if parsed.study() != study.id() && !parsed.study().is_empty() {
             t.other_study += 1;
             continue;
         }
-        match validate_in(study, &sub, limits) {
-            Ok(rec) => {
-                let checked = check(study, &rec);
-                t.state.apply(study, &rec, &checked);
-            }
-            Err(violations) => t.errors.push(LineError { line: n + 1, violations }),
+        let source =
+            Source { partition: 0, offset: i64::try_from(n + 1).unwrap_or(i64::MAX), received_at: None };
+        match pipeline::apply(study, &mut t.state, &parsed, limits, source).fate {
+            Fate::Invalid(violations) => t.errors.push(LineError { line: n + 1, violations }),
+            Fate::Disposition => t.dispositions += 1,
+            Fate::Counted | Fate::Retry | Fate::DuplicateRespondent => {}
         }
     }
     Ok(t)

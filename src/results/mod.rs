@@ -359,3 +359,7 @@ fn add_vec(a: &mut Vec<u64>, b: &[u64]) {
 
 #[cfg(test)]
 mod tests;
+
+/// Fieldwork through [`StudyState`]: dispositions, interviewer quality, speeders, flags.
+#[cfg(test)]
+mod fieldwork_tests;

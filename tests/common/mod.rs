@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fieldwatch::aggregate::Shared;
+use fieldwatch::aggregate::LiveState;
 use fieldwatch::app::{self, Parts};
 use fieldwatch::config::Config;
 use fieldwatch::instrument::{Catalog, DEMO_STUDY_ID, KindDef};
@@ -42,7 +42,7 @@ pub struct Service {
     /// Bootstrap servers of the (embedded) broker.
     pub bootstrap: String,
     /// The aggregator's state.
-    pub aggregator: Arc<Shared>,
+    pub aggregator: Arc<LiveState>,
 }
 
 /// Starts the service, waits (up to `wait`) for its aggregator to catch

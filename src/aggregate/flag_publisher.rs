@@ -30,7 +30,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
-use super::Shared;
+use super::LiveState;
 use crate::fieldwork::review::FlaggedInterview;
 use crate::kafka::{self, KafkaConfig};
 
@@ -63,7 +63,7 @@ pub struct QualityCounters {
 
 impl QualityCounters {
     /// `(outcome, count)` for the metric.
-    pub fn snapshot(&self) -> [(&'static str, u64); 3] {
+    pub fn values(&self) -> [(&'static str, u64); 3] {
         [
             ("published", self.published.load(Ordering::Relaxed)),
             ("replayed", self.replayed.load(Ordering::Relaxed)),
@@ -79,7 +79,7 @@ pub struct QualityPublisher {
     reader: Arc<BaseConsumer>,
     topic: String,
     timeout: Duration,
-    shared: Arc<Shared>,
+    shared: Arc<LiveState>,
     /// Per source partition: the generation seen last and the highest source
     /// offset published for it.
     marks: HashMap<i32, (u64, i64)>,
@@ -90,7 +90,7 @@ impl QualityPublisher {
     pub fn new(
         kafka: &KafkaConfig,
         bootstrap: &str,
-        shared: Arc<Shared>,
+        shared: Arc<LiveState>,
     ) -> Result<QualityPublisher, KafkaError> {
         Ok(QualityPublisher {
             producer: kafka::producer_config(kafka, bootstrap).create()?,

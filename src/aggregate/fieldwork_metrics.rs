@@ -210,8 +210,8 @@ impl FieldworkMetrics {
     }
 
     /// Exports the quality publisher's counters.
-    pub fn export_quality(&self, counters: &crate::aggregate::quality::QualityCounters) {
-        for (outcome, n) in counters.snapshot() {
+    pub fn export_quality(&self, counters: &crate::aggregate::flag_publisher::QualityCounters) {
+        for (outcome, n) in counters.values() {
             self.quality.with_label_values(&[outcome]).inc_by(n);
         }
     }

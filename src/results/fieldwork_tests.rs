@@ -1,8 +1,11 @@
-use super::*;
+use crate::fieldwork::*;
 use crate::instrument::Catalog;
+use crate::instrument::Study;
+use crate::quality::Checked;
 use crate::quality::{Check, check};
 use crate::results::{Applied, StudyState};
 use crate::validate::validate;
+use crate::validate::{Limits, Record, Rule};
 
 const STUDY: &str = r#"
 study: t
@@ -388,7 +391,7 @@ fn flags_for_review_name_checks_and_items_and_filter_and_page() {
     let mut st = StudyState::new();
     let (rec, checked) = interview("r1", "int01", 30, r#"{"q1": 9}"#);
     let applied = st.apply(&s, &rec, &checked);
-    let raised = review::raised(&s, &rec, &checked, applied);
+    let raised = crate::pipeline::raised(&s, &rec, &checked, applied);
     let names: Vec<(Check, Option<&str>)> = raised.iter().map(|c| (c.check, c.item.as_deref())).collect();
     assert_eq!(
         names,
@@ -400,7 +403,7 @@ fn flags_for_review_name_checks_and_items_and_filter_and_page() {
         ]
     );
     assert_eq!(raised[0].code.as_deref(), Some("s1"));
-    assert!(review::raised(&s, &rec, &checked, st.apply(&s, &rec, &checked)).is_empty(), "a retry");
+    assert!(crate::pipeline::raised(&s, &rec, &checked, st.apply(&s, &rec, &checked)).is_empty(), "a retry");
     let flagged = |sub: &str, form: &str, who: &str, check: Check| review::FlaggedInterview {
         study: "t".into(),
         form: form.into(),

@@ -1,0 +1,307 @@
+//! The consumer loop: reads the responses topic as a group member, applies
+//! each record to [`LiveState`], saves snapshots on a cadence, on revoke and
+//! at shutdown, and commits offsets only after their snapshot is
+//! acknowledged (see [`super::offsets`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+
+use super::stall::{IdleWatch, rejoin_if_stalled};
+use super::{AggregateConfig, AggregateError, LiveState, Outcome, flag_publisher, global, snapshot};
+use crate::kafka::{KafkaConfig, consumer_config, producer_config};
+
+/// Consumer context that keeps [`LiveState`]'s partition map equal to the
+/// assignment: states are dropped before a revoke completes and created
+/// empty after an assignment.
+pub(super) struct Ctx {
+    shared: Arc<LiveState>,
+    store: Arc<snapshot::Store>,
+    topic: String,
+}
+
+impl Ctx {
+    /// Writes snapshots of `partitions` and commits their next offsets,
+    /// blocking (rebalance callback). A failure leaves the committed offsets
+    /// where they were: the next owner reads more records again.
+    fn save_and_commit(&self, consumer: &BaseConsumer<Self>, partitions: &[i32]) {
+        let tpl = futures::executor::block_on(save_snapshots(
+            &self.shared,
+            &self.store,
+            &self.topic,
+            false,
+            Some(partitions),
+        ));
+        if tpl.count() > 0
+            && let Err(e) = consumer.commit(&tpl, CommitMode::Sync)
+        {
+            tracing::warn!(error = %e, "offset commit failed");
+        }
+    }
+}
+
+/// Writes snapshots of the owned partitions (those in `which`, or all; only
+/// the changed ones if `only_changed`) and returns the offsets to commit:
+/// for each saved partition its next offset (= last applied + 1), stored
+/// only once its state is saved.
+pub(crate) async fn save_snapshots(
+    shared: &LiveState,
+    store: &snapshot::Store,
+    topic: &str,
+    only_changed: bool,
+    which: Option<&[i32]>,
+) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for s in shared.snapshots(only_changed, which) {
+        match store.save(&s, snapshot_id()).await {
+            Ok(_) => {
+                // Committed only now that the state topic acknowledged the snapshot.
+                if let Some(commit) = shared.snapshot_written(s.partition, s.next_offset) {
+                    let _ = tpl.add_partition_offset(topic, s.partition, Offset::Offset(commit));
+                }
+            }
+            Err(e) => tracing::warn!(partition = s.partition, error = %e, "snapshot failed"),
+        }
+    }
+    tpl
+}
+
+/// A snapshot id unique enough to tell interleaved writers apart.
+fn snapshot_id() -> u64 {
+    let t =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    xxhash_rust::xxh3::xxh3_64(&[t.to_le_bytes().as_slice(), &std::process::id().to_le_bytes()].concat())
+}
+
+impl ClientContext for Ctx {}
+
+fn partitions_of(tpl: &rdkafka::TopicPartitionList) -> Vec<i32> {
+    tpl.elements().iter().map(|e| e.partition()).collect()
+}
+
+impl ConsumerContext for Ctx {
+    /// Eager rebalancing with fieldwatch's own start offsets: on revoke, the
+    /// partitions' state is saved (and offsets committed) before they go;
+    /// on assign, each partition's snapshot is restored first and the
+    /// partition is assigned at the snapshot's next offset (0 without one),
+    /// so reading resumes exactly where the state ends whatever the
+    /// committed offset says.
+    fn rebalance(&self, c: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let ps = partitions_of(tpl);
+                tracing::info!(partitions = ?ps, "partitions revoked; saving their state");
+                self.save_and_commit(c, &ps);
+                self.shared.revoke(&ps);
+                if let Err(e) = c.unassign() {
+                    tracing::warn!(error = %e, "unassign failed");
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let ps = partitions_of(tpl);
+                tracing::info!(partitions = ?ps, "partitions assigned; restoring their state");
+                for p in ps {
+                    // Restored before any record of the partition is applied.
+                    let restored = self.store.load_blocking(p).unwrap_or_else(|e| {
+                        tracing::warn!(partition = p, error = %e, "snapshot restore failed; replaying");
+                        None
+                    });
+                    let next = self.shared.assign(p, restored);
+                    if let Err(e) = tpl.set_partition_offset(&self.topic, p, Offset::Offset(next)) {
+                        tracing::warn!(partition = p, error = %e, "cannot set the start offset");
+                    }
+                }
+                if let Err(e) = c.assign(tpl) {
+                    tracing::warn!(error = %e, "assign failed");
+                }
+            }
+            other => tracing::warn!(error = ?other, "rebalance error"),
+        }
+    }
+}
+
+/// `serve`'s membership: assigns every partition of `topic` to this
+/// consumer, each restored from its snapshot first and started at the
+/// snapshot's next offset, as the rebalance callback does for a group
+/// member. No group protocol is involved, so a restarted `serve` owns every
+/// partition at once and is ready as soon as it has read up to the high
+/// watermarks, with or without new records.
+async fn assign_all(
+    consumer: &Arc<StreamConsumer<Ctx>>,
+    shared: &Arc<LiveState>,
+    store: &Arc<snapshot::Store>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<(), AggregateError> {
+    let (c, sh, st, t) = (consumer.clone(), shared.clone(), store.clone(), topic.to_string());
+    // Metadata and snapshot reads block, each bounded by its timeout: off the async workers.
+    let assigned = tokio::task::spawn_blocking(move || -> Result<Vec<i32>, AggregateError> {
+        let md = c.fetch_metadata(Some(&t), timeout)?;
+        let parts: Vec<i32> =
+            md.topics().first().map(|x| x.partitions().iter().map(|p| p.id()).collect()).unwrap_or_default();
+        let mut tpl = TopicPartitionList::new();
+        for &p in &parts {
+            let restored = st.load_blocking(p).unwrap_or_else(|e| {
+                tracing::warn!(partition = p, error = %e, "snapshot restore failed; replaying");
+                None
+            });
+            let next = sh.assign(p, restored);
+            tpl.add_partition_offset(&t, p, Offset::Offset(next))?;
+        }
+        c.assign(&tpl)?;
+        Ok(parts)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        tracing::error!(error = %e, "assigning the partitions panicked");
+        Ok(Vec::new())
+    })?;
+    tracing::info!(partitions = ?assigned, "every partition assigned (serve: no consumer group)");
+    Ok(())
+}
+
+/// Runs the aggregator until `shutdown` resolves.
+pub async fn run(
+    kafka: &KafkaConfig,
+    bootstrap: &str,
+    config: &AggregateConfig,
+    shared: Arc<LiveState>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), AggregateError> {
+    let store = Arc::new(snapshot::Store::new(
+        kafka.state_topic.clone(),
+        &producer_config(kafka, bootstrap),
+        &consumer_config(kafka, bootstrap, &format!("{}-snapshot-reader", config.group_id)),
+        kafka.admin_timeout(),
+    )?);
+    let mut consumer_cfg = consumer_config(kafka, bootstrap, &config.group_id);
+    consumer_cfg.set("session.timeout.ms", config.session_timeout_ms.to_string());
+    if let Some(id) = &config.instance_id {
+        consumer_cfg.set("group.instance.id", id);
+    }
+    let ctx = Ctx { shared: shared.clone(), store: store.clone(), topic: kafka.responses_topic.clone() };
+    let consumer: Arc<StreamConsumer<Ctx>> = Arc::new(consumer_cfg.create_with_context(ctx)?);
+    if config.assign_all {
+        assign_all(&consumer, &shared, &store, &kafka.responses_topic, kafka.admin_timeout()).await?;
+    } else {
+        consumer.subscribe(&[kafka.responses_topic.as_str()])?;
+    }
+
+    // Reads high watermarks of owned partitions every interval; ends when the
+    // consumer loop below ends (it aborts this task at shutdown).
+    let wm_consumer = consumer.clone();
+    let wm_shared = shared.clone();
+    let topic = kafka.responses_topic.clone();
+    let interval = Duration::from_millis(config.watermark_interval_ms.max(50));
+    let watermarks = tokio::spawn(async move {
+        loop {
+            let owned: Vec<i32> = wm_shared.partitions().iter().map(|p| p.partition).collect();
+            for p in owned {
+                let c = wm_consumer.clone();
+                let t = topic.clone();
+                // fetch_watermarks blocks; bounded by its own 2 s timeout.
+                let res =
+                    tokio::task::spawn_blocking(move || c.fetch_watermarks(&t, p, Duration::from_secs(2)))
+                        .await;
+                if let Ok(Ok((_, high))) = res {
+                    wm_shared.set_high_watermark(p, high);
+                }
+            }
+            tokio::time::sleep(interval).await;
+        }
+    });
+
+    // Flagged interviews on their way to the quality topic. Bounded: when
+    // the publisher falls behind, the consumer loop waits here instead of
+    // piling up records. The receiver is the publisher task; the sender is
+    // dropped after the loop, which ends the task once it has drained.
+    let (quality_tx, quality_rx) = tokio::sync::mpsc::channel(flag_publisher::CHANNEL_CAPACITY);
+    let publisher = flag_publisher::QualityPublisher::new(kafka, bootstrap, shared.clone())?;
+    let publisher = tokio::spawn(publisher.run(quality_rx));
+
+    // Rebuilds the study-wide view every interval; aborted after the loop.
+    let global = global::Global::new(
+        kafka.responses_topic.clone(),
+        kafka.state_topic.clone(),
+        &producer_config(kafka, bootstrap),
+        &consumer_config(kafka, bootstrap, &format!("{}-view-reader", config.group_id)),
+        kafka.admin_timeout(),
+    )?;
+    let views = tokio::spawn(global::run(
+        global,
+        shared.clone(),
+        Duration::from_millis(config.view_interval_ms.max(50)),
+    ));
+
+    tokio::pin!(shutdown);
+    let mut idle = IdleWatch::new(Duration::from_millis(config.session_timeout_ms.saturating_mul(2)));
+    // Snapshot cadence; each tick saves the partitions changed since their last snapshot.
+    let mut snapshot_tick =
+        tokio::time::interval(Duration::from_millis(config.snapshot_interval_ms.max(100)));
+    snapshot_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = snapshot_tick.tick() => {
+                let tpl = save_snapshots(&shared, &store, &kafka.responses_topic, true, None).await;
+                if tpl.count() > 0 && let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+                    tracing::warn!(error = %e, "offset commit failed");
+                }
+                if idle.due(shared.partitions().is_empty(), std::time::Instant::now()) {
+                    rejoin_if_stalled(&consumer, &shared, &mut idle, &kafka.responses_topic).await;
+                }
+            }
+            msg = consumer.recv() => match msg {
+                Ok(m) => {
+                    let (partition, offset) = (m.partition(), m.offset());
+                    let (outcome, flagged) = shared.apply_record(partition, offset, m.payload());
+                    if outcome == Outcome::Gap
+                        && let Some(next) = shared.next_offset(partition)
+                    {
+                        drop(m);
+                        tracing::info!(partition, from = offset, to = next, "offset ahead of the state; seeking back");
+                        if let Err(e) =
+                            consumer.seek(&kafka.responses_topic, partition, Offset::Offset(next), Duration::from_secs(5))
+                        {
+                            tracing::warn!(partition, error = %e, "seek failed");
+                        }
+                    } else if let Some(record) = flagged {
+                        tokio::select! {
+                            _ = &mut shutdown => break,
+                            sent = quality_tx.send(record) => if sent.is_err() {
+                                tracing::warn!(partition, offset, "quality publisher is gone");
+                            },
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "consume error");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+    watermarks.abort();
+    views.abort();
+    // Shutdown: save every owned partition and commit, then leave the group.
+    let tpl = save_snapshots(&shared, &store, &kafka.responses_topic, false, None).await;
+    if tpl.count() > 0 {
+        let c = consumer.clone();
+        // A synchronous commit blocks: off the async workers.
+        let committed = tokio::task::spawn_blocking(move || c.commit(&tpl, CommitMode::Sync)).await;
+        if let Ok(Err(e)) = committed {
+            tracing::warn!(error = %e, "final offset commit failed");
+        }
+    }
+    consumer.unsubscribe();
+    drop(quality_tx);
+    // The publisher drains what is queued and flushes, bounded by the produce timeout.
+    let bound = kafka.produce_timeout() * 2 + Duration::from_secs(1);
+    if tokio::time::timeout(bound, publisher).await.is_err() {
+        tracing::warn!("quality publisher did not finish before shutdown");
+    }
+    Ok(())
+}

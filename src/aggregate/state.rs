@@ -1,0 +1,448 @@
+//! The aggregator's live state: one [`PartitionState`] per owned
+//! partition behind one lock, each record applied through
+//! [`crate::pipeline::apply`] under the offset rules of [`Offsets`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use prost::Message as _;
+use serde::Serialize;
+
+use super::flag_publisher::{QualityCounters, QualityRecord};
+use super::offsets::{Admit, Offsets};
+use super::snapshot;
+use super::view::{self, Part};
+use crate::fieldwork::Line;
+use crate::fieldwork::review::{self, FlagFilter, FlagPage, FlaggedInterview};
+use crate::instrument::Catalog;
+use crate::pipeline::{self, Fate};
+use crate::proto::v1;
+use crate::results::StudyState;
+use crate::validate::Limits;
+
+/// What happened to one record; a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Counted into results.
+    Applied,
+    /// Same submission id as an earlier record: counted once.
+    Retry,
+    /// Same respondent as an earlier record: flagged, not counted.
+    DuplicateRespondent,
+    /// Decoded but failed validation against the current instrument.
+    Invalid,
+    /// Not a decodable envelope.
+    DecodeError,
+    /// A study no loaded instrument defines.
+    UnknownStudy,
+    /// An offset already applied (redelivery): skipped.
+    Redelivered,
+    /// A record of a partition this instance does not own (in flight during a rebalance).
+    NotOwned,
+    /// A record past the next offset: not applied; the consumer seeks back.
+    Gap,
+    /// A case disposition applied to the fieldwork state (superseded ones included).
+    Disposition,
+}
+
+impl Outcome {
+    /// Every outcome, for pre-registering metric label values.
+    pub const ALL: [Outcome; 10] = [
+        Outcome::Applied,
+        Outcome::Retry,
+        Outcome::DuplicateRespondent,
+        Outcome::Invalid,
+        Outcome::DecodeError,
+        Outcome::UnknownStudy,
+        Outcome::Redelivered,
+        Outcome::NotOwned,
+        Outcome::Gap,
+        Outcome::Disposition,
+    ];
+
+    /// Stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Retry => "retry",
+            Outcome::DuplicateRespondent => "duplicate_respondent",
+            Outcome::Invalid => "invalid",
+            Outcome::DecodeError => "decode_error",
+            Outcome::UnknownStudy => "unknown_study",
+            Outcome::Redelivered => "redelivered",
+            Outcome::NotOwned => "not_owned",
+            Outcome::Gap => "gap",
+            Outcome::Disposition => "disposition",
+        }
+    }
+}
+
+impl From<&Fate> for Outcome {
+    fn from(fate: &Fate) -> Outcome {
+        match fate {
+            Fate::Counted => Outcome::Applied,
+            Fate::Retry => Outcome::Retry,
+            Fate::DuplicateRespondent => Outcome::DuplicateRespondent,
+            Fate::Disposition => Outcome::Disposition,
+            Fate::Invalid(_) => Outcome::Invalid,
+        }
+    }
+}
+
+/// The state of one owned partition.
+#[derive(Debug, Clone, Default)]
+pub struct PartitionState {
+    /// Where the partition's state ends and what may be committed.
+    pub offsets: Offsets,
+    /// High watermark last read, if any since assignment.
+    pub high_watermark: Option<i64>,
+    /// Results per study id.
+    pub studies: HashMap<String, StudyState>,
+    /// Which assignment of the partition this state belongs to: a new one
+    /// for every assignment, so the flag publisher knows to look up
+    /// again what was published.
+    pub generation: u64,
+    /// The flagged interviews of the partition, in offset order.
+    pub flagged: Vec<FlaggedInterview>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    partitions: BTreeMap<i32, PartitionState>,
+    assigned_once: bool,
+    /// Owning no partition while partitions stall with unread records (see
+    /// [`super::stall`]): not ready until a partition is assigned or nothing
+    /// is left unread.
+    orphaned: bool,
+    outcomes: HashMap<Outcome, u64>,
+    snapshots_written: u64,
+    snapshots_restored: u64,
+    generations: u64,
+}
+
+/// The aggregator's live state: the states of the partitions this instance
+/// owns now, shared between the consumer loop, the rebalance callbacks and
+/// the HTTP exporter.
+#[derive(Debug)]
+pub struct LiveState {
+    catalog: Arc<Catalog>,
+    /// Fingerprint of the loaded instruments; snapshots of other instruments are not restored.
+    fingerprint: u64,
+    limits: Limits,
+    inner: Mutex<Inner>,
+    /// Outcomes of the flag publisher, for the metrics.
+    quality: QualityCounters,
+    /// The study-wide view the readers use, replaced whole by the view
+    /// builder ([`super::global`]) once per `view_interval_ms`. Readers hold
+    /// the read lock only to clone the `Arc`, so no request waits on the
+    /// aggregator's mutex or merges anything.
+    view: RwLock<Arc<view::View>>,
+}
+
+/// Lag and readiness of one partition.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionStatus {
+    /// Partition number.
+    pub partition: i32,
+    /// Next offset to apply.
+    pub next_offset: i64,
+    /// High watermark, if read.
+    pub high_watermark: Option<i64>,
+}
+
+impl LiveState {
+    /// The live state for a catalog, owning no partition yet.
+    pub fn new(catalog: Arc<Catalog>, limits: Limits) -> Arc<LiveState> {
+        let fingerprint = snapshot::catalog_fingerprint(&catalog);
+        Arc::new(LiveState {
+            catalog,
+            fingerprint,
+            limits,
+            inner: Mutex::new(Inner::default()),
+            quality: QualityCounters::default(),
+            view: RwLock::new(Arc::new(view::View::default())),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave counts half-applied
+        // (apply mutates one partition's state and is not interrupted), so a
+        // poisoned lock is still usable.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// Takes ownership of a partition with a restored snapshot (or empty).
+    /// Returns the offset to start reading the partition at.
+    pub(crate) fn assign(&self, partition: i32, restored: Option<snapshot::Snapshot>) -> i64 {
+        let mut g = self.lock();
+        g.assigned_once = true;
+        g.orphaned = false;
+        g.generations += 1;
+        let generation = g.generations;
+        let state = match restored {
+            Some(s) if s.catalog == self.fingerprint => {
+                g.snapshots_restored += 1;
+                PartitionState {
+                    offsets: Offsets::starting_at(s.next_offset),
+                    studies: s.studies.into_iter().collect(),
+                    flagged: serde_json::from_slice(&s.flagged_json).unwrap_or_else(|e| {
+                        tracing::warn!(partition, error = %e, "flags in the snapshot do not decode");
+                        Vec::new()
+                    }),
+                    generation,
+                    ..PartitionState::default()
+                }
+            }
+            Some(_) => {
+                tracing::warn!(
+                    partition,
+                    "snapshot was made with other instruments; replaying the partition"
+                );
+                PartitionState { generation, ..PartitionState::default() }
+            }
+            None => PartitionState { generation, ..PartitionState::default() },
+        };
+        let next = state.offsets.next();
+        g.partitions.insert(partition, state);
+        next
+    }
+
+    pub(super) fn revoke(&self, partitions: &[i32]) {
+        let mut g = self.lock();
+        for p in partitions {
+            g.partitions.remove(p);
+        }
+    }
+
+    /// Snapshots of the owned partitions (all, or only those changed since
+    /// their last snapshot).
+    pub(crate) fn snapshots(&self, only_changed: bool, which: Option<&[i32]>) -> Vec<snapshot::Snapshot> {
+        let g = self.lock();
+        g.partitions
+            .iter()
+            .filter(|(p, s)| {
+                which.is_none_or(|w| w.contains(p)) && (!only_changed || s.offsets.changed_since_snapshot())
+            })
+            .map(|(p, s)| snapshot::Snapshot {
+                version: snapshot::FORMAT_VERSION,
+                catalog: self.fingerprint,
+                partition: *p,
+                next_offset: s.offsets.next(),
+                studies: s.studies.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                flagged_json: serde_json::to_vec(&s.flagged).unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// Records that the snapshot of `partition` taken at `next_offset` was
+    /// acknowledged; returns the offset to commit, none when the partition
+    /// is no longer owned.
+    pub(crate) fn snapshot_written(&self, partition: i32, next_offset: i64) -> Option<i64> {
+        let mut g = self.lock();
+        g.snapshots_written += 1;
+        g.partitions.get_mut(&partition).map(|p| p.offsets.snapshot_acknowledged(next_offset))
+    }
+
+    /// Snapshots written and restored since start.
+    pub fn snapshot_counts(&self) -> (u64, u64) {
+        let g = self.lock();
+        (g.snapshots_written, g.snapshots_restored)
+    }
+
+    /// The next offset of an owned partition.
+    pub fn next_offset(&self, partition: i32) -> Option<i64> {
+        self.lock().partitions.get(&partition).map(|p| p.offsets.next())
+    }
+
+    /// Applies the record at `offset` of `partition`.
+    pub fn apply(&self, partition: i32, offset: i64, payload: Option<&[u8]>) -> Outcome {
+        self.apply_record(partition, offset, payload).0
+    }
+
+    /// Applies the record at `offset` of `partition`; returns what happened
+    /// and, for a flagged interview, the record for the quality topic.
+    pub fn apply_record(
+        &self,
+        partition: i32,
+        offset: i64,
+        payload: Option<&[u8]>,
+    ) -> (Outcome, Option<QualityRecord>) {
+        // Decoded before taking the lock.
+        let decoded = payload.and_then(|b| v1::Envelope::decode(b).ok());
+        let mut g = self.lock();
+        let (outcome, flagged) = self.apply_locked(&mut g, partition, offset, decoded);
+        *g.outcomes.entry(outcome).or_default() += 1;
+        (outcome, flagged)
+    }
+
+    fn apply_locked(
+        &self,
+        g: &mut Inner,
+        partition: i32,
+        offset: i64,
+        envelope: Option<v1::Envelope>,
+    ) -> (Outcome, Option<QualityRecord>) {
+        let Some(ps) = g.partitions.get_mut(&partition) else {
+            return (Outcome::NotOwned, None);
+        };
+        match ps.offsets.admit(offset) {
+            Admit::Apply => {}
+            Admit::Redelivered => return (Outcome::Redelivered, None),
+            Admit::SeekBack(_) => return (Outcome::Gap, None),
+        }
+        let Some(envelope) = envelope else {
+            return (Outcome::DecodeError, None);
+        };
+        let line = match (envelope.disposition, envelope.submission) {
+            (Some(d), _) => Line::Disposition(d.into()),
+            (None, Some(s)) => Line::Interview(Box::new(s.into())),
+            (None, None) => return (Outcome::DecodeError, None),
+        };
+        let Some(study) = self.catalog.get(line.study()) else {
+            return (Outcome::UnknownStudy, None);
+        };
+        let received_at = envelope.received_at.and_then(|t| {
+            chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        });
+        let state = ps.studies.entry(study.id().to_string()).or_default();
+        let source = pipeline::Source { partition, offset, received_at };
+        let step = pipeline::apply(study, state, &line, &self.limits, source);
+        let outcome = Outcome::from(&step.fate);
+        let Some(flagged) = step.flagged else {
+            return (outcome, None);
+        };
+        ps.flagged.push(flagged.clone());
+        (outcome, Some(QualityRecord { generation: ps.generation, flagged }))
+    }
+
+    /// One page of the study's flagged interviews in the partitions owned now.
+    pub fn flags(&self, study: &str, filter: &FlagFilter, page: usize, per_page: usize) -> FlagPage {
+        let g = self.lock();
+        let all = g.partitions.values().flat_map(|p| p.flagged.iter()).filter(|f| f.study == study);
+        review::page(all, filter, page, per_page)
+    }
+
+    /// What the flag publisher did since start.
+    pub fn quality_counters(&self) -> &QualityCounters {
+        &self.quality
+    }
+
+    /// The study's state summed over the partitions owned now.
+    pub fn merged(&self, study: &str) -> StudyState {
+        let g = self.lock();
+        let mut out = StudyState::new();
+        for ps in g.partitions.values() {
+            if let Some(s) = ps.studies.get(study) {
+                out.merge(s);
+            }
+        }
+        out
+    }
+
+    /// The newest study-wide view (the empty, incomplete one before the first build).
+    pub fn view(&self) -> Arc<view::View> {
+        self.view.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the study-wide view.
+    pub(crate) fn set_view(&self, v: view::View) {
+        *self.view.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(v);
+    }
+
+    /// The owned partitions with their assignment generations, in partition order.
+    pub fn ownership(&self) -> Vec<(i32, u64)> {
+        self.lock().partitions.iter().map(|(p, s)| (*p, s.generation)).collect()
+    }
+
+    /// Copies of the owned partitions for the view: a partition whose
+    /// (generation, next offset) did not change since the copy in `cache`
+    /// is not copied again. Holds the lock only while copying changed ones
+    /// (counts only, see [`StudyState::counts_only`]).
+    pub(crate) fn owned_parts(
+        &self,
+        cache: &mut BTreeMap<i32, ((u64, i64), Arc<Part>)>,
+    ) -> Vec<(i32, Arc<Part>)> {
+        let g = self.lock();
+        cache.retain(|p, _| g.partitions.contains_key(p));
+        let mut out = Vec::with_capacity(g.partitions.len());
+        for (p, ps) in &g.partitions {
+            let key = (ps.generation, ps.offsets.next());
+            let part = match cache.get(p) {
+                Some((k, part)) if *k == key => part.clone(),
+                _ => {
+                    let part = Arc::new(Part {
+                        next_offset: ps.offsets.next(),
+                        studies: ps.studies.iter().map(|(k, v)| (k.clone(), v.counts_only())).collect(),
+                        flagged: ps.flagged.clone(),
+                        generation: ps.generation,
+                    });
+                    cache.insert(*p, (key, part.clone()));
+                    part
+                }
+            };
+            out.push((*p, part));
+        }
+        out
+    }
+
+    /// A snapshot read from the state topic as a part of the view; none
+    /// when it was made with other instruments (its indexes mean nothing here).
+    pub(crate) fn part_of_snapshot(&self, s: snapshot::Snapshot) -> Option<Part> {
+        if s.catalog != self.fingerprint {
+            return None;
+        }
+        let flagged = serde_json::from_slice(&s.flagged_json).unwrap_or_else(|e| {
+            tracing::warn!(partition = s.partition, error = %e, "view: flags in the snapshot do not decode");
+            Vec::new()
+        });
+        Some(Part {
+            next_offset: s.next_offset,
+            studies: s.studies.into_iter().map(|(k, v)| (k, v.into_counts_only())).collect(),
+            flagged,
+            generation: 0,
+        })
+    }
+
+    pub(super) fn set_orphaned(&self, orphaned: bool) {
+        self.lock().orphaned = orphaned;
+    }
+
+    /// Every owned partition has read up to its high watermark, and the
+    /// instance is not owning nothing while partitions stall unread.
+    pub fn caught_up(&self) -> bool {
+        let g = self.lock();
+        g.assigned_once
+            && !g.orphaned
+            && g.partitions.values().all(|p| p.high_watermark.is_some_and(|h| p.offsets.next() >= h))
+    }
+
+    /// Per-partition progress.
+    pub fn partitions(&self) -> Vec<PartitionStatus> {
+        self.lock()
+            .partitions
+            .iter()
+            .map(|(p, s)| PartitionStatus {
+                partition: *p,
+                next_offset: s.offsets.next(),
+                high_watermark: s.high_watermark,
+            })
+            .collect()
+    }
+
+    /// Records processed by outcome since start.
+    pub fn outcomes(&self) -> HashMap<Outcome, u64> {
+        self.lock().outcomes.clone()
+    }
+
+    pub(super) fn set_high_watermark(&self, partition: i32, high: i64) {
+        if let Some(p) = self.lock().partitions.get_mut(&partition) {
+            p.high_watermark = Some(high);
+        }
+    }
+}
