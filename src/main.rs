@@ -337,10 +337,12 @@ fn run_report(study: &Study, input: &std::path::Path, by: Option<&str>, format: 
             return ExitCode::FAILURE;
         }
     };
+    let quotas = fieldwatch::results::quotas::quotas(study, &tally.state);
     match format {
         Format::Table => {
             print!("{}", top.to_table());
             print!("{}", fieldwork.to_table());
+            print!("{}", fieldwatch::results::quotas::to_table(study.id(), &quotas));
             println!(
                 "{} lines, {} rejected, {} retries, {} duplicate respondents, {} possible duplicates",
                 tally.lines,
@@ -359,6 +361,7 @@ fn run_report(study: &Study, input: &std::path::Path, by: Option<&str>, format: 
                 duplicate_respondents: tally.state.duplicate_respondents,
                 possible_duplicates: tally.state.possible_duplicates(),
                 fieldwork: &fieldwork,
+                quotas: &quotas,
             };
             match serde_json::to_string_pretty(&doc) {
                 Ok(s) => println!("{s}"),

@@ -1,7 +1,8 @@
 //! Quotas end to end over real gRPC and HTTP, through the embedded broker:
 //! the demo study's victim-witness cell (target 7) counts exactly through
 //! retries and duplicate respondents, and `CheckQuota` says full exactly
-//! when the cell reached its target, from the study-wide view.
+//! when the cell reached its target, from the study-wide view; `report`
+//! shows the seed's quota cells.
 
 #![cfg(feature = "embedded-broker")]
 
@@ -50,6 +51,39 @@ async fn check_when(c: &mut IngestServiceClient<Channel>, value: &str, achieved:
 async fn quotas_json(http: std::net::SocketAddr) -> serde_json::Value {
     let url = format!("http://{http}/api/v1/studies/{DEMO_STUDY_ID}/quotas");
     reqwest::get(url).await.expect("GET quotas").json().await.expect("json")
+}
+
+#[test]
+fn the_report_command_shows_the_seed_quotas_in_the_table_and_the_json() {
+    let run = |format: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_fieldwatch"))
+            .args(["report", "--input"])
+            .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/seed-121.jsonl"))
+            .args(["--format", format])
+            .output()
+            .expect("run fieldwatch report");
+        assert!(out.status.success(), "report failed");
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let table = run("table");
+    assert!(table.contains("quota position by position: 121 of 121 (3 cells full)"), "{table}");
+    let json: serde_json::Value = serde_json::from_str(&run("json")).expect("json");
+    let cells: Vec<(String, u64, u64)> = json["quotas"][0]["cells"]
+        .as_array()
+        .expect("cells")
+        .iter()
+        .map(|c| {
+            (
+                c["values"][0].as_str().unwrap_or("").to_string(),
+                c["achieved"].as_u64().unwrap_or(0),
+                c["target"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        cells,
+        [("investigator".into(), 84, 84), ("line_officer".into(), 30, 30), ("victim_witness".into(), 7, 7)]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

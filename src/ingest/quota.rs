@@ -6,14 +6,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::IngestError;
-use crate::aggregate::Shared;
+use crate::aggregate::LiveState;
 use crate::instrument::Catalog;
 use crate::proto::v1::{CheckQuotaRequest, CheckQuotaResponse, QuotaCellStatus};
 
 /// Answers one check; `aggregator` is `None` in a process that runs none.
 pub(super) fn check(
     catalog: &Catalog,
-    aggregator: Option<&Arc<Shared>>,
+    aggregator: Option<&Arc<LiveState>>,
     request: &CheckQuotaRequest,
 ) -> Result<CheckQuotaResponse, IngestError> {
     let study = catalog.get(&request.study).ok_or(IngestError::UnknownStudy)?;

@@ -71,7 +71,7 @@ struct Shared {
     /// The aggregator whose study-wide view answers `CheckQuota`; set once
     /// by [`IngestServer::with_quotas_from`] before serving (empty when the
     /// process runs no aggregator).
-    quotas: std::sync::OnceLock<Arc<crate::aggregate::Shared>>,
+    quotas: std::sync::OnceLock<Arc<crate::aggregate::LiveState>>,
 }
 
 /// An in-flight slot; gives its permit back and lowers the gauge on drop.
@@ -125,7 +125,7 @@ impl IngestServer {
 
     /// Answers `CheckQuota` from `aggregator`'s study-wide view (in a
     /// process that runs one; without it `CheckQuota` is UNAVAILABLE).
-    pub fn with_quotas_from(self, aggregator: Arc<crate::aggregate::Shared>) -> IngestServer {
+    pub fn with_quotas_from(self, aggregator: Arc<crate::aggregate::LiveState>) -> IngestServer {
         // Set only here, before `run`; a second call keeps the first.
         let _ = self.shared.quotas.set(aggregator);
         self

@@ -114,6 +114,9 @@ pub struct ReportJson<'a> {
     pub possible_duplicates: u64,
     /// Cases by disposition and the AAPOR rates.
     pub fieldwork: &'a FieldworkReport,
+    /// The instrument's quotas, achieved against target (none when it declares none).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub quotas: &'a [crate::results::quotas::QuotaStatus],
 }
 
 /// The fieldwork section of a tallied input.

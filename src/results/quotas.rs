@@ -149,6 +149,43 @@ pub fn check(
     Ok(QuotaCheck { allowed: cells.iter().all(|(_, c)| !c.closed), cells })
 }
 
+/// The quotas as the `report` command's table: one line per cell.
+pub fn to_table(study: &str, quotas: &[QuotaStatus]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for q in quotas {
+        let _ = writeln!(
+            out,
+            "== {study} quota {} by {}: {} of {} ({} cells full)",
+            q.name,
+            q.dimensions.join(" x "),
+            q.achieved,
+            q.target,
+            q.full_cells
+        );
+        let _ = writeln!(out, "{:<40} {:>9} {:>7} {:>5}  status", "cell", "achieved", "target", "cap");
+        for c in &q.cells {
+            let status = if c.closed {
+                "closed".to_string()
+            } else if c.full {
+                "full".to_string()
+            } else {
+                format!("{} to go", c.remaining)
+            };
+            let cap = c.cap.map_or_else(|| "-".to_string(), |n| n.to_string());
+            let _ = writeln!(
+                out,
+                "{:<40} {:>9} {:>7} {:>5}  {status}",
+                c.values.join(" x "),
+                c.achieved,
+                c.target,
+                cap
+            );
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +260,17 @@ quotas:
         assert_eq!(q[0].target, 3);
         assert_eq!(q[1].cells[0].achieved, 1);
         assert_eq!(state.interviews(), 3);
+    }
+
+    #[test]
+    fn the_report_table_shows_each_cell_with_achieved_target_and_status() {
+        let (cat, mut state) = setup();
+        let study = cat.get("t").expect("study");
+        apply(&cat, &mut state, "r1", "s1", "b", "east");
+        let table = to_table("t", &quotas(study, &state));
+        assert!(table.contains("== t quota position by position: 1 of 3 (1 cells full)"), "{table}");
+        assert!(table.lines().any(|l| l.starts_with("a ") && l.ends_with("2 to go")), "{table}");
+        assert!(table.lines().any(|l| l.starts_with("b ") && l.contains(" 2  full")), "{table}");
     }
 
     #[test]

@@ -25,14 +25,15 @@ async function api(path) {
 const pct = (x, d = 1) => `${(x * 100).toFixed(d)} %`;
 const text = (page, sel) => page.locator(sel).first().innerText({ timeout: 30000 });
 
-const browser = await chromium.launch({
+// A fresh user-data dir per run (playwright passes it as --user-data-dir).
+const browser = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), "fieldwatch-chromium-")), {
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    `--user-data-dir=${mkdtempSync(join(tmpdir(), "fieldwatch-chromium-"))}`],
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  viewport: { width: 1280, height: 900 },
 });
 try {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const page = await browser.newPage();
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
   page.on("requestfailed", (r) => errors.push(`request failed: ${r.url()}`));
@@ -61,6 +62,7 @@ try {
     `(${cell.achieved}/${cell.target})`);
   check("the investigator cell is 84 of 84", cell.achieved === 84 && cell.target === 84);
 
+  check("the API lists the 3 duplicate respondents for review", flags.total === 3, `(${flags.total})`);
   check("the page shows the API's number of flagged interviews",
     (await text(page, "#flags-total")) === String(flags.total), `(${flags.total})`);
   const shownRows = await page.locator("#flag-table tr").count();
@@ -79,16 +81,27 @@ try {
     (await trow.nth(2).innerText()) === String(item.valid_n) && (await trow.nth(1).innerText()) === item.text
       && (await trow.nth(4).innerText()) === pct(item.boxes.high, 0));
 
-  // Worst item of a check: its link filters the flags by check and item.
+  // The check with the most flags: its link filters the flags list by
+  // check (and, for its worst item if it has one, by item too).
+  const busiest = quality.checks.slice().sort((a, b) => b.flags - a.flags)[0];
+  check("some check raised flags", busiest && busiest.flags > 0);
+  const linkShows = async (selector, query, what) => {
+    const want = await api(`studies/${STUDY}/flags?${query}&per_page=20`);
+    await page.locator(selector).first().click();
+    try {
+      await page.waitForFunction((n) => document.getElementById("flags-total").textContent === String(n),
+        want.total, { timeout: 30000 });
+      check(`${what} shows the API's filtered count (${want.total})`, want.total > 0);
+    } catch (e) {
+      check(`${what} shows the API's filtered count (${want.total})`, false, await text(page, "#flags-total"));
+    }
+  };
+  await linkShows(`tr[data-check="${busiest.check}"] td:nth-child(1) a`, `check=${busiest.check}`,
+    `the link of check ${busiest.check}`);
   const worst = quality.checks.find((c) => c.worst_items.length > 0);
   if (worst) {
-    const want = await api(`studies/${STUDY}/flags?check=${worst.check}&item=${worst.worst_items[0].code}&per_page=20`);
-    await page.locator(`tr[data-check="${worst.check}"] td:nth-child(3) a`).first().click();
-    await page.waitForFunction((n) => document.getElementById("flags-total").textContent === String(n), want.total,
-      { timeout: 30000 });
-    check("a worst item's link shows its flags (the API's filtered count)", true);
-  } else {
-    check("some check has a worst item", false);
+    await linkShows(`tr[data-check="${worst.check}"] td:nth-child(3) a`,
+      `check=${worst.check}&item=${worst.worst_items[0].code}`, `the worst item link of ${worst.check}`);
   }
 
   // Keyboard: the study selector, then tabbing reaches the segment selector.
@@ -101,13 +114,17 @@ try {
   check("the page says whether it is caught up", /up to date|not caught up/.test(status), status);
   check("no script errors or failed requests", errors.length === 0, errors.join("; "));
   check("no request leaves the service (no CDN)", external.length === 0, external.join(" "));
-  await page.screenshot({ path: join(shots, "page-1280.png"), fullPage: true });
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.screenshot({ path: join(shots, "page-1280.png") });
+  await page.screenshot({ path: join(shots, "page-1280-full.png"), fullPage: true });
 
   await page.setViewportSize({ width: 390, height: 844 });
   await page.waitForTimeout(500);
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   check("at phone width the page does not scroll sideways", overflow <= 1, `(${overflow}px)`);
-  await page.screenshot({ path: join(shots, "page-390.png"), fullPage: true });
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.screenshot({ path: join(shots, "page-390.png") });
+  await page.screenshot({ path: join(shots, "page-390-full.png"), fullPage: true });
   console.log(`screenshots in ${shots}`);
 } finally {
   await browser.close();

@@ -21,7 +21,15 @@ trap 'fw_stop' EXIT
 
 fw_start
 bin=$(fw_bin)
-for f in tests/data/seed-121.jsonl tests/data/seed-fieldwork.jsonl; do
+# Three seed respondents again under new submission ids: duplicate
+# respondents, flagged for review and never counted, so the page has flags
+# while the seed's figures (121 interviews, RR1 57.6 %) stay as they are.
+head -n 3 tests/data/seed-121.jsonl | python3 -c 'import json, sys
+for line in sys.stdin:
+    r = json.loads(line)
+    r["submission_id"] += "-again"
+    print(json.dumps(r))' >"$shots/duplicates.jsonl"
+for f in tests/data/seed-121.jsonl tests/data/seed-fieldwork.jsonl "$shots/duplicates.jsonl"; do
     "$bin" submit --server "$FW_GRPC_URL" --file "$f" >/dev/null
 done
 check "the aggregator counts the seed's 121 interviews" fw_wait_interviews 121 180

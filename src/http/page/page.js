@@ -84,7 +84,6 @@ function renderProgress(all, seg, quotas) {
   root.replaceChildren(...quotas.quotas.map((q) => {
     const wrap = el("div", undefined, "scroll");
     const t = el("table");
-    t.append(el("caption", `${q.name} (${q.dimensions.join(" × ")}): ${q.achieved} of ${q.target}, ${q.full_cells} cells full`));
     fill(t, ["cell", { text: "achieved", cls: "num" }, { text: "target", cls: "num" }, "progress", "status"],
       q.cells.map((c) => {
         const name = c.values.join(" × ");
@@ -94,6 +93,7 @@ function renderProgress(all, seg, quotas) {
         tr.dataset.quotaCell = `${q.name}/${name}`;
         return tr;
       }));
+    t.prepend(el("caption", `${q.name} (${q.dimensions.join(" × ")}): ${q.achieved} of ${q.target}, ${q.full_cells} cells full`));
     wrap.append(t);
     return wrap;
   }));
