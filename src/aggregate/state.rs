@@ -109,7 +109,6 @@ pub struct PartitionState {
 #[derive(Debug, Default)]
 struct Inner {
     partitions: BTreeMap<i32, PartitionState>,
-    assigned_once: bool,
     /// Owning no partition while partitions stall with unread records (see
     /// [`super::stall`]): not ready until a partition is assigned or nothing
     /// is left unread.
@@ -180,7 +179,6 @@ impl LiveState {
     /// Returns the offset to start reading the partition at.
     pub(crate) fn assign(&self, partition: i32, restored: Option<snapshot::Snapshot>) -> i64 {
         let mut g = self.lock();
-        g.assigned_once = true;
         g.orphaned = false;
         g.generations += 1;
         let generation = g.generations;
@@ -413,13 +411,22 @@ impl LiveState {
         self.lock().orphaned = orphaned;
     }
 
-    /// Every owned partition has read up to its high watermark, and the
-    /// instance is not owning nothing while partitions stall unread.
+    /// Ready: every owned partition has read up to its high watermark; an
+    /// instance owning no partition (a spare, one whose partitions the group
+    /// has not handed back yet after a crash, or one not assigned yet) is
+    /// ready only while its study-wide view is complete, i.e. nothing
+    /// stored is unread by anyone, and never while partitions stall unread
+    /// (`orphaned`, see [`super::stall`]).
     pub fn caught_up(&self) -> bool {
         let g = self.lock();
-        g.assigned_once
-            && !g.orphaned
-            && g.partitions.values().all(|p| p.high_watermark.is_some_and(|h| p.offsets.next() >= h))
+        if g.orphaned {
+            return false;
+        }
+        if g.partitions.is_empty() {
+            drop(g);
+            return self.view().freshness().complete;
+        }
+        g.partitions.values().all(|p| p.high_watermark.is_some_and(|h| p.offsets.next() >= h))
     }
 
     /// Per-partition progress.
