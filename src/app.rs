@@ -114,6 +114,8 @@ async fn start_parts(
     let (stop, stop_rx) = watch::channel(false);
     let ready = Arc::new(AtomicBool::new(false));
 
+    let shared = matches!(parts, Parts::All | Parts::Aggregate)
+        .then(|| LiveState::new(catalog.clone(), config.ingest.limits));
     let mut grpc_addr = None;
     let ingest_task = if matches!(parts, Parts::All | Parts::Ingest) {
         if parts == Parts::All && config.kafka.brokers.is_none() && config.ingest.use_demo_key_if_unset() {
@@ -140,8 +142,12 @@ async fn start_parts(
         let publisher = Publisher::from_kafka(&config.kafka, &bootstrap).context("creating the producer")?;
         // Built here, not inside the spawned task, so a bad TLS file or
         // config fails start-up instead of a task nobody waits on yet.
-        let server = ingest::IngestServer::new(config.ingest.clone(), catalog.clone(), publisher, &registry)
-            .context("setting up ingest")?;
+        let mut server =
+            ingest::IngestServer::new(config.ingest.clone(), catalog.clone(), publisher, &registry)
+                .context("setting up ingest")?;
+        if let Some(shared) = &shared {
+            server = server.with_quotas_from(shared.clone());
+        }
         let listener = ingest::bind(config.ingest.listen).await.context("binding the gRPC address")?;
         grpc_addr = Some(listener.local_addr().context("gRPC address")?);
         Some(tokio::spawn(server.run(listener, stopped(&stop_rx))))
@@ -149,8 +155,6 @@ async fn start_parts(
         None
     };
 
-    let shared = matches!(parts, Parts::All | Parts::Aggregate)
-        .then(|| LiveState::new(catalog.clone(), config.ingest.limits));
     let aggregate_task = shared.clone().map(|shared| {
         let kafka = config.kafka.clone();
         let mut agg = config.aggregate.clone();

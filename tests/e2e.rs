@@ -240,7 +240,7 @@ async fn seed_scenario(r: &Service) {
     let (tally, top) =
         report::run_with(study, offline_input.as_bytes(), None, &offline_opts).expect("report");
     let fieldwork = report::fieldwork(study, &tally, None).expect("fieldwork");
-    let doc = serde_json::to_value(report::ReportJson::new(&top, &tally, &fieldwork)).expect("json");
+    let doc = serde_json::to_value(report::ReportJson::new(study, &top, &tally, &fieldwork)).expect("json");
     assert_eq!(doc["unknown_study"], 1, "the line of no loaded study is counted");
     // Where and when a record was read differ by nature (partition and
     // offset live, line number offline; receipt time only live). Possible

@@ -124,6 +124,18 @@ pub fn scrape(shared: &LiveState) -> prometheus::Result<Registry> {
         &[],
     )?;
 
+    let quota_achieved = gauge(
+        &reg,
+        "fieldwatch_quota_achieved_interviews",
+        "Counted interviews in a quota cell (cell = its values joined by `,`), over the partitions owned now.",
+        &["study", "quota", "cell"],
+    )?;
+    let quota_target = gauge(
+        &reg,
+        "fieldwatch_quota_target_interviews",
+        "Target of a quota cell (the same on every instance).",
+        &["study", "quota", "cell"],
+    )?;
     let fieldwork = super::fieldwork_metrics::FieldworkMetrics::register(&reg)?;
     // The owned partitions' merge, precomputed with the view (issue 15: no
     // merge under the aggregator's lock per scrape), while this instance
@@ -154,6 +166,7 @@ pub fn scrape(shared: &LiveState) -> prometheus::Result<Registry> {
             &dups,
         );
         fieldwork.export(study, state);
+        export_quotas(study, state, &quota_achieved, &quota_target);
     }
     fieldwork.export_quality(shared.quality_counters());
     let outcomes = shared.outcomes();
@@ -168,6 +181,18 @@ pub fn scrape(shared: &LiveState) -> prometheus::Result<Registry> {
     }
     caught_up.with_label_values(&[] as &[&str]).set(i64::from(shared.caught_up()));
     Ok(reg)
+}
+
+/// Quota cells: achieved over the owned partitions, and the target. Label
+/// values are the quota's name and the cell's declared values.
+fn export_quotas(study: &Study, state: &StudyState, achieved: &IntGaugeVec, target: &IntGaugeVec) {
+    for q in crate::results::quotas::quotas(study, state) {
+        for c in &q.cells {
+            let cell = c.values.join(",");
+            achieved.with_label_values(&[study.id(), &q.name, &cell]).add_u64(c.achieved);
+            target.with_label_values(&[study.id(), &q.name, &cell]).add_u64(c.target);
+        }
+    }
 }
 
 /// (dimension, segment, `Some((dimension index, value index))` to select; `None` = everyone).

@@ -55,12 +55,19 @@ pub struct FlagFilter {
     pub form: Option<String>,
     /// Only interviews of this interviewer label.
     pub interviewer: Option<String>,
+    /// Only interviews with a flag on this canonical item code (with
+    /// `check`, a flag of that check on this item).
+    pub item: Option<String>,
 }
 
 impl FlagFilter {
     /// Whether `f` passes.
     pub fn matches(&self, f: &FlaggedInterview) -> bool {
-        self.check.is_none_or(|c| f.checks.iter().any(|x| x.check == c))
+        let wanted = |x: &FlaggedCheck| {
+            self.check.is_none_or(|c| x.check == c)
+                && self.item.as_ref().is_none_or(|i| x.code.as_ref() == Some(i))
+        };
+        (self.check.is_none() && self.item.is_none() || f.checks.iter().any(wanted))
             && self.form.as_ref().is_none_or(|x| *x == f.form)
             && self.interviewer.as_ref().is_none_or(|x| *x == f.interviewer)
     }

@@ -2,8 +2,8 @@
 //! - `GET /api/v1/studies/{study}/fieldwork?by=DIM`: cases by disposition
 //!   and the AAPOR rates, overall, by a declared dimension or by
 //!   `interviewer` (then with each interviewer's quality beside the rest).
-//! - `GET /api/v1/studies/{study}/flags?check=&form=&interviewer=&page=&per_page=`:
-//!   flagged interviews for review, pseudonymous, paged.
+//! - `GET /api/v1/studies/{study}/flags?check=&form=&interviewer=&item=&page=&per_page=`:
+//!   flagged interviews for review, pseudonymous, paged (`item`: a canonical item code).
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -58,6 +58,7 @@ pub(super) struct FlagsQuery {
     check: Option<String>,
     form: Option<String>,
     interviewer: Option<String>,
+    item: Option<String>,
     page: Option<usize>,
     per_page: Option<usize>,
 }
@@ -90,6 +91,7 @@ pub(super) async fn flags(
         check,
         form: q.form.filter(|f| !f.is_empty()),
         interviewer: q.interviewer.filter(|i| !i.is_empty()),
+        item: q.item.filter(|i| !i.is_empty()),
     };
     let view = agg.view();
     let page = view.flags(&study, &filter, q.page.unwrap_or(1), q.per_page.unwrap_or(DEFAULT_PER_PAGE));

@@ -11,10 +11,13 @@
 //! - `GET /api/v1/studies`: the loaded studies with forms, dimensions and counted interviews.
 //! - `GET /api/v1/studies/{study}/toplines?by=DIM`: the same toplines as `fieldwatch report`.
 //! - `GET /api/v1/studies/{study}/fieldwork?by=DIM`: dispositions and AAPOR rates.
-//! - `GET /api/v1/studies/{study}/flags?check=&form=&interviewer=&page=&per_page=`: flagged interviews.
+//! - `GET /api/v1/studies/{study}/flags?check=&form=&interviewer=&item=&page=&per_page=`: flagged interviews.
+//! - `GET /api/v1/studies/{study}/quotas`: quota cells, achieved against target and cap.
+//! - `GET /api/v1/studies/{study}/quality`: flags per check with the most flagged items.
 //! - `GET /api/v1/status`: owned partitions, lag, readiness, and the view's freshness.
 
 mod fieldwork;
+mod quotas;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -75,6 +78,8 @@ pub enum HttpError {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(page))
+        .route("/page.js", get(page_js))
+        .route("/page.css", get(page_css))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -83,6 +88,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/studies/{study}/toplines", get(study_toplines))
         .route("/api/v1/studies/{study}/fieldwork", get(fieldwork::fieldwork))
         .route("/api/v1/studies/{study}/flags", get(fieldwork::flags))
+        .route("/api/v1/studies/{study}/quotas", get(quotas::quotas))
+        .route("/api/v1/studies/{study}/quality", get(quotas::quality))
         .with_state(state)
 }
 
@@ -225,6 +232,16 @@ async fn status(State(s): State<AppState>) -> Response {
     .into_response()
 }
 
+// The page at `/` (docs/page.md): HTML, script and style built into the
+// binary; everything it shows comes from the JSON API above.
 async fn page() -> Html<&'static str> {
-    Html(include_str!("live.html"))
+    Html(include_str!("page/index.html"))
+}
+
+async fn page_js() -> Response {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("page/page.js")).into_response()
+}
+
+async fn page_css() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("page/page.css")).into_response()
 }

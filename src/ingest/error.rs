@@ -27,6 +27,12 @@ pub enum IngestError {
     /// The request carries no submission at all.
     #[error("the request has no submission")]
     MissingSubmission,
+    /// A quota check's values do not fit the study's quotas.
+    #[error(transparent)]
+    Quota(#[from] crate::results::quotas::QuotaError),
+    /// A quota check reached a process that runs no aggregator.
+    #[error("this process runs no aggregator to answer quota checks")]
+    NoAggregator,
     /// Tokens are configured and the call has no valid bearer token.
     #[error("a valid bearer token is required")]
     Unauthenticated,
@@ -152,11 +158,15 @@ impl IngestError {
     /// The gRPC status code of this error.
     pub fn code(&self) -> Code {
         match self {
-            IngestError::Invalid { .. } | IngestError::MissingSubmission => Code::InvalidArgument,
+            IngestError::Invalid { .. } | IngestError::MissingSubmission | IngestError::Quota(_) => {
+                Code::InvalidArgument
+            }
             IngestError::UnknownStudy => Code::NotFound,
             IngestError::Unauthenticated => Code::Unauthenticated,
             IngestError::Overloaded => Code::ResourceExhausted,
-            IngestError::ShuttingDown | IngestError::Publish { .. } => Code::Unavailable,
+            IngestError::ShuttingDown | IngestError::Publish { .. } | IngestError::NoAggregator => {
+                Code::Unavailable
+            }
             IngestError::Producer(_)
             | IngestError::Config(_)
             | IngestError::TlsFile { .. }

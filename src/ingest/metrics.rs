@@ -30,12 +30,19 @@ pub enum Method {
     GetInstrument,
     /// `IngestService.SubmitDisposition`.
     SubmitDisposition,
+    /// `IngestService.CheckQuota`.
+    CheckQuota,
 }
 
 impl Method {
     /// Every method.
-    pub const ALL: [Method; 4] =
-        [Method::Submit, Method::SubmitStream, Method::GetInstrument, Method::SubmitDisposition];
+    pub const ALL: [Method; 5] = [
+        Method::Submit,
+        Method::SubmitStream,
+        Method::GetInstrument,
+        Method::SubmitDisposition,
+        Method::CheckQuota,
+    ];
 
     /// Stable snake_case name.
     pub fn as_str(self) -> &'static str {
@@ -44,6 +51,7 @@ impl Method {
             Method::SubmitStream => "submit_stream",
             Method::GetInstrument => "get_instrument",
             Method::SubmitDisposition => "submit_disposition",
+            Method::CheckQuota => "check_quota",
         }
     }
 }

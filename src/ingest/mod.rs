@@ -19,6 +19,7 @@ pub mod error;
 pub mod metrics;
 pub mod pseudonym;
 pub mod publisher;
+pub mod quota;
 pub mod server;
 
 use std::future::Future;

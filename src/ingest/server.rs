@@ -28,8 +28,8 @@ use super::publisher::Publisher;
 use crate::instrument::Catalog;
 use crate::proto::v1::ingest_service_server::{IngestService, IngestServiceServer};
 use crate::proto::v1::{
-    Envelope, FieldViolation, GetInstrumentRequest, Instrument, SubmitDispositionRequest,
-    SubmitDispositionResponse, SubmitRequest, SubmitResponse, SubmitResult,
+    CheckQuotaRequest, CheckQuotaResponse, Envelope, FieldViolation, GetInstrumentRequest, Instrument,
+    SubmitDispositionRequest, SubmitDispositionResponse, SubmitRequest, SubmitResponse, SubmitResult,
 };
 use crate::proto::{ENVELOPE_VERSION, v1};
 use crate::validate::{self, Limits, Rule, Violation};
@@ -68,6 +68,10 @@ struct Shared {
     stream_window: usize,
     /// `true` once shutdown has begun; the sender is [`IngestServer::draining`].
     draining: watch::Receiver<bool>,
+    /// The aggregator whose study-wide view answers `CheckQuota`; set once
+    /// by [`IngestServer::with_quotas_from`] before serving (empty when the
+    /// process runs no aggregator).
+    quotas: std::sync::OnceLock<Arc<crate::aggregate::LiveState>>,
 }
 
 /// An in-flight slot; gives its permit back and lowers the gauge on drop.
@@ -108,6 +112,7 @@ impl IngestServer {
             inflight: Arc::new(Semaphore::new(config.max_inflight)),
             stream_window: config.stream_window,
             draining: draining_rx,
+            quotas: std::sync::OnceLock::new(),
         };
         Ok(IngestServer {
             shared: Arc::new(shared),
@@ -116,6 +121,14 @@ impl IngestServer {
             grace: config.shutdown_grace(),
             tls,
         })
+    }
+
+    /// Answers `CheckQuota` from `aggregator`'s study-wide view (in a
+    /// process that runs one; without it `CheckQuota` is UNAVAILABLE).
+    pub fn with_quotas_from(self, aggregator: Arc<crate::aggregate::LiveState>) -> IngestServer {
+        // Set only here, before `run`; a second call keeps the first.
+        let _ = self.shared.quotas.set(aggregator);
+        self
     }
 
     /// Serves gRPC on `listener` (ingest, health, reflection) until
@@ -436,6 +449,19 @@ impl IngestService for Service {
         });
         let code = result.as_ref().map_or_else(IngestError::code, |_| Code::Ok);
         self.shared.metrics.request(Method::GetInstrument, code, start.elapsed().as_secs_f64());
+        result.map(Response::new).map_err(|e| e.to_status())
+    }
+
+    async fn check_quota(
+        &self,
+        request: Request<CheckQuotaRequest>,
+    ) -> Result<Response<CheckQuotaResponse>, Status> {
+        let start = Instant::now();
+        let result = self.shared.auth.identify(request.metadata()).and_then(|_| {
+            super::quota::check(&self.shared.catalog, self.shared.quotas.get(), request.get_ref())
+        });
+        let code = result.as_ref().map_or_else(IngestError::code, |_| Code::Ok);
+        self.shared.metrics.request(Method::CheckQuota, code, start.elapsed().as_secs_f64());
         result.map(Response::new).map_err(|e| e.to_status())
     }
 }

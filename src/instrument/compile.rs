@@ -5,7 +5,7 @@
 
 use super::{
     CodeInfo, Dim, DimensionSource, EligibilityEstimate, Expr, FieldworkDef, Form, HashMap, Item, KindDef,
-    Problem, Study, StudyDef, is_label_safe,
+    Problem, Study, StudyDef, is_label_safe, quota,
 };
 
 /// Line numbers of forms and items, found by scanning the text for `id:`
@@ -14,6 +14,7 @@ pub(super) struct IdLines {
     forms: Vec<usize>,
     items: Vec<Vec<usize>>,
     dims: usize,
+    quotas: usize,
 }
 
 impl IdLines {
@@ -43,11 +44,12 @@ impl IdLines {
             items.push(its);
         }
         let dims = src.lines().position(|l| l.starts_with("dimensions:")).map(|n| n + 1).unwrap_or(0);
-        IdLines { forms, items, dims }
+        let quotas = src.lines().position(|l| l.starts_with("quotas:")).map(|n| n + 1).unwrap_or(0);
+        IdLines { forms, items, dims, quotas }
     }
 }
 
-fn is_ident(s: &str) -> bool {
+pub(crate) fn is_ident(s: &str) -> bool {
     let mut b = s.bytes();
     matches!(b.next(), Some(c) if c.is_ascii_lowercase() || c == b'_')
         && b.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
@@ -121,6 +123,8 @@ pub(super) fn compile(def: StudyDef, lines: &IdLines) -> Result<Study, Vec<Probl
             value_index,
         });
     }
+
+    let quotas = quota::compile(&def.quotas, &dims, &mut |m| p(lines.quotas, m));
 
     let mut codes: Vec<CodeInfo> = Vec::new();
     let mut code_index: HashMap<String, usize> = HashMap::default();
@@ -275,7 +279,7 @@ pub(super) fn compile(def: StudyDef, lines: &IdLines) -> Result<Study, Vec<Probl
     }
 
     if problems.is_empty() {
-        Ok(Study { def, forms, codes, dims, form_index, code_index, missing })
+        Ok(Study { def, forms, codes, dims, quotas, form_index, code_index, missing })
     } else {
         problems.sort_by_key(|p| p.line);
         Err(problems)

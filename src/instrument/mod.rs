@@ -11,6 +11,7 @@ pub mod cli;
 mod compile;
 pub mod expr;
 pub mod model;
+pub mod quota;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,8 +21,9 @@ use compile::{IdLines, compile};
 pub use expr::{Expr, ExprValue};
 pub use model::{
     DimensionSource, Direction, EligibilityEstimate, EligibilityMethod, FieldworkDef, KindDef, MissingKind,
-    OptionDef, ReportingDef, StudyDef,
+    OptionDef, QuotaCellDef, QuotaDef, ReportingDef, StudyDef,
 };
+pub use quota::{Quota, QuotaCell};
 
 /// The indexes of a compiled study: keys come from the instrument, lookups
 /// from submissions. Nothing a submission sends is ever inserted (no hash
@@ -114,6 +116,8 @@ pub struct Study {
     pub codes: Vec<CodeInfo>,
     /// Segment dimensions.
     pub dims: Vec<Dim>,
+    /// Quotas over the dimensions.
+    pub quotas: Vec<Quota>,
     form_index: HashMap<String, usize>,
     code_index: HashMap<String, usize>,
     missing: HashMap<String, MissingKind>,

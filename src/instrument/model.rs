@@ -35,8 +35,38 @@ pub struct StudyDef {
     /// (`docs/fieldwork.md`).
     #[serde(default)]
     pub fieldwork: FieldworkDef,
+    /// Quotas: targets per cell over declared dimensions, steering fieldwork
+    /// (`docs/instruments.md`, "Quotas").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quotas: Vec<QuotaDef>,
     /// The questionnaire versions.
     pub forms: Vec<FormDef>,
+}
+
+/// A quota: cells over one or more declared dimensions, each with a target.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaDef {
+    /// Quota name (a lowercase identifier), used in the API and as metric label value.
+    pub name: String,
+    /// The dimensions the cells are defined over, in the order of each cell's `values`.
+    pub dimensions: Vec<String>,
+    /// The cells.
+    pub cells: Vec<QuotaCellDef>,
+}
+
+/// One quota cell: a declared value per quota dimension, a target and an optional cap.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaCellDef {
+    /// One declared value per dimension of the quota, in its order.
+    pub values: Vec<String>,
+    /// Counted interviews wanted. The cell is full once it has this many.
+    pub target: u64,
+    /// Most counted interviews the cell may take (at least the target);
+    /// without it, a full cell takes no more interviews.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cap: Option<u64>,
 }
 
 /// A study-level missing code.

@@ -172,11 +172,19 @@ pub struct ReportJson<'a> {
     /// The flagged interviews, shaped as `GET /api/v1/studies/{s}/flags`
     /// answers, all on one page.
     pub flags: FlagPage,
+    /// The instrument's quotas, achieved against target (none when it declares none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub quotas: Vec<crate::results::quotas::QuotaStatus>,
 }
 
 impl<'a> ReportJson<'a> {
     /// The document for a tallied input.
-    pub fn new(toplines: &'a Toplines, tally: &'a Tally, fieldwork: &'a FieldworkReport) -> ReportJson<'a> {
+    pub fn new(
+        study: &Study,
+        toplines: &'a Toplines,
+        tally: &'a Tally,
+        fieldwork: &'a FieldworkReport,
+    ) -> ReportJson<'a> {
         ReportJson {
             toplines,
             lines: tally.lines,
@@ -188,6 +196,7 @@ impl<'a> ReportJson<'a> {
             other_study: tally.other_study,
             unknown_study: tally.unknown_study,
             flags: review::unpaged(tally.flagged.iter(), &FlagFilter::default()),
+            quotas: crate::results::quotas::quotas(study, &tally.state),
         }
     }
 }

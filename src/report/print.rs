@@ -66,6 +66,8 @@ pub fn print(
         Format::Table => {
             write!(out, "{}", top.to_table())?;
             write!(out, "{}", fieldwork.to_table())?;
+            let quotas = crate::results::quotas::quotas(study, &tally.state);
+            write!(out, "{}", crate::results::quotas::to_table(study.id(), &quotas))?;
             writeln!(
                 out,
                 "{} lines, {} rejected, {} retries, {} duplicate respondents, {} possible duplicates",
@@ -77,7 +79,7 @@ pub fn print(
             )?;
         }
         Format::Json => {
-            let doc = ReportJson::new(&top, &tally, &fieldwork);
+            let doc = ReportJson::new(study, &top, &tally, &fieldwork);
             serde_json::to_writer_pretty(&mut *out, &doc)?;
             writeln!(out)?;
         }

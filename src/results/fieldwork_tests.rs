@@ -431,6 +431,7 @@ fn flags_for_review_name_checks_and_items_and_filter_and_page() {
         check: Some(Check::Speeder),
         form: Some("fa".into()),
         interviewer: Some("int01".into()),
+        item: None,
     };
     assert_eq!(review::page(all.iter(), &f, 1, 50).flags[0].submission_id, "s3");
 }

@@ -11,6 +11,8 @@
 //! state of the whole stream. [`toplines`] turns a state into the tables
 //! project managers read. Pure.
 
+pub mod flags;
+pub mod quotas;
 pub mod toplines;
 pub mod wire;
 

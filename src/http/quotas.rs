@@ -1,0 +1,52 @@
+//! Quota and quality routes of the JSON API (what the page shows beside
+//! the toplines and fieldwork):
+//! - `GET /api/v1/studies/{study}/quotas`: every quota cell of the study,
+//!   achieved (counted interviews, study-wide) against target and cap, with
+//!   the view's completeness and freshness.
+//! - `GET /api/v1/studies/{study}/quality`: flags per check and the items
+//!   with the most flags.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::{AppState, api_error};
+
+pub(super) async fn quotas(State(s): State<AppState>, Path(study): Path<String>) -> Response {
+    let Some(st) = s.catalog.get(&study) else {
+        return api_error(StatusCode::NOT_FOUND, "no such study".into());
+    };
+    let Some(agg) = &s.aggregator else {
+        return api_error(StatusCode::NOT_FOUND, "this process runs no aggregator".into());
+    };
+    let view = agg.view();
+    let state = view.study(&study);
+    let mut v = serde_json::json!({
+        "study": st.id(),
+        "interviews": state.interviews(),
+        "quotas": crate::results::quotas::quotas(st, &state),
+    });
+    super::with_freshness(&mut v, &view);
+    Json(v).into_response()
+}
+
+/// `GET /api/v1/studies/{study}/quality`: flags per check with the worst
+/// items, study-wide, with the view's completeness and freshness.
+pub(super) async fn quality(State(s): State<AppState>, Path(study): Path<String>) -> Response {
+    let Some(st) = s.catalog.get(&study) else {
+        return api_error(StatusCode::NOT_FOUND, "no such study".into());
+    };
+    let Some(agg) = &s.aggregator else {
+        return api_error(StatusCode::NOT_FOUND, "this process runs no aggregator".into());
+    };
+    let view = agg.view();
+    let state = view.study(&study);
+    let mut v = serde_json::json!({
+        "study": st.id(),
+        "interviews": state.interviews(),
+        "checks": crate::results::flags::by_check(st, &state),
+    });
+    super::with_freshness(&mut v, &view);
+    Json(v).into_response()
+}
