@@ -127,11 +127,14 @@ pub enum Outcome {
     Gap,
     /// A case disposition applied to the fieldwork state (superseded ones included).
     Disposition,
+    /// The pure pipeline panicked on the record: counted, logged and
+    /// skipped, so one poison record cannot stop the partition.
+    Unprocessable,
 }
 
 impl Outcome {
     /// Every outcome, for pre-registering metric label values.
-    pub const ALL: [Outcome; 10] = [
+    pub const ALL: [Outcome; 11] = [
         Outcome::Applied,
         Outcome::Retry,
         Outcome::DuplicateRespondent,
@@ -142,6 +145,7 @@ impl Outcome {
         Outcome::NotOwned,
         Outcome::Gap,
         Outcome::Disposition,
+        Outcome::Unprocessable,
     ];
 
     /// Stable snake_case name.
@@ -157,6 +161,7 @@ impl Outcome {
             Outcome::NotOwned => "not_owned",
             Outcome::Gap => "gap",
             Outcome::Disposition => "disposition",
+            Outcome::Unprocessable => "unprocessable",
         }
     }
 }
@@ -378,10 +383,25 @@ impl Shared {
         let Some(study) = self.catalog.get(&sub.study) else {
             return (Outcome::UnknownStudy, None);
         };
-        let Ok(rec) = validate(&self.catalog, &sub, &self.limits) else {
-            return (Outcome::Invalid, None);
+        // The pure pipeline is bounded by construction; should it panic all
+        // the same on some record, that record is counted as unprocessable
+        // and skipped (its offset is already passed) instead of taking the
+        // partition, and every restart replaying it, down. Nothing is
+        // mutated inside, so no state is left half-applied.
+        let pipeline = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            validate(&self.catalog, &sub, &self.limits).map(|rec| {
+                let checked = check(study, &rec);
+                (rec, checked)
+            })
+        }));
+        let (rec, checked) = match pipeline {
+            Ok(Ok(done)) => done,
+            Ok(Err(_)) => return (Outcome::Invalid, None),
+            Err(_) => {
+                tracing::error!(partition, offset, "record cannot be processed; skipped");
+                return (Outcome::Unprocessable, None);
+            }
         };
-        let checked = check(study, &rec);
         let state = ps.studies.entry(sub.study).or_default();
         let applied = state.apply(study, &rec, &checked);
         let outcome = match applied {

@@ -286,7 +286,9 @@ impl IdLines {
             .lines()
             .enumerate()
             .filter(|(_, l)| {
+                // Block style (`- id: q1`) and flow style (`- {id: q1, ...}`).
                 let t = l.trim_start().trim_start_matches("- ").trim_start();
+                let t = t.strip_prefix('{').map_or(t, str::trim_start);
                 t.starts_with("id:")
             })
             .map(|(n, _)| n + 1)
@@ -800,6 +802,27 @@ forms:
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].message.contains("unknown item `q9`"));
         let line = broken.lines().position(|l| l.contains("id: q2")).expect("q2") + 1;
+        assert_eq!(problems[0].line, line);
+    }
+
+    #[test]
+    fn a_relevance_cycle_in_flow_style_items_is_reported_at_its_line() {
+        let src = "study: cyc\nforms:\n  - id: f\n    items:\n      - {id: a, code: a, kind: yes_no}\n      - {id: b, code: b, kind: yes_no, relevant: c == \"yes\"}\n      - {id: c, code: c, kind: yes_no, relevant: b == \"yes\"}\n";
+        let problems = Study::from_yaml(src).expect_err("a cycle");
+        let cycle = problems.iter().find(|p| p.message.contains("cycle")).expect("the cycle is reported");
+        assert_eq!(cycle.line, 6, "{problems:?}");
+    }
+
+    #[test]
+    fn a_condition_over_its_bounds_is_refused_naming_its_item_and_line() {
+        let condition = vec!["q1 >= 3"; 300].join(" or ");
+        let poisoned = SMALL.replace("relevant: q1 >= 3", &format!("relevant: {condition}"));
+        let problems = Study::from_yaml(&poisoned).expect_err("too many terms");
+        assert!(
+            problems[0].message.contains("item `q2`") && problems[0].message.contains("256 terms"),
+            "{problems:?}"
+        );
+        let line = poisoned.lines().position(|l| l.contains("id: q2")).expect("q2") + 1;
         assert_eq!(problems[0].line, line);
     }
 
