@@ -27,6 +27,7 @@
 //! - [`broker`]: configured brokers or the in-process tansu broker (feature `embedded-broker`); [`broker::bootstrap_or_embedded`].
 //! - [`aggregate`]: consumer-group aggregator with per-partition state and its metrics; [`aggregate::run`].
 //! - [`http`]: `/metrics`, the JSON API, health and the live page; [`http::serve`].
+//! - [`conn`]: connection cap, first-request and idle timeouts shared by the gRPC and HTTP listeners; [`conn::Listener`].
 //! - [`config`]: the typed configuration file and environment overrides; [`config::Config::load`].
 //! - [`submit`]: the `submit` gRPC client; [`submit::run`].
 //! - [`restore_bench`]: `bench-restore`, time to ready after a restart with many interviews; [`restore_bench::run`].
@@ -40,6 +41,7 @@ pub mod app;
 pub mod bench;
 pub mod broker;
 pub mod config;
+pub mod conn;
 pub mod fieldwork;
 pub mod http;
 pub mod ingest;
