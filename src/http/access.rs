@@ -127,7 +127,13 @@ mod tests {
         let release = Arc::new(tokio::sync::Notify::new());
         let held = release.clone();
         let app = Router::new()
-            .route("/slow", get(move || async move { held.notified().await; "done" }))
+            .route(
+                "/slow",
+                get(move || async move {
+                    held.notified().await;
+                    "done"
+                }),
+            )
             .route("/healthz", get(|| async { "ok" }))
             .layer(axum::middleware::from_fn_with_state(access.clone(), guard));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -141,7 +147,11 @@ mod tests {
         let second = reqwest::get(url("/slow")).await.expect("answer");
         assert_eq!(second.status(), 429);
         assert_eq!(second.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
-        assert_eq!(reqwest::get(url("/healthz")).await.expect("answer").status(), 200, "probes are not limited");
+        assert_eq!(
+            reqwest::get(url("/healthz")).await.expect("answer").status(),
+            200,
+            "probes are not limited"
+        );
         assert_eq!(access.throttled.get(), 1);
         release.notify_one();
         assert_eq!(first.await.expect("task").expect("answer").status(), 200);

@@ -209,12 +209,15 @@ impl IngestError {
             return Status::new(code, message);
         }
         let violations = self.violations();
-        let (details, listed) = status_details(code, &message, &violations);
-        let message = if listed < violations.len() {
-            format!("{message}; the first {listed} are listed")
+        let listed = listed_violations(&violations);
+        // The message inside the details must equal the status message
+        // (grpcio's rpc_status checks it).
+        let message = if listed.len() < violations.len() {
+            format!("{message}; the first {} are listed", listed.len())
         } else {
             message
         };
+        let details = status_details(code, &message, listed, violations.len());
         Status::with_details(code, message, details.into())
     }
 }
@@ -225,24 +228,14 @@ impl From<IngestError> for Status {
     }
 }
 
-/// Encodes a `google.rpc.Status` carrying a `google.rpc.BadRequest`.
-///
-/// Built from tonic-types' `pb` messages rather than
-/// `ErrorDetails::with_bad_request`, because tonic-types 0.14's conversion
-/// drops `FieldViolation.reason`, where the rule goes. Clients read it back
-/// with `tonic_types::StatusExt::get_details_bad_request` as usual.
-///
-/// Lists violations in order until [`MAX_DETAIL_VIOLATIONS`] or
-/// [`MAX_DETAIL_BYTES`] is reached, with long texts cut; an
-/// `google.rpc.ErrorInfo` (reason `INVALID_SUBMISSION`) carries the total
-/// in its `violations` metadata. Returns the encoding and how many
-/// violations it lists.
-fn status_details(code: Code, message: &str, violations: &[Violation]) -> (Vec<u8>, usize) {
-    use tonic_types::pb;
-    let mut field_violations = Vec::new();
+/// The violations a status lists: in order, until
+/// [`MAX_DETAIL_VIOLATIONS`] or [`MAX_DETAIL_BYTES`] is reached, with long
+/// texts cut.
+fn listed_violations(violations: &[Violation]) -> Vec<tonic_types::pb::bad_request::FieldViolation> {
+    let mut listed = Vec::new();
     let mut bytes = 0;
     for v in violations.iter().take(MAX_DETAIL_VIOLATIONS) {
-        let fv = pb::bad_request::FieldViolation {
+        let fv = tonic_types::pb::bad_request::FieldViolation {
             field: cut(&v.field),
             description: cut(&v.message),
             reason: v.rule.as_str().to_string(),
@@ -254,20 +247,37 @@ fn status_details(code: Code, message: &str, violations: &[Violation]) -> (Vec<u
             break;
         }
         bytes += size;
-        field_violations.push(fv);
+        listed.push(fv);
     }
-    let listed = field_violations.len();
-    let bad_request = pb::BadRequest { field_violations };
+    listed
+}
+
+/// Encodes a `google.rpc.Status` carrying a `google.rpc.BadRequest` with
+/// the `listed` violations and a `google.rpc.ErrorInfo` (reason
+/// `INVALID_SUBMISSION`) whose `violations` metadata is the `total`.
+///
+/// Built from tonic-types' `pb` messages rather than
+/// `ErrorDetails::with_bad_request`, because tonic-types 0.14's conversion
+/// drops `FieldViolation.reason`, where the rule goes. Clients read it back
+/// with `tonic_types::StatusExt::get_details_bad_request` as usual.
+fn status_details(
+    code: Code,
+    message: &str,
+    listed: Vec<tonic_types::pb::bad_request::FieldViolation>,
+    total: usize,
+) -> Vec<u8> {
+    use tonic_types::pb;
     let info = pb::ErrorInfo {
         reason: "INVALID_SUBMISSION".into(),
         domain: "fieldwatch".into(),
         metadata: [
-            ("violations".to_string(), violations.len().to_string()),
-            ("listed".to_string(), listed.to_string()),
+            ("violations".to_string(), total.to_string()),
+            ("listed".to_string(), listed.len().to_string()),
         ]
         .into(),
     };
-    let encoded = pb::Status {
+    let bad_request = pb::BadRequest { field_violations: listed };
+    pb::Status {
         code: code as i32,
         message: message.to_string(),
         details: vec![
@@ -281,8 +291,7 @@ fn status_details(code: Code, message: &str, violations: &[Violation]) -> (Vec<u
             },
         ],
     }
-    .encode_to_vec();
-    (encoded, listed)
+    .encode_to_vec()
 }
 
 /// `s`, cut to [`MAX_VIOLATION_TEXT_BYTES`] at a character boundary.
@@ -351,6 +360,8 @@ mod tests {
         assert_eq!(info.metadata.get("violations").map(String::as_str), Some("500"));
         assert!(status.message().contains("500 problems"), "{}", status.message());
         assert!(status.message().contains("are listed"), "{}", status.message());
+        let inner = <tonic_types::pb::Status as prost::Message>::decode(status.details()).expect("details");
+        assert_eq!(inner.message, status.message(), "grpcio requires the two messages to match");
     }
 
     #[test]
