@@ -20,6 +20,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Maps as BTreeMap: deterministic encoding and a direct match for
         // `validate::Submission`'s maps.
         .btree_map(".")
+        // prost's codec, but a request that is not valid protobuf is the
+        // caller's error (INVALID_ARGUMENT), not the server's (INTERNAL).
+        .codec_path("crate::proto::codec::StrictCodec")
         .file_descriptor_set_path(out_dir.join("fieldwatch_descriptor.bin"))
         .compile_with_config(config, &protos, &includes)?;
 

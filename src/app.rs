@@ -117,6 +117,7 @@ async fn start_parts(
     let shared = matches!(parts, Parts::All | Parts::Aggregate)
         .then(|| LiveState::new(catalog.clone(), config.ingest.limits));
     let mut grpc_addr = None;
+    let mut ingest_health = None;
     let ingest_task = if matches!(parts, Parts::All | Parts::Ingest) {
         if parts == Parts::All && config.kafka.brokers.is_none() && config.ingest.use_demo_key_if_unset() {
             tracing::warn!(
@@ -148,6 +149,7 @@ async fn start_parts(
         if let Some(shared) = &shared {
             server = server.with_quotas_from(shared.clone());
         }
+        ingest_health = Some(server.health());
         let listener = ingest::bind(config.ingest.listen).await.context("binding the gRPC address")?;
         grpc_addr = Some(listener.local_addr().context("gRPC address")?);
         Some(tokio::spawn(server.run(listener, stopped(&stop_rx))))
@@ -169,8 +171,11 @@ async fn start_parts(
         .await
         .with_context(|| format!("binding the HTTP address {}", config.http.listen))?;
     let http_addr = http_listener.local_addr().context("HTTP address")?;
-    let state = AppState { registry, aggregator: shared.clone(), catalog, ready: ready.clone() };
-    let http_task = tokio::spawn(http::serve(http_listener, state, stopped(&stop_rx)));
+    let state =
+        AppState { registry, aggregator: shared.clone(), catalog, ready: ready.clone(), ingest_health };
+    let http_server =
+        http::serve(http_listener, state, &config.http, stopped(&stop_rx)).context("setting up http")?;
+    let http_task = tokio::spawn(http_server);
     ready.store(true, Ordering::Relaxed);
 
     Ok(Running {

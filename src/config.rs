@@ -152,6 +152,7 @@ impl Config {
         // `ingest` is checked by the commands that run it: `serve` may
         // supply the demo HMAC key first.
         self.kafka.validate().map_err(|e| e.to_string())?;
+        self.http.validate()?;
         if !self.broker.listen.ip().is_loopback() && self.kafka.brokers.is_none() {
             tracing::warn!("embedded broker listens on a non-loopback address");
         }

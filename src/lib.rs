@@ -28,6 +28,7 @@
 //! - [`broker`]: configured brokers or the in-process tansu broker (feature `embedded-broker`); [`broker::bootstrap_or_embedded`].
 //! - [`aggregate`]: consumer-group aggregator: offset rules, per-partition live state, snapshots, metrics; [`aggregate::run`], [`aggregate::LiveState`].
 //! - [`http`]: `/metrics`, the JSON API, health and the live page; [`http::serve`].
+//! - [`conn`]: connection cap, first-request and idle timeouts shared by the gRPC and HTTP listeners; [`conn::Listener`].
 //! - [`config`]: the typed configuration file and environment overrides; [`config::Config::load`].
 //! - [`submit`]: the `submit` gRPC client; [`submit::run`].
 //! - [`bench`]: tools next to the product: `bench` (producer, ingest, latency and aggregator figures on one broker; [`bench::run`]) and `bench-restore` (time to ready after a restart; [`bench::restore::run`]).
@@ -41,6 +42,7 @@ pub mod app;
 pub mod bench;
 pub mod broker;
 pub mod config;
+pub mod conn;
 pub mod errors;
 pub mod fieldwork;
 pub mod http;

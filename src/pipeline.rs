@@ -43,6 +43,10 @@ pub enum Fate {
     Disposition,
     /// Failed validation against the study's instrument: nothing changed.
     Invalid(Vec<Violation>),
+    /// Validation or the checks panicked on the record: nothing changed.
+    /// Counted and skipped, so one poison record cannot stop a partition
+    /// (and every restart replaying it).
+    Unprocessable,
 }
 
 /// The result of [`apply`].
@@ -71,11 +75,21 @@ pub fn apply(study: &Study, state: &mut StudyState, line: &Line, limits: &Limits
         }
         Line::Interview(sub) => sub,
     };
-    let rec = match validate_in(study, sub, limits) {
-        Ok(rec) => rec,
-        Err(violations) => return Step { fate: Fate::Invalid(violations), flagged: None },
+    // Validation and the checks are bounded by construction; should they
+    // panic all the same on some record, the record is unprocessable and
+    // skipped instead of taking the caller down. Nothing is mutated before
+    // `state.apply`, so no state is left half-applied.
+    let prepared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        validate_in(study, sub, limits).map(|rec| {
+            let checked = check(study, &rec);
+            (rec, checked)
+        })
+    }));
+    let (rec, checked) = match prepared {
+        Ok(Ok(done)) => done,
+        Ok(Err(violations)) => return Step { fate: Fate::Invalid(violations), flagged: None },
+        Err(_) => return Step { fate: Fate::Unprocessable, flagged: None },
     };
-    let checked = check(study, &rec);
     let applied = state.apply(study, &rec, &checked);
     let fate = match applied {
         Applied::Counted { .. } => Fate::Counted,

@@ -29,6 +29,57 @@ pub mod state {
 
 use v1::answer::Value as PbValue;
 
+/// The codec of every generated client and server: prost's, except that a
+/// message that does not decode is INVALID_ARGUMENT (the caller sent
+/// something that is not a `fieldwatch.v1` message; retrying it cannot
+/// help) instead of prost's INTERNAL. See the error contract in
+/// `proto/fieldwatch/v1/fieldwatch.proto`.
+pub mod codec {
+    use tonic::Status;
+    use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
+    use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
+
+    /// [`ProstCodec`] with decode errors mapped to INVALID_ARGUMENT.
+    #[derive(Debug, Clone, Default)]
+    pub struct StrictCodec<T, U>(ProstCodec<T, U>);
+
+    impl<T, U> Codec for StrictCodec<T, U>
+    where
+        T: prost::Message + Send + 'static,
+        U: prost::Message + Default + Send + 'static,
+    {
+        type Encode = T;
+        type Decode = U;
+        type Encoder = ProstEncoder<T>;
+        type Decoder = StrictDecoder<U>;
+
+        fn encoder(&mut self) -> Self::Encoder {
+            self.0.encoder()
+        }
+
+        fn decoder(&mut self) -> Self::Decoder {
+            StrictDecoder(self.0.decoder())
+        }
+    }
+
+    /// [`ProstDecoder`] with decode errors mapped to INVALID_ARGUMENT.
+    #[derive(Debug, Clone, Default)]
+    pub struct StrictDecoder<U>(ProstDecoder<U>);
+
+    impl<U: prost::Message + Default> Decoder for StrictDecoder<U> {
+        type Item = U;
+        type Error = Status;
+
+        fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
+            self.0.decode(buf).map_err(|_| Status::invalid_argument("the message is not valid protobuf"))
+        }
+
+        fn buffer_settings(&self) -> BufferSettings {
+            self.0.buffer_settings()
+        }
+    }
+}
+
 /// Version of [`v1::Envelope`] written by this build.
 pub const ENVELOPE_VERSION: u32 = 1;
 
@@ -68,6 +119,73 @@ impl From<&v1::Submission> for validate::Submission {
     fn from(s: &v1::Submission) -> Self {
         s.clone().into()
     }
+}
+
+/// Longest answer key (item id) a message may carry, in bytes: item ids
+/// are short identifiers.
+pub const MAX_ITEM_ID_BYTES: usize = 128;
+
+/// Counts and sizes of a decoded message, checked before anything is
+/// converted, parsed or copied: more answers, attributes or choices than
+/// `limits` allow, or a text, code or free-form value longer than
+/// `limits.max_text_chars`, is refused here. It stops at the first problem
+/// of each kind, so its cost is bounded by the limits too.
+pub fn check_size(s: &v1::Submission, limits: &validate::Limits) -> Result<(), Vec<validate::Violation>> {
+    use validate::{Rule, Violation};
+    let mut out = Vec::new();
+    if s.answers.len() > limits.max_answers {
+        out.push(Violation::new(
+            "answers",
+            Rule::TooMany,
+            format!("at most {} answers are allowed", limits.max_answers),
+        ));
+        // Nothing inside is looked at: the count alone refuses it.
+        return Err(out);
+    }
+    if s.attributes.len() > limits.max_attributes {
+        out.push(Violation::new(
+            "attributes",
+            Rule::TooMany,
+            format!("at most {} attributes are allowed", limits.max_attributes),
+        ));
+    }
+    // A string of more than 4 bytes per allowed character is too long
+    // whatever it holds; shorter ones are counted in characters.
+    let too_long = |t: &str| t.len() > limits.max_text_chars && t.chars().count() > limits.max_text_chars;
+    for (id, answer) in &s.answers {
+        let field = || {
+            if id.len() <= MAX_ITEM_ID_BYTES { format!("answers.{id}") } else { "answers".to_string() }
+        };
+        if id.len() > MAX_ITEM_ID_BYTES {
+            out.push(Violation::new("answers", Rule::TooLong, "an answer key is too long"));
+            break;
+        }
+        let problem = match &answer.value {
+            Some(PbValue::Text(t) | PbValue::OtherJson(t) | PbValue::Missing(t)) if too_long(t) => {
+                Some((Rule::TooLong, "the value is too long".to_string()))
+            }
+            Some(PbValue::Choices(l)) if l.values.len() > limits.max_choices => {
+                Some((Rule::TooMany, format!("at most {} choices are allowed", limits.max_choices)))
+            }
+            Some(PbValue::Ranked(r)) if r.ranks.len() > limits.max_choices => {
+                Some((Rule::TooMany, format!("at most {} choices are allowed", limits.max_choices)))
+            }
+            Some(PbValue::Choices(l)) if l.values.iter().any(|c| too_long(c)) => {
+                Some((Rule::TooLong, "a choice is too long".to_string()))
+            }
+            Some(PbValue::Ranked(r)) if r.ranks.keys().any(|c| too_long(c)) => {
+                Some((Rule::TooLong, "a choice is too long".to_string()))
+            }
+            _ => None,
+        };
+        if let Some((rule, message)) = problem {
+            out.push(Violation::new(field(), rule, message));
+            if out.len() >= crate::ingest::error::MAX_DETAIL_VIOLATIONS {
+                break;
+            }
+        }
+    }
+    if out.is_empty() { Ok(()) } else { Err(out) }
 }
 
 impl From<validate::Answer> for v1::Answer {
@@ -291,6 +409,28 @@ mod tests {
         let bytes = prost::Message::encode_to_vec(&pb);
         let decoded: v1::Disposition = prost::Message::decode(bytes.as_slice()).expect("decode");
         assert_eq!(crate::fieldwork::DispositionSubmission::from(decoded), d);
+    }
+
+    #[test]
+    fn counts_and_sizes_are_refused_before_any_conversion() {
+        let limits = validate::Limits { max_answers: 3, max_text_chars: 10, ..validate::Limits::default() };
+        let text = |t: &str| v1::Answer { value: Some(PbValue::Text(t.into())) };
+        let mut s = v1::Submission::default();
+        assert_eq!(check_size(&s, &limits), Ok(()));
+        s.answers = (0..4).map(|i| (format!("q{i}"), text("x"))).collect();
+        let v = check_size(&s, &limits).expect_err("too many answers");
+        assert_eq!((v[0].field.as_str(), v[0].rule), ("answers", validate::Rule::TooMany));
+        s.answers =
+            [("q1".to_string(), text(&"é".repeat(10))), ("q2".to_string(), text(&"é".repeat(11)))].into();
+        let v = check_size(&s, &limits).expect_err("too long");
+        assert_eq!(v.len(), 1);
+        assert_eq!((v[0].field.as_str(), v[0].rule), ("answers.q2", validate::Rule::TooLong));
+        let json = v1::Answer { value: Some(PbValue::OtherJson(format!("[{}]", "1,".repeat(100)))) };
+        s.answers = [("q1".to_string(), json)].into();
+        assert!(check_size(&s, &limits).is_err(), "free-form JSON is measured, never parsed");
+        s.answers = [("q".repeat(MAX_ITEM_ID_BYTES + 1), text("x"))].into();
+        let v = check_size(&s, &limits).expect_err("long key");
+        assert_eq!(v[0].field, "answers", "a long key is not echoed");
     }
 
     #[test]

@@ -133,7 +133,8 @@ def main():
         with SEED.open() as f:
             line = json.loads(f.readline())
         line["respondent_id"] = f"PY-{run}-1"
-        line["submission_id"] = f"PY-{run}-1-1"
+        # Never derived from the respondent id (docs/submissions.md).
+        line["submission_id"] = str(uuid.uuid4())
         try:
             reply = stub.Submit(pb.SubmitRequest(submission=to_submission(pb, line)),
                                 metadata=metadata, timeout=30)
@@ -147,7 +148,7 @@ def main():
         # 2. A broken one: text for a 1-5 scale, an item the form lacks, and
         #    a missing code the study does not define.
         line["respondent_id"] = f"PY-{run}-2"
-        line["submission_id"] = f"PY-{run}-2-1"
+        line["submission_id"] = str(uuid.uuid4())
         line["answers"]["q6"] = "very knowledgeable"
         line["answers"]["q99"] = 3
         line["answers"]["q40"] = {"missing": "maybe"}

@@ -43,11 +43,14 @@ pub enum Outcome {
     Gap,
     /// A case disposition applied to the fieldwork state (superseded ones included).
     Disposition,
+    /// The pure pipeline panicked on the record: counted, logged and
+    /// skipped, so one poison record cannot stop the partition.
+    Unprocessable,
 }
 
 impl Outcome {
     /// Every outcome, for pre-registering metric label values.
-    pub const ALL: [Outcome; 10] = [
+    pub const ALL: [Outcome; 11] = [
         Outcome::Applied,
         Outcome::Retry,
         Outcome::DuplicateRespondent,
@@ -58,6 +61,7 @@ impl Outcome {
         Outcome::NotOwned,
         Outcome::Gap,
         Outcome::Disposition,
+        Outcome::Unprocessable,
     ];
 
     /// Stable snake_case name.
@@ -73,6 +77,7 @@ impl Outcome {
             Outcome::NotOwned => "not_owned",
             Outcome::Gap => "gap",
             Outcome::Disposition => "disposition",
+            Outcome::Unprocessable => "unprocessable",
         }
     }
 }
@@ -85,6 +90,7 @@ impl From<&Fate> for Outcome {
             Fate::DuplicateRespondent => Outcome::DuplicateRespondent,
             Fate::Disposition => Outcome::Disposition,
             Fate::Invalid(_) => Outcome::Invalid,
+            Fate::Unprocessable => Outcome::Unprocessable,
         }
     }
 }
@@ -312,6 +318,9 @@ impl LiveState {
         let source = pipeline::Source { partition, offset, received_at };
         let step = pipeline::apply(study, state, &line, &self.limits, source);
         let outcome = Outcome::from(&step.fate);
+        if outcome == Outcome::Unprocessable {
+            tracing::error!(partition, offset, "record cannot be processed; skipped");
+        }
         let Some(flagged) = step.flagged else {
             return (outcome, None);
         };

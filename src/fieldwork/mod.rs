@@ -257,7 +257,7 @@ fn check_outcome(d: &DispositionSubmission, v: &mut Vec<Violation>) -> Option<(D
              unknown_household, unknown_other, not_eligible), its abbreviation or a numeric AAPOR code",
         ));
     }
-    let time = chrono::DateTime::parse_from_rfc3339(&d.time).ok().map(|t| t.timestamp_millis());
+    let time = crate::validate::parse_timestamp(&d.time).map(|t| t.timestamp_millis());
     if time.is_none() && !d.time.is_empty() && d.time.len() <= 64 {
         v.push(Violation::new("time", Rule::BadTimestamp, "time must be an RFC 3339 timestamp"));
     }

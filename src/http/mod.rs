@@ -16,6 +16,7 @@
 //! - `GET /api/v1/studies/{study}/quality`: flags per check with the most flagged items.
 //! - `GET /api/v1/status`: owned partitions, lag, readiness, and the view's freshness.
 
+pub mod access;
 mod fieldwork;
 mod quotas;
 
@@ -41,15 +42,104 @@ pub struct HttpConfig {
     /// Address for metrics, the JSON API and the live page.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Readers of the JSON API and the live page, each with the SHA-256 of
+    /// its bearer token. Empty: open to anyone who reaches the port.
+    #[serde(default)]
+    pub read_tokens: Vec<ReaderToken>,
+    /// Scrapers of `/metrics` (read tokens work too). Empty with no read
+    /// tokens: `/metrics` is open.
+    #[serde(default)]
+    pub metrics_tokens: Vec<ReaderToken>,
+    /// Most requests served at once (health probes aside); one more is 429
+    /// with `Retry-After`.
+    #[serde(default = "default_max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
+    /// Most connections open at once; one more is accepted and closed at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Longest a new connection may take to send its first request's
+    /// headers, in milliseconds; then it is closed.
+    #[serde(default = "default_header_timeout_ms")]
+    pub header_timeout_ms: u64,
+    /// How long a keep-alive connection with no request in progress stays
+    /// open after its last request, in milliseconds.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+}
+
+/// One reader allowed on the HTTP port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReaderToken {
+    /// Who holds the token (`grafana`, `field-team`); for people, not logged.
+    pub name: String,
+    /// SHA-256 of the bearer token as 64 hex characters, e.g. from
+    /// `printf %s "$TOKEN" | sha256sum`.
+    pub sha256: String,
 }
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9464))
 }
+fn default_max_concurrent_requests() -> usize {
+    32
+}
+fn default_max_connections() -> usize {
+    256
+}
+fn default_header_timeout_ms() -> u64 {
+    10_000
+}
+fn default_idle_timeout_ms() -> u64 {
+    60_000
+}
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: default_listen() }
+        HttpConfig {
+            listen: default_listen(),
+            read_tokens: Vec::new(),
+            metrics_tokens: Vec::new(),
+            max_concurrent_requests: default_max_concurrent_requests(),
+            max_connections: default_max_connections(),
+            header_timeout_ms: default_header_timeout_ms(),
+            idle_timeout_ms: default_idle_timeout_ms(),
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The limits of the HTTP listener.
+    pub fn conn_limits(&self) -> crate::conn::ConnLimits {
+        crate::conn::ConnLimits {
+            max_connections: self.max_connections,
+            header_timeout: std::time::Duration::from_millis(self.header_timeout_ms),
+            idle_timeout: std::time::Duration::from_millis(self.idle_timeout_ms),
+            connection_bytes: 0,
+        }
+    }
+
+    /// Cross-field checks.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_concurrent_requests == 0 || self.max_connections == 0 {
+            return Err("http.max_concurrent_requests and http.max_connections must be at least 1".into());
+        }
+        if self.header_timeout_ms == 0 || self.idle_timeout_ms == 0 {
+            return Err("http.header_timeout_ms and http.idle_timeout_ms must be at least 1".into());
+        }
+        for t in self.read_tokens.iter().chain(&self.metrics_tokens) {
+            let mut hash = [0u8; 32];
+            if t.name.is_empty() || hex::decode_to_slice(t.sha256.trim(), &mut hash).is_err() {
+                return Err(format!("http token `{}`: needs a name and a 64-hex-digit sha256", t.name));
+            }
+        }
+        Ok(())
+    }
+
+    fn tokens(list: &[ReaderToken]) -> Vec<crate::ingest::TokenConfig> {
+        list.iter()
+            .map(|t| crate::ingest::TokenConfig { frontend: t.name.clone(), sha256: t.sha256.clone() })
+            .collect()
     }
 }
 
@@ -64,6 +154,9 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
     /// Readiness of parts other than the aggregator (e.g. ingest connected).
     pub ready: Arc<std::sync::atomic::AtomicBool>,
+    /// Whether ingest can publish, when this process runs ingest (see
+    /// [`crate::ingest::IngestServer::health`]).
+    pub ingest_health: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// Errors of the HTTP server.
@@ -72,6 +165,12 @@ pub enum HttpError {
     /// The server failed.
     #[error("http server")]
     Serve(#[source] std::io::Error),
+    /// The HTTP configuration is not usable.
+    #[error("invalid http config: {0}")]
+    Config(String),
+    /// A metric could not be registered.
+    #[error("cannot register http metrics")]
+    Metrics(#[source] prometheus::Error),
 }
 
 /// The router.
@@ -93,17 +192,44 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves on `listener` until `shutdown` resolves.
-pub async fn serve(
+/// Serves on `listener` until `shutdown` resolves, with the access rules
+/// and connection limits of `config`. Set-up (config checks, metric
+/// registration) happens before the future is returned.
+pub fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
+    config: &HttpConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), HttpError> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await.map_err(HttpError::Serve)
+) -> Result<impl std::future::Future<Output = Result<(), HttpError>> + Send + 'static, HttpError> {
+    config.validate().map_err(HttpError::Config)?;
+    let access = Arc::new(access::Access::new(
+        &HttpConfig::tokens(&config.read_tokens),
+        &HttpConfig::tokens(&config.metrics_tokens),
+        config.max_concurrent_requests,
+        &state.registry,
+    )?);
+    let conn_metrics =
+        crate::conn::ConnMetrics::register(&state.registry, "http").map_err(HttpError::Metrics)?;
+    // Turns `true` when shutdown begins: idle keep-alive connections close
+    // at once instead of holding the graceful shutdown up.
+    let (draining, draining_rx) = tokio::sync::watch::channel(false);
+    let listener = crate::conn::Listener::new(listener, config.conn_limits(), draining_rx, conn_metrics);
+    let app = router(state)
+        .layer(axum::middleware::from_fn_with_state(access, access::guard))
+        .into_make_service_with_connect_info::<crate::conn::ConnHandle>();
+    Ok(async move {
+        let signal = async move {
+            shutdown.await;
+            draining.send_replace(true);
+        };
+        axum::serve(listener, app).with_graceful_shutdown(signal).await.map_err(HttpError::Serve)
+    })
 }
 
 fn is_ready(s: &AppState) -> bool {
-    s.ready.load(std::sync::atomic::Ordering::Relaxed) && s.aggregator.as_ref().is_none_or(|a| a.caught_up())
+    s.ready.load(std::sync::atomic::Ordering::Relaxed)
+        && s.ingest_health.as_ref().is_none_or(|h| *h.borrow())
+        && s.aggregator.as_ref().is_none_or(|a| a.caught_up())
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {

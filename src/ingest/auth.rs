@@ -66,10 +66,16 @@ impl Authenticator {
 
     /// The caller's front-end name, or `Unauthenticated`.
     pub fn identify(&self, metadata: &MetadataMap) -> Result<String, IngestError> {
+        self.identify_headers(metadata.as_ref())
+    }
+
+    /// [`Self::identify`] on the HTTP headers of a call, before its body
+    /// is read (the admission layer).
+    pub fn identify_headers(&self, headers: &http::HeaderMap) -> Result<String, IngestError> {
         if self.is_open() {
             return Ok(ANONYMOUS.to_string());
         }
-        let token = metadata
+        let token = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(bearer_token)

@@ -12,6 +12,21 @@ use tonic::{Code, Status};
 
 use crate::validate::{Rule, Violation};
 
+/// Most field violations listed in a status's `BadRequest` detail; the
+/// message and an `ErrorInfo` detail give the total. A stream's
+/// `SubmitResult` lists all of them.
+pub const MAX_DETAIL_VIOLATIONS: usize = 50;
+
+/// Most bytes of encoded `BadRequest` detail in a status. With the message
+/// and base64 in the `grpc-status-details-bin` trailer the whole status
+/// stays far below the 16 KiB metadata limit of standard gRPC clients, so a
+/// rejection never arrives as RESOURCE_EXHAUSTED (which says "retry").
+pub const MAX_DETAIL_BYTES: usize = 6 * 1024;
+
+/// Longest field name or description in a listed violation, in bytes
+/// (field names carry request keys, which may be long).
+const MAX_VIOLATION_TEXT_BYTES: usize = 200;
+
 /// Why an ingest call or the server failed.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -36,6 +51,13 @@ pub enum IngestError {
     /// Tokens are configured and the call has no valid bearer token.
     #[error("a valid bearer token is required")]
     Unauthenticated,
+    /// The request message is declared larger than `max_message_bytes`.
+    #[error("the message is larger than {0} bytes")]
+    MessageTooLarge(usize),
+    /// The connection's or the server's budget of request bytes in flight
+    /// is spent (the argument says which).
+    #[error("{0} has too many request bytes in flight; retry later")]
+    BytesExhausted(&'static str),
     /// Every in-flight slot is taken; the record was shed.
     #[error("the server is at its in-flight limit; retry later")]
     Overloaded,
@@ -151,6 +173,9 @@ impl IngestError {
                 rule: Rule::Required,
                 message: "submission is required".into(),
             }],
+            IngestError::MessageTooLarge(_) => {
+                vec![Violation { field: "request".into(), rule: Rule::TooLong, message: self.to_string() }]
+            }
             _ => Vec::new(),
         }
     }
@@ -158,12 +183,13 @@ impl IngestError {
     /// The gRPC status code of this error.
     pub fn code(&self) -> Code {
         match self {
-            IngestError::Invalid { .. } | IngestError::MissingSubmission | IngestError::Quota(_) => {
-                Code::InvalidArgument
-            }
+            IngestError::Invalid { .. }
+            | IngestError::MissingSubmission
+            | IngestError::Quota(_)
+            | IngestError::MessageTooLarge(_) => Code::InvalidArgument,
             IngestError::UnknownStudy => Code::NotFound,
             IngestError::Unauthenticated => Code::Unauthenticated,
-            IngestError::Overloaded => Code::ResourceExhausted,
+            IngestError::Overloaded | IngestError::BytesExhausted(_) => Code::ResourceExhausted,
             IngestError::ShuttingDown | IngestError::Publish { .. } | IngestError::NoAggregator => {
                 Code::Unavailable
             }
@@ -181,13 +207,26 @@ impl IngestError {
     /// submissions carry a `google.rpc.BadRequest` with one field violation
     /// per problem. The message is this error's own text, which never
     /// echoes request strings.
+    ///
+    /// At most [`MAX_DETAIL_VIOLATIONS`] violations (and
+    /// [`MAX_DETAIL_BYTES`] of them) are listed; the message says how many
+    /// there are in all and how many are listed.
     pub fn to_status(&self) -> Status {
         let code = self.code();
         let message = self.to_string();
         if code != Code::InvalidArgument {
             return Status::new(code, message);
         }
-        let details = status_details(code, &message, &self.violations());
+        let violations = self.violations();
+        let listed = listed_violations(&violations);
+        // The message inside the details must equal the status message
+        // (grpcio's rpc_status checks it).
+        let message = if listed.len() < violations.len() {
+            format!("{message}; the first {} are listed", listed.len())
+        } else {
+            message
+        };
+        let details = status_details(code, &message, listed, violations.len());
         Status::with_details(code, message, details.into())
     }
 }
@@ -198,34 +237,82 @@ impl From<IngestError> for Status {
     }
 }
 
-/// Encodes a `google.rpc.Status` carrying a `google.rpc.BadRequest`.
+/// The violations a status lists: in order, until
+/// [`MAX_DETAIL_VIOLATIONS`] or [`MAX_DETAIL_BYTES`] is reached, with long
+/// texts cut.
+fn listed_violations(violations: &[Violation]) -> Vec<tonic_types::pb::bad_request::FieldViolation> {
+    let mut listed = Vec::new();
+    let mut bytes = 0;
+    for v in violations.iter().take(MAX_DETAIL_VIOLATIONS) {
+        let fv = tonic_types::pb::bad_request::FieldViolation {
+            field: cut(&v.field),
+            description: cut(&v.message),
+            reason: v.rule.as_str().to_string(),
+            localized_message: None,
+        };
+        // Field tag, length prefix and the message itself.
+        let size = fv.encoded_len() + 4;
+        if bytes + size > MAX_DETAIL_BYTES {
+            break;
+        }
+        bytes += size;
+        listed.push(fv);
+    }
+    listed
+}
+
+/// Encodes a `google.rpc.Status` carrying a `google.rpc.BadRequest` with
+/// the `listed` violations and a `google.rpc.ErrorInfo` (reason
+/// `INVALID_SUBMISSION`) whose `violations` metadata is the `total`.
 ///
 /// Built from tonic-types' `pb` messages rather than
 /// `ErrorDetails::with_bad_request`, because tonic-types 0.14's conversion
 /// drops `FieldViolation.reason`, where the rule goes. Clients read it back
 /// with `tonic_types::StatusExt::get_details_bad_request` as usual.
-fn status_details(code: Code, message: &str, violations: &[Violation]) -> Vec<u8> {
+fn status_details(
+    code: Code,
+    message: &str,
+    listed: Vec<tonic_types::pb::bad_request::FieldViolation>,
+    total: usize,
+) -> Vec<u8> {
     use tonic_types::pb;
-    let bad_request = pb::BadRequest {
-        field_violations: violations
-            .iter()
-            .map(|v| pb::bad_request::FieldViolation {
-                field: v.field.clone(),
-                description: v.message.clone(),
-                reason: v.rule.as_str().to_string(),
-                localized_message: None,
-            })
-            .collect(),
+    let info = pb::ErrorInfo {
+        reason: "INVALID_SUBMISSION".into(),
+        domain: "fieldwatch".into(),
+        metadata: [
+            ("violations".to_string(), total.to_string()),
+            ("listed".to_string(), listed.len().to_string()),
+        ]
+        .into(),
     };
+    let bad_request = pb::BadRequest { field_violations: listed };
     pb::Status {
         code: code as i32,
         message: message.to_string(),
-        details: vec![prost_types::Any {
-            type_url: "type.googleapis.com/google.rpc.BadRequest".into(),
-            value: bad_request.encode_to_vec(),
-        }],
+        details: vec![
+            prost_types::Any {
+                type_url: "type.googleapis.com/google.rpc.BadRequest".into(),
+                value: bad_request.encode_to_vec(),
+            },
+            prost_types::Any {
+                type_url: "type.googleapis.com/google.rpc.ErrorInfo".into(),
+                value: info.encode_to_vec(),
+            },
+        ],
     }
     .encode_to_vec()
+}
+
+/// `s`, cut to [`MAX_VIOLATION_TEXT_BYTES`] at a character boundary.
+fn cut(s: &str) -> String {
+    if s.len() <= MAX_VIOLATION_TEXT_BYTES {
+        return s.to_string();
+    }
+    let mut end = MAX_VIOLATION_TEXT_BYTES - 3;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
 }
 
 #[cfg(test)]
@@ -262,6 +349,28 @@ mod tests {
             violation("respondent_id", Rule::Required),
         ]);
         assert_eq!(more.to_status().code(), Code::InvalidArgument);
+    }
+
+    #[test]
+    fn five_hundred_long_violations_fit_a_16_kib_trailer_and_say_how_many_there_are() {
+        let long_id = "x".repeat(5000);
+        let violations: Vec<Violation> =
+            (0..500).map(|i| violation(&format!("answers.{long_id}{i}"), Rule::UnknownItem)).collect();
+        let status = IngestError::from_violations(violations).to_status();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let trailer = status.clone().into_http::<()>();
+        let size: usize =
+            trailer.headers().iter().map(|(k, v)| k.as_str().len() + v.as_bytes().len() + 32).sum();
+        assert!(size < 16 * 1024, "trailer of {size} bytes");
+        let bad = status.get_details_bad_request().expect("bad request details");
+        assert!(!bad.field_violations.is_empty() && bad.field_violations.len() <= MAX_DETAIL_VIOLATIONS);
+        assert!(bad.field_violations[0].field.len() <= MAX_VIOLATION_TEXT_BYTES);
+        let info = status.get_details_error_info().expect("error info");
+        assert_eq!(info.metadata.get("violations").map(String::as_str), Some("500"));
+        assert!(status.message().contains("500 problems"), "{}", status.message());
+        assert!(status.message().contains("are listed"), "{}", status.message());
+        let inner = <tonic_types::pb::Status as prost::Message>::decode(status.details()).expect("details");
+        assert_eq!(inner.message, status.message(), "grpcio requires the two messages to match");
     }
 
     #[test]

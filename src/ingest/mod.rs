@@ -7,6 +7,8 @@
 //! - [`publisher`]: the Kafka producer and delivery reports.
 //! - [`pseudonym`]: respondent id -> respondent key (keyed HMAC).
 //! - [`auth`]: bearer tokens -> front-end identity.
+//! - [`admission`]: the tower layer that authenticates a call and meters its
+//!   bytes before its body is read.
 //! - [`error`]: [`IngestError`] and its one mapping to `tonic::Status`.
 //! - [`metrics`]: `fieldwatch_ingest_*` metrics.
 //!
@@ -14,6 +16,7 @@
 //! with a listener from [`bind`]. TLS, when `ingest.tls` is set, is
 //! [`TlsConfig`].
 
+pub mod admission;
 pub mod auth;
 pub mod error;
 pub mod metrics;
@@ -98,6 +101,41 @@ pub struct IngestConfig {
     /// network in clear).
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// Most connections open at once; one more is accepted and closed at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Most concurrent HTTP/2 streams (calls) on one connection.
+    #[serde(default = "default_max_concurrent_streams")]
+    pub max_concurrent_streams: u32,
+    /// Bytes of request messages one connection may have in flight (being
+    /// received); a message beyond it is RESOURCE_EXHAUSTED. At least
+    /// `max_message_bytes` + 5.
+    #[serde(default = "default_connection_inflight_bytes")]
+    pub connection_inflight_bytes: usize,
+    /// Bytes of request messages all connections together may have in
+    /// flight; a message beyond it is RESOURCE_EXHAUSTED. At least
+    /// `connection_inflight_bytes`.
+    #[serde(default = "default_inflight_bytes")]
+    pub inflight_bytes: usize,
+    /// Longest a new connection may take to send its first call (TLS
+    /// handshake included), in milliseconds; then it is closed.
+    #[serde(default = "default_header_timeout_ms")]
+    pub header_timeout_ms: u64,
+    /// How long a connection with no call in progress stays open after its
+    /// last call, in milliseconds.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// Interval of HTTP/2 keepalive pings to the client, in milliseconds.
+    #[serde(default = "default_keepalive_interval_ms")]
+    pub keepalive_interval_ms: u64,
+    /// How long a keepalive ping may go unanswered before the connection is
+    /// closed, in milliseconds.
+    #[serde(default = "default_keepalive_timeout_ms")]
+    pub keepalive_timeout_ms: u64,
+    /// Age after which a connection is asked to go away (GOAWAY; open calls
+    /// finish), in milliseconds. Spreads long-lived clients over replicas.
+    #[serde(default = "default_max_connection_age_ms")]
+    pub max_connection_age_ms: u64,
 }
 
 /// TLS of the gRPC listener (`ingest.tls`). The files are read once, at
@@ -170,6 +208,33 @@ fn default_max_message_bytes() -> usize {
 fn default_shutdown_grace_ms() -> u64 {
     10_000
 }
+fn default_max_connections() -> usize {
+    1024
+}
+fn default_max_concurrent_streams() -> u32 {
+    64
+}
+fn default_connection_inflight_bytes() -> usize {
+    16 * 1024 * 1024
+}
+fn default_inflight_bytes() -> usize {
+    128 * 1024 * 1024
+}
+fn default_header_timeout_ms() -> u64 {
+    10_000
+}
+fn default_idle_timeout_ms() -> u64 {
+    300_000
+}
+fn default_keepalive_interval_ms() -> u64 {
+    60_000
+}
+fn default_keepalive_timeout_ms() -> u64 {
+    20_000
+}
+fn default_max_connection_age_ms() -> u64 {
+    3_600_000
+}
 
 impl Default for IngestConfig {
     fn default() -> Self {
@@ -183,6 +248,15 @@ impl Default for IngestConfig {
             max_message_bytes: default_max_message_bytes(),
             shutdown_grace_ms: default_shutdown_grace_ms(),
             tls: None,
+            max_connections: default_max_connections(),
+            max_concurrent_streams: default_max_concurrent_streams(),
+            connection_inflight_bytes: default_connection_inflight_bytes(),
+            inflight_bytes: default_inflight_bytes(),
+            header_timeout_ms: default_header_timeout_ms(),
+            idle_timeout_ms: default_idle_timeout_ms(),
+            keepalive_interval_ms: default_keepalive_interval_ms(),
+            keepalive_timeout_ms: default_keepalive_timeout_ms(),
+            max_connection_age_ms: default_max_connection_age_ms(),
         }
     }
 }
@@ -226,6 +300,29 @@ impl IngestConfig {
         if self.max_message_bytes == 0 {
             problems.push("max_message_bytes must be at least 1".into());
         }
+        if self.connection_inflight_bytes < self.max_message_bytes.saturating_add(5) {
+            problems.push("connection_inflight_bytes must be at least max_message_bytes + 5".into());
+        }
+        if self.inflight_bytes < self.connection_inflight_bytes {
+            problems.push("inflight_bytes must be at least connection_inflight_bytes".into());
+        }
+        if u32::try_from(self.inflight_bytes).is_err() {
+            problems.push("inflight_bytes must be below 4 GiB".into());
+        }
+        if self.max_connections == 0 || self.max_concurrent_streams == 0 {
+            problems.push("max_connections and max_concurrent_streams must be at least 1".into());
+        }
+        let times = [
+            self.header_timeout_ms,
+            self.idle_timeout_ms,
+            self.keepalive_interval_ms,
+            self.keepalive_timeout_ms,
+            self.max_connection_age_ms,
+        ];
+        if times.contains(&0) {
+            problems
+                .push("connection timeouts, keepalive and max_connection_age_ms must be at least 1".into());
+        }
         let l = &self.limits;
         if l.max_answers == 0 || l.max_text_chars == 0 || l.max_choices == 0 {
             problems.push("limits must be at least 1".into());
@@ -245,6 +342,16 @@ impl IngestConfig {
             problems.push("two tokens have the same sha256".into());
         }
         if problems.is_empty() { Ok(()) } else { Err(IngestError::Config(problems.join("; "))) }
+    }
+
+    /// The limits of the ingest listener.
+    pub fn conn_limits(&self) -> crate::conn::ConnLimits {
+        crate::conn::ConnLimits {
+            max_connections: self.max_connections,
+            header_timeout: Duration::from_millis(self.header_timeout_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            connection_bytes: self.connection_inflight_bytes,
+        }
     }
 
     /// [`Self::shutdown_grace_ms`] as a duration.

@@ -122,4 +122,15 @@ impl Publisher {
             Err(_join) => Err(IngestError::Publish { reason: PublishFailure::Canceled, source: None }),
         }
     }
+
+    /// Whether a broker answers a metadata request for the topic within
+    /// `timeout` (blocking a pool thread meanwhile): the health probe of
+    /// ingest, so a stopped broker shows even when nobody submits.
+    pub async fn reachable(&self, timeout: Duration) -> bool {
+        let producer = self.producer.clone();
+        let topic = self.topic.clone();
+        tokio::task::spawn_blocking(move || producer.client().fetch_metadata(Some(&topic), timeout).is_ok())
+            .await
+            .unwrap_or(false)
+    }
 }

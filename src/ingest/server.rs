@@ -8,23 +8,26 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
 use tonic_health::ServingStatus;
 use tracing::{debug, info, warn};
 
 use super::IngestConfig;
+use super::admission::{Admission, AdmissionLayer, Frontend};
 use super::auth::Authenticator;
 use super::error::IngestError;
 use super::metrics::{IngestMetrics, Method, study_label};
 use super::pseudonym::{Pseudonymizer, record_key};
 use super::publisher::Publisher;
+use crate::conn::{ConnLimits, ConnMetrics};
 use crate::instrument::Catalog;
 use crate::proto::v1::ingest_service_server::{IngestService, IngestServiceServer};
 use crate::proto::v1::{
@@ -46,6 +49,16 @@ pub struct IngestServer {
     grace: std::time::Duration,
     /// TLS of the listener, loaded from `ingest.tls`; `None` is plaintext.
     tls: Option<tonic::transport::ServerTlsConfig>,
+    /// Authentication and byte budgets before a call's body is read.
+    admission: Arc<Admission>,
+    /// Connection cap, first-call and idle timeouts of the listener.
+    conn_limits: ConnLimits,
+    conn_metrics: ConnMetrics,
+    /// HTTP/2 settings: streams per connection, keepalive interval and
+    /// timeout, maximum connection age.
+    max_concurrent_streams: u32,
+    keepalive: (Duration, Duration),
+    max_connection_age: Duration,
 }
 
 /// What every call needs.
@@ -72,7 +85,20 @@ struct Shared {
     /// by [`IngestServer::with_quotas_from`] before serving (empty when the
     /// process runs no aggregator).
     quotas: std::sync::OnceLock<Arc<crate::aggregate::LiveState>>,
+    /// Publishes that failed in a row; reset by a success or a good probe.
+    publish_failures: AtomicU32,
+    /// Whether ingest can publish (see [`IngestServer::health`]). The
+    /// receivers are the gRPC health task in `run` and `/readyz`.
+    healthy: watch::Sender<bool>,
 }
+
+/// Publishes failing in a row that make ingest not ready.
+pub const UNHEALTHY_AFTER_FAILURES: u32 = 3;
+
+/// How often the broker is probed for ingest health, and how long a probe
+/// may take.
+const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// An in-flight slot; gives its permit back and lowers the gauge on drop.
 struct Slot {
@@ -101,6 +127,16 @@ impl IngestServer {
         let metrics = IngestMetrics::register(registry, &catalog, config.max_inflight)
             .map_err(|e| IngestError::Config(format!("cannot register ingest metrics: {e}")))?;
         let tls = config.tls.as_ref().map(|t| t.load()).transpose()?;
+        let admission = Admission::new(
+            Authenticator::new(&config.tokens)?,
+            config.max_message_bytes,
+            config.inflight_bytes,
+            Some(metrics.clone()),
+            registry,
+        )
+        .map_err(|e| IngestError::Config(format!("cannot register admission metrics: {e}")))?;
+        let conn_metrics = ConnMetrics::register(registry, "ingest")
+            .map_err(|e| IngestError::Config(format!("cannot register connection metrics: {e}")))?;
         let (draining_tx, draining_rx) = watch::channel(false);
         let shared = Shared {
             pseudonymizer: Pseudonymizer::new(key.as_bytes()),
@@ -113,6 +149,8 @@ impl IngestServer {
             stream_window: config.stream_window,
             draining: draining_rx,
             quotas: std::sync::OnceLock::new(),
+            publish_failures: AtomicU32::new(0),
+            healthy: watch::Sender::new(true),
         };
         Ok(IngestServer {
             shared: Arc::new(shared),
@@ -120,6 +158,15 @@ impl IngestServer {
             max_message_bytes: config.max_message_bytes,
             grace: config.shutdown_grace(),
             tls,
+            admission: Arc::new(admission),
+            conn_limits: config.conn_limits(),
+            conn_metrics,
+            max_concurrent_streams: config.max_concurrent_streams,
+            keepalive: (
+                Duration::from_millis(config.keepalive_interval_ms),
+                Duration::from_millis(config.keepalive_timeout_ms),
+            ),
+            max_connection_age: Duration::from_millis(config.max_connection_age_ms),
         })
     }
 
@@ -131,6 +178,15 @@ impl IngestServer {
         self
     }
 
+    /// Whether ingest can publish: `false` after
+    /// [`UNHEALTHY_AFTER_FAILURES`] publishes failed in a row or when a
+    /// broker probe (every 2 s while running) gets no answer; `true` again
+    /// once a probe or a publish succeeds. The gRPC health service follows
+    /// it; `serve` wires it into `/readyz`.
+    pub fn health(&self) -> watch::Receiver<bool> {
+        self.shared.healthy.subscribe()
+    }
+
     /// Serves gRPC on `listener` (ingest, health, reflection) until
     /// `shutdown` resolves, then shuts down in order and returns. Open calls
     /// get the grace period to finish; after it they are abandoned and
@@ -140,8 +196,23 @@ impl IngestServer {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), IngestError> {
-        let IngestServer { shared, draining, max_message_bytes, grace, tls } = self;
+        let IngestServer {
+            shared,
+            draining,
+            max_message_bytes,
+            grace,
+            tls,
+            admission,
+            conn_limits,
+            conn_metrics,
+            max_concurrent_streams,
+            keepalive,
+            max_connection_age,
+        } = self;
         let addr = listener.local_addr().ok();
+        // Connections over the cap are closed at accept; the others close
+        // when they send no call in time, idle, or shutdown begins.
+        let listener = crate::conn::Listener::new(listener, conn_limits, draining.subscribe(), conn_metrics);
 
         let (health, health_service) = tonic_health::server::health_reporter();
         let reflection = || {
@@ -157,6 +228,41 @@ impl IngestServer {
 
         // The listener is bound and the producer created: ready.
         health.set_serving::<IngestServiceServer<Service>>().await;
+
+        // Health follows the publisher: a probe of the broker every
+        // PROBE_INTERVAL, and failures in a row reported by `publish`. The
+        // task ends when shutdown begins (health is NOT_SERVING from then).
+        let mut healthy = shared.healthy.subscribe();
+        let health_follow = health.clone();
+        let probe_shared = shared.clone();
+        let mut probe_draining = draining.subscribe();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PROBE_INTERVAL);
+            loop {
+                tokio::select! {
+                    () = until_draining(&mut probe_draining) => break,
+                    _ = tick.tick() => {
+                        let reachable = probe_shared.publisher.reachable(PROBE_TIMEOUT).await;
+                        probe_shared.probed(reachable);
+                    }
+                    changed = healthy.changed() => {
+                        if changed.is_err() || *probe_draining.borrow() {
+                            break;
+                        }
+                        let serving = *healthy.borrow_and_update();
+                        if serving {
+                            info!("ingest can publish again: serving");
+                            health_follow.set_serving::<IngestServiceServer<Service>>().await;
+                            health_follow.set_service_status("", ServingStatus::Serving).await;
+                        } else {
+                            warn!("ingest cannot publish: not serving");
+                            health_follow.set_not_serving::<IngestServiceServer<Service>>().await;
+                            health_follow.set_service_status("", ServingStatus::NotServing).await;
+                        }
+                    }
+                }
+            }
+        });
 
         let mut drained = draining.subscribe();
         let health_on_signal = health.clone();
@@ -177,11 +283,21 @@ impl IngestServer {
             builder = builder.tls_config(tls).map_err(IngestError::Tls)?;
         }
         let server = builder
+            // Bounds per connection, applied by hyper/h2: concurrent calls,
+            // keepalive pings (a silent peer is dropped), and an age after
+            // which the client is sent GOAWAY and reconnects (open calls get
+            // the grace period).
+            .max_concurrent_streams(max_concurrent_streams)
+            .http2_keepalive_interval(Some(keepalive.0))
+            .http2_keepalive_timeout(Some(keepalive.1))
+            .max_connection_age(max_connection_age)
+            .max_connection_age_grace(grace)
+            .layer(AdmissionLayer(admission))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(ingest)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+            .serve_with_incoming_shutdown(listener.into_stream(), signal);
 
         // The grace period starts when the signal has fired. If it runs out,
         // the server future is dropped: no new connections, and connection
@@ -212,6 +328,37 @@ pub struct Service {
 }
 
 impl Shared {
+    /// The caller's front-end: as the admission layer found it before the
+    /// body was read, or from the metadata when the call did not pass
+    /// through the layer.
+    fn frontend<T>(&self, request: &Request<T>) -> Result<String, IngestError> {
+        match request.extensions().get::<Frontend>() {
+            Some(Frontend(name)) => Ok(name.clone()),
+            None => self.auth.identify(request.metadata()),
+        }
+    }
+
+    /// Records a publish outcome for health.
+    fn published_ok(&self, ok: bool) {
+        if ok {
+            self.publish_failures.store(0, Ordering::Relaxed);
+            self.healthy.send_if_modified(|h| !std::mem::replace(h, true));
+        } else if self.publish_failures.fetch_add(1, Ordering::Relaxed) + 1 >= UNHEALTHY_AFTER_FAILURES {
+            self.healthy.send_if_modified(|h| std::mem::replace(h, false));
+        }
+    }
+
+    /// Records a broker probe for health: an unreachable broker is
+    /// unhealthy at once; a reachable one clears earlier failures.
+    fn probed(&self, reachable: bool) {
+        if reachable {
+            self.published_ok(true);
+        } else {
+            self.publish_failures.store(UNHEALTHY_AFTER_FAILURES, Ordering::Relaxed);
+            self.healthy.send_if_modified(|h| std::mem::replace(h, false));
+        }
+    }
+
     /// Takes an in-flight slot or sheds.
     fn slot(&self) -> Result<Slot, IngestError> {
         match self.inflight.clone().try_acquire_owned() {
@@ -240,15 +387,25 @@ impl Shared {
         let Some(submission) = submission else {
             return Err(IngestError::MissingSubmission);
         };
-        let plain = validate::Submission::from(&submission);
         // The label is the loaded study's own id or `unknown`, never the request string.
-        let study = study_label(&self.catalog, &plain.study);
+        let study = study_label(&self.catalog, &submission.study);
+        // Counts and sizes first, on the message as decoded: nothing is
+        // converted, parsed or copied for a submission over the limits.
+        if let Err(violations) = crate::proto::check_size(&submission, &self.limits) {
+            self.metrics.rejected(study, &violations);
+            debug!(study, problems = violations.len(), "submission rejected before conversion");
+            return Err(IngestError::from_violations(violations));
+        }
+        // The message moves into the validated form and back: its strings
+        // and values are never copied (an accepted submission carries no
+        // free-form JSON, so the way back is exact).
+        let plain = validate::Submission::from(submission);
         if let Err(violations) = validate::validate(&self.catalog, &plain, &self.limits) {
             self.metrics.rejected(study, &violations);
             debug!(study, problems = violations.len(), "submission rejected");
             return Err(IngestError::from_violations(violations));
         }
-        drop(plain);
+        let submission = v1::Submission::from(plain);
 
         let respondent_key = self.pseudonymizer.key(&submission.respondent_id);
         let key = record_key(study, &respondent_key);
@@ -270,6 +427,7 @@ impl Shared {
     async fn publish(&self, study: &str, key: &str, envelope: &Envelope) -> Result<(), IngestError> {
         let published = self.publisher.publish(key, envelope).await;
         self.metrics.producer_queue(self.publisher.queued());
+        self.published_ok(published.is_ok());
         match published {
             Ok(took) => {
                 self.metrics.published(took.as_secs_f64());
@@ -385,7 +543,7 @@ fn field_violation(v: Violation) -> FieldViolation {
 impl IngestService for Service {
     async fn submit(&self, request: Request<SubmitRequest>) -> Result<Response<SubmitResponse>, Status> {
         let start = Instant::now();
-        let result = match self.shared.auth.identify(request.metadata()) {
+        let result = match self.shared.frontend(&request) {
             Ok(frontend) => self.shared.ingest_request(&frontend, request.into_inner()).await,
             Err(e) => Err(e),
         };
@@ -399,7 +557,7 @@ impl IngestService for Service {
         request: Request<SubmitDispositionRequest>,
     ) -> Result<Response<SubmitDispositionResponse>, Status> {
         let start = Instant::now();
-        let result = match self.shared.auth.identify(request.metadata()) {
+        let result = match self.shared.frontend(&request) {
             Ok(frontend) => self.shared.ingest_disposition(&frontend, request.into_inner().disposition).await,
             Err(e) => Err(e),
         };
@@ -417,7 +575,7 @@ impl IngestService for Service {
         request: Request<Streaming<SubmitRequest>>,
     ) -> Result<Response<Self::SubmitStreamStream>, Status> {
         let start = Instant::now();
-        let frontend = match self.shared.auth.identify(request.metadata()) {
+        let frontend = match self.shared.frontend(&request) {
             Ok(f) => f,
             Err(e) => {
                 self.shared.metrics.request(Method::SubmitStream, e.code(), start.elapsed().as_secs_f64());
@@ -439,7 +597,7 @@ impl IngestService for Service {
         request: Request<GetInstrumentRequest>,
     ) -> Result<Response<Instrument>, Status> {
         let start = Instant::now();
-        let result = self.shared.auth.identify(request.metadata()).and_then(|_| {
+        let result = self.shared.frontend(&request).and_then(|_| {
             let study = &request.get_ref().study;
             self.shared
                 .catalog

@@ -23,7 +23,9 @@ impl IdLines {
             .lines()
             .enumerate()
             .filter(|(_, l)| {
+                // Block style (`- id: q1`) and flow style (`- {id: q1, ...}`).
                 let t = l.trim_start().trim_start_matches("- ").trim_start();
+                let t = t.strip_prefix('{').map_or(t, str::trim_start);
                 t.starts_with("id:")
             })
             .map(|(n, _)| n + 1)

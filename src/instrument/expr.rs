@@ -11,6 +11,13 @@
 //!          | "(" expr ")"
 //! ```
 //!
+//! A condition is bounded before it is parsed further: at most
+//! [`MAX_CONDITION_CHARS`] characters, [`MAX_CONDITION_TERMS`] operands and
+//! [`MAX_CONDITION_DEPTH`] levels of parentheses and `not`. `a or b or c`
+//! is one flat node, not a chain, so evaluating (and dropping) a condition
+//! recurses at most as deep as its nesting: no instrument can overflow the
+//! stack of the service that loads it.
+//!
 //! `ITEM` is an item id of the same form. An item that is blank, hidden or
 //! answered with a missing code has no value: every comparison with it is
 //! false, so `q12 == "yes"` and `q12 != "yes"` are both false for a blank
@@ -19,14 +26,21 @@
 
 use std::fmt;
 
+/// Longest condition, in characters.
+pub const MAX_CONDITION_CHARS: usize = 4096;
+/// Most operands (values, item references, function calls) in one condition.
+pub const MAX_CONDITION_TERMS: usize = 256;
+/// Deepest nesting of parentheses and `not` in one condition.
+pub const MAX_CONDITION_DEPTH: usize = 32;
+
 /// A parsed condition. Item references are resolved to item indexes of the
 /// form by [`Expr::resolve`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
-    /// `a or b`.
-    Or(Box<Expr>, Box<Expr>),
-    /// `a and b`.
-    And(Box<Expr>, Box<Expr>),
+    /// `a or b or ...`: two or more terms.
+    Or(Vec<Expr>),
+    /// `a and b and ...`: two or more terms.
+    And(Vec<Expr>),
     /// `not a`.
     Not(Box<Expr>),
     /// `a OP b`.
@@ -202,6 +216,11 @@ struct Parser<'s> {
     src: &'s str,
     toks: Vec<(Tok, usize)>,
     pos: usize,
+    /// Parentheses and `not`s open at this point; bounded by
+    /// [`MAX_CONDITION_DEPTH`] before the parser recurses any deeper.
+    depth: usize,
+    /// Operands read so far; bounded by [`MAX_CONDITION_TERMS`].
+    terms: usize,
 }
 
 impl Parser<'_> {
@@ -234,27 +253,40 @@ impl Parser<'_> {
     }
 
     fn or(&mut self) -> Result<Expr, ParseError> {
-        let mut left = self.and()?;
+        let mut terms = vec![self.and()?];
         while self.keyword("or") {
             self.pos += 1;
-            left = Expr::Or(Box::new(left), Box::new(self.and()?));
+            terms.push(self.and()?);
         }
-        Ok(left)
+        Ok(if terms.len() == 1 { terms.remove(0) } else { Expr::Or(terms) })
     }
 
     fn and(&mut self) -> Result<Expr, ParseError> {
-        let mut left = self.not()?;
+        let mut terms = vec![self.not()?];
         while self.keyword("and") {
             self.pos += 1;
-            left = Expr::And(Box::new(left), Box::new(self.not()?));
+            terms.push(self.not()?);
         }
-        Ok(left)
+        Ok(if terms.len() == 1 { terms.remove(0) } else { Expr::And(terms) })
+    }
+
+    /// One level deeper (a `not` or a parenthesis), refused past
+    /// [`MAX_CONDITION_DEPTH`] before recursing.
+    fn descend(&mut self) -> Result<(), ParseError> {
+        if self.depth >= MAX_CONDITION_DEPTH {
+            return Err(self.err(format!("nests deeper than {MAX_CONDITION_DEPTH} levels")));
+        }
+        self.depth += 1;
+        Ok(())
     }
 
     fn not(&mut self) -> Result<Expr, ParseError> {
         if self.keyword("not") {
             self.pos += 1;
-            return Ok(Expr::Not(Box::new(self.not()?)));
+            self.descend()?;
+            let inner = self.not()?;
+            self.depth -= 1;
+            return Ok(Expr::Not(Box::new(inner)));
         }
         self.compare()
     }
@@ -262,8 +294,10 @@ impl Parser<'_> {
     fn compare(&mut self) -> Result<Expr, ParseError> {
         if self.peek() == Some(&Tok::LParen) {
             self.pos += 1;
+            self.descend()?;
             let inner = self.or()?;
             self.expect(Tok::RParen, "`)`")?;
+            self.depth -= 1;
             return Ok(inner);
         }
         let left = self.operand()?;
@@ -286,6 +320,10 @@ impl Parser<'_> {
     }
 
     fn operand(&mut self) -> Result<Operand, ParseError> {
+        if self.terms >= MAX_CONDITION_TERMS {
+            return Err(self.err(format!("has more than {MAX_CONDITION_TERMS} terms")));
+        }
+        self.terms += 1;
         match self.next() {
             Some(Tok::Num(n)) => Ok(Operand::Num(n)),
             Some(Tok::Str(s)) => Ok(Operand::Str(s)),
@@ -329,8 +367,15 @@ impl Parser<'_> {
 impl Expr {
     /// Parses a condition.
     pub fn parse(src: &str) -> Result<Expr, ParseError> {
+        if let Some((column, _)) = src.char_indices().nth(MAX_CONDITION_CHARS) {
+            return Err(ParseError {
+                source_text: src.chars().take(64).collect::<String>() + "...",
+                message: format!("is longer than {MAX_CONDITION_CHARS} characters"),
+                column: src[..column].chars().count(),
+            });
+        }
         let toks = lex(src)?;
-        let mut p = Parser { src, toks, pos: 0 };
+        let mut p = Parser { src, toks, pos: 0, depth: 0, terms: 0 };
         let e = p.or()?;
         if p.pos < p.toks.len() {
             return Err(p.err("unexpected text after the condition"));
@@ -355,9 +400,10 @@ impl Expr {
             }
         }
         match self {
-            Expr::Or(a, b) | Expr::And(a, b) => {
-                a.collect_refs(out);
-                b.collect_refs(out);
+            Expr::Or(terms) | Expr::And(terms) => {
+                for t in terms {
+                    t.collect_refs(out);
+                }
             }
             Expr::Not(a) => a.collect_refs(out),
             Expr::Compare(_, a, b) => {
@@ -377,8 +423,8 @@ impl Expr {
     /// Evaluates the condition; `value(i)` gives item `i`'s answer.
     pub fn eval<'a>(&self, value: &dyn Fn(usize) -> ExprValue<'a>) -> bool {
         match self {
-            Expr::Or(a, b) => a.eval(value) || b.eval(value),
-            Expr::And(a, b) => a.eval(value) && b.eval(value),
+            Expr::Or(terms) => terms.iter().any(|t| t.eval(value)),
+            Expr::And(terms) => terms.iter().all(|t| t.eval(value)),
             Expr::Not(a) => !a.eval(value),
             Expr::Test(o) => matches!(operand_value(o, value), Scalar::Bool(true)),
             Expr::Compare(op, a, b) => {
@@ -500,6 +546,40 @@ mod tests {
         let m = resolved("missing(a)", &["a"]);
         assert!(!e.eval(&|_| ExprValue::Missing));
         assert!(m.eval(&|_| ExprValue::Missing));
+    }
+
+    #[test]
+    fn a_long_flat_or_chain_within_the_term_limit_parses_flat_and_evaluates() {
+        let src = vec!["a == 1"; MAX_CONDITION_TERMS / 2].join(" or ");
+        let e = resolved(&src, &["a"]);
+        assert!(matches!(&e, Expr::Or(t) if t.len() == MAX_CONDITION_TERMS / 2));
+        assert!(e.eval(&|_| ExprValue::Num(1.0)));
+        assert!(!e.eval(&|_| ExprValue::Num(2.0)));
+    }
+
+    #[test]
+    fn twenty_thousand_or_terms_are_refused_before_they_are_parsed() {
+        let src = vec!["a == 1"; 20_000].join(" or ");
+        let e = Expr::parse(&src).expect_err("too long");
+        assert!(e.message.contains("longer than"), "{e}");
+        assert!(e.to_string().len() < 300, "the error does not echo the whole condition");
+        let terms = vec!["a"; MAX_CONDITION_TERMS + 1].join(" or ");
+        assert!(terms.len() < MAX_CONDITION_CHARS);
+        let e = Expr::parse(&terms).expect_err("too many terms");
+        assert!(e.message.contains("more than 256 terms"), "{e}");
+    }
+
+    #[test]
+    fn nesting_past_the_depth_limit_is_refused_without_recursing_into_it() {
+        let ok = format!("{}a{}", "(".repeat(MAX_CONDITION_DEPTH), ")".repeat(MAX_CONDITION_DEPTH));
+        assert!(Expr::parse(&ok).is_ok());
+        let deep = format!("{}a{}", "(".repeat(MAX_CONDITION_DEPTH + 1), ")".repeat(MAX_CONDITION_DEPTH + 1));
+        let e = Expr::parse(&deep).expect_err("too deep");
+        assert!(e.message.contains("deeper than 32"), "{e}");
+        let nots = format!("{}a", "not ".repeat(1000));
+        assert!(Expr::parse(&nots).expect_err("too deep").message.contains("deeper"));
+        let parens = "(".repeat(100_000);
+        assert!(Expr::parse(&parens).is_err());
     }
 
     #[test]

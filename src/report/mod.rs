@@ -135,6 +135,14 @@ pub fn tally_with(study: &Study, input: impl BufRead, opts: &Offline<'_>) -> Res
         let step = pipeline::apply(study, &mut t.state, &parsed, limits, source);
         match step.fate {
             Fate::Invalid(violations) => t.errors.push(LineError { line: n + 1, violations }),
+            Fate::Unprocessable => t.errors.push(LineError {
+                line: n + 1,
+                violations: vec![Violation {
+                    field: String::new(),
+                    rule: crate::validate::Rule::WrongKind,
+                    message: "the record cannot be processed".into(),
+                }],
+            }),
             Fate::Disposition => t.dispositions += 1,
             Fate::Counted | Fate::Retry | Fate::DuplicateRespondent => {}
         }

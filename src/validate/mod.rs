@@ -409,16 +409,35 @@ pub fn check_attributes(attributes: &BTreeMap<String, String>, limits: &Limits, 
 
 type Time = chrono::DateTime<chrono::FixedOffset>;
 
+/// Largest magnitude of a `number` answer: 2^53, the range in which f64
+/// holds every integer. Sums of up to 2^64 such answers stay finite, so no
+/// answer can turn an item's mean into infinity (`null`) for good.
+pub const MAX_NUMBER: f64 = 9_007_199_254_740_992.0;
+
+/// Earliest year a timestamp may have (in UTC).
+pub const MIN_YEAR: i32 = 1900;
+/// Latest year a timestamp may have (in UTC).
+pub const MAX_YEAR: i32 = 2199;
+
+/// An RFC 3339 timestamp whose UTC year lies in [`MIN_YEAR`]..=[`MAX_YEAR`];
+/// `None` otherwise. Placeholders such as `0000-01-01` or `9999-12-31` are
+/// no interview's time and would stretch durations and fieldwork days.
+pub fn parse_timestamp(s: &str) -> Option<Time> {
+    use chrono::Datelike;
+    let t = chrono::DateTime::parse_from_rfc3339(s).ok()?;
+    (MIN_YEAR..=MAX_YEAR).contains(&t.naive_utc().year()).then_some(t)
+}
+
 fn times(sub: &Submission, v: &mut Vec<Violation>) -> (Option<Time>, Option<Time>) {
     let mut parse = |field: &str, s: &Option<String>| -> Option<Time> {
         let s = s.as_deref()?;
-        match chrono::DateTime::parse_from_rfc3339(s) {
-            Ok(t) => Some(t),
-            Err(_) => {
+        match parse_timestamp(s) {
+            Some(t) => Some(t),
+            None => {
                 v.push(Violation::new(
                     field,
                     Rule::BadTimestamp,
-                    format!("{field} must be an RFC 3339 timestamp"),
+                    format!("{field} must be an RFC 3339 timestamp in the years {MIN_YEAR} to {MAX_YEAR}"),
                 ));
                 None
             }
@@ -474,8 +493,8 @@ fn typed(study: &Study, item: &Item, answer: &Answer, limits: &Limits) -> Result
         }
         KindDef::Number { .. } => match answer {
             Answer::Integer(i) => Ok(Value::Num(*i as f64)),
-            Answer::Number(f) if f.is_finite() => Ok(Value::Num(*f)),
-            _ => Err(wrong(kind, "a number")),
+            Answer::Number(f) if f.is_finite() && f.abs() <= MAX_NUMBER => Ok(Value::Num(*f)),
+            _ => Err(wrong(kind, "a number within ±2^53")),
         },
         KindDef::YesNo | KindDef::YesNoNa | KindDef::SingleChoice { .. } => match answer {
             Answer::Text(s) => {
@@ -630,6 +649,37 @@ forms:
         );
         s.completed_at = Some("2024-01-01T10:30:00+00:00".into());
         assert_eq!(validate(&catalog(), &s, &Limits::default()).map(|r| r.duration_secs), Ok(Some(1800)));
+    }
+
+    #[test]
+    fn refuses_numbers_whose_sum_could_overflow() {
+        let s = Study::from_yaml(
+            "study: numbers\nforms:\n  - id: f\n    items:\n      - {id: n, code: amount, kind: number}\n",
+        )
+        .expect("a study with a number item");
+        let item = &s.forms[0].items[0];
+        assert!(matches!(item.kind, KindDef::Number { .. }));
+        let limits = Limits::default();
+        for bad in [1e308, -1e308, MAX_NUMBER * 2.0, f64::INFINITY] {
+            assert!(typed(&s, item, &Answer::Number(bad), &limits).is_err(), "{bad}");
+        }
+        assert_eq!(typed(&s, item, &Answer::Number(MAX_NUMBER), &limits), Ok(Value::Num(MAX_NUMBER)));
+        assert!(MAX_NUMBER * 2.0 * (u64::MAX as f64) < f64::MAX, "a sum of 2^64 answers stays finite");
+    }
+
+    #[test]
+    fn refuses_placeholder_years_0000_and_9999_in_timestamps() {
+        for (started, completed) in [
+            ("0000-01-01T00:00:00Z", "2024-01-01T10:30:00Z"),
+            ("2024-01-01T10:00:00Z", "9999-12-31T23:59:59Z"),
+        ] {
+            let mut s = sub("{}");
+            s.started_at = Some(started.into());
+            s.completed_at = Some(completed.into());
+            assert_eq!(rules(validate(&catalog(), &s, &Limits::default())).len(), 1, "{started} {completed}");
+        }
+        assert!(parse_timestamp("2005-03-01T10:00:00Z").is_some());
+        assert!(parse_timestamp("1899-12-31T23:59:59Z").is_none());
     }
 
     #[test]

@@ -832,6 +832,11 @@ def to_submissions(rng, resps):
                                   tzinfo=dt.timezone.utc))
     starts.sort()
     subs = []
+    # Submission ids are random-looking and independent of respondent ids: an
+    # id derived from the respondent (LE-0001 -> LE-0001-1) would let anyone
+    # who sees submission ids (flags, logs, the quality topic) recover who
+    # answered. A separate generator keeps the rest of the dataset unchanged.
+    id_rng = random.Random("fieldwatch-seed-submission-ids")
     for k, (r, start, region, interviewer) in enumerate(zip(resps, starts, regions, interviewers), 1):
         minutes = max(38, min(95, int(rng.gauss(60, 11))))
         end = start + dt.timedelta(minutes=minutes, seconds=rng.randrange(60))
@@ -841,7 +846,7 @@ def to_submissions(rng, resps):
                 answers[item_id] = r["v"][code]
         rid = f"LE-{k:04d}"
         subs.append({
-            "study": STUDY, "form": r["form"], "respondent_id": rid, "submission_id": f"{rid}-1",
+            "study": STUDY, "form": r["form"], "respondent_id": rid, "submission_id": f"S-{id_rng.getrandbits(64):016x}",
             "started_at": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "completed_at": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "interviewer": interviewer, "attributes": {"region": region}, "answers": answers,
