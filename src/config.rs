@@ -10,6 +10,9 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+// The file is read into a JSON-model tree (any YAML config is plain maps,
+// lists and scalars) so that environment overrides can be set into it.
+use serde_json::Value;
 
 use crate::aggregate::AggregateConfig;
 use crate::http::HttpConfig;
@@ -112,26 +115,30 @@ impl Config {
     where
         I: IntoIterator<Item = (String, String)>,
     {
+        // The file as a tree, so that overrides can be set into it.
         let mut tree = match path {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
                     .map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?;
-                serde_yaml::from_str::<serde_yaml::Value>(&text).map_err(|e| ConfigError::Invalid {
-                    origin: p.display().to_string(),
-                    message: e.to_string(),
-                })?
+                if text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+                    Value::Null
+                } else {
+                    crate::yaml::from_str::<Value>(&text).map_err(|e| ConfigError::Invalid {
+                        origin: p.display().to_string(),
+                        message: e.to_string(),
+                    })?
+                }
             }
-            None => serde_yaml::Value::Mapping(Default::default()),
+            None => Value::Null,
         };
         if tree.is_null() {
-            tree = serde_yaml::Value::Mapping(Default::default());
+            tree = Value::Object(Default::default());
         }
         let mut overridden = Vec::new();
         for (k, v) in env() {
             let Some(rest) = k.strip_prefix(ENV_PREFIX) else { continue };
             let keys: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
-            let value: serde_yaml::Value =
-                serde_yaml::from_str(&v).unwrap_or(serde_yaml::Value::String(v.clone()));
+            let value: Value = crate::yaml::from_str(&v).unwrap_or(Value::String(v.clone()));
             set_path(&mut tree, &keys, value);
             overridden.push(k);
         }
@@ -141,7 +148,7 @@ impl Config {
             (None, false) => overridden.join(", "),
             (None, true) => "defaults".into(),
         };
-        let config: Config = serde_yaml::from_value(tree)
+        let config: Config = serde_json::from_value(tree)
             .map_err(|e| ConfigError::Invalid { origin: origin.clone(), message: e.to_string() })?;
         config.validate().map_err(|message| ConfigError::Invalid { origin, message })?;
         Ok(config)
@@ -165,16 +172,16 @@ impl Config {
     }
 }
 
-fn set_path(tree: &mut serde_yaml::Value, keys: &[String], value: serde_yaml::Value) {
+fn set_path(tree: &mut Value, keys: &[String], value: Value) {
     let Some((first, rest)) = keys.split_first() else {
         *tree = value;
         return;
     };
-    if !tree.is_mapping() {
-        *tree = serde_yaml::Value::Mapping(Default::default());
+    if !tree.is_object() {
+        *tree = Value::Object(Default::default());
     }
-    if let serde_yaml::Value::Mapping(m) = tree {
-        let slot = m.entry(serde_yaml::Value::String(first.clone())).or_insert(serde_yaml::Value::Null);
+    if let Value::Object(m) = tree {
+        let slot = m.entry(first.clone()).or_insert(Value::Null);
         set_path(slot, rest, value);
     }
 }

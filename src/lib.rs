@@ -33,6 +33,7 @@
 //! - [`submit`]: the `submit` gRPC client; [`submit::run`].
 //! - [`bench`]: tools next to the product: `bench` (producer, ingest, latency and aggregator figures on one broker; [`bench::run`]) and `bench-restore` (time to ready after a restart; [`bench::restore::run`]).
 //! - [`errors`]: an error shown with its whole cause chain, for `main` and log lines; [`errors::chain`].
+//! - [`yaml`]: reading and writing YAML (instruments, config) with positions in errors; [`yaml::from_str`].
 //! - [`app`]: start-up wiring of `serve`, `ingest` and `aggregate`; [`app::start`], [`app::run`].
 
 #![warn(missing_docs)]
@@ -57,3 +58,4 @@ pub mod results;
 pub mod submit;
 pub mod synth;
 pub mod validate;
+pub mod yaml;

@@ -232,7 +232,7 @@ impl From<&Study> for v1::Instrument {
             study: def.study.clone(),
             title: def.title.clone(),
             // Plain data with string keys: serialising it cannot fail.
-            yaml: serde_yaml::to_string(def).unwrap_or_default(),
+            yaml: crate::yaml::to_string(def).unwrap_or_default(),
             missing_codes: def
                 .missing_codes
                 .iter()

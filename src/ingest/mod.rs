@@ -390,7 +390,7 @@ mod tests {
 
     #[test]
     fn an_empty_config_takes_every_default_but_needs_a_key() {
-        let c: IngestConfig = serde_yaml::from_str("{}").expect("parse");
+        let c: IngestConfig = crate::yaml::from_str("{}").expect("parse");
         assert_eq!(c, IngestConfig::default());
         assert_eq!(c.listen.to_string(), "127.0.0.1:50051");
         assert_eq!(c.max_inflight, 1024);
@@ -399,7 +399,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_errors() {
-        assert!(serde_yaml::from_str::<IngestConfig>("max_in_flight: 3").is_err());
+        assert!(crate::yaml::from_str::<IngestConfig>("max_in_flight: 3").is_err());
     }
 
     #[test]
@@ -416,13 +416,13 @@ mod tests {
     #[test]
     fn tls_takes_paths_and_a_default_handshake_timeout() {
         let c: IngestConfig =
-            serde_yaml::from_str("tls: {cert_file: /c.pem, key_file: /k.pem}").expect("parse");
+            crate::yaml::from_str("tls: {cert_file: /c.pem, key_file: /k.pem}").expect("parse");
         let tls = c.tls.expect("tls");
         assert_eq!(tls.cert_file, PathBuf::from("/c.pem"));
         assert_eq!(tls.client_ca_file, None);
         assert_eq!(tls.handshake_timeout_ms, 10_000);
         assert!(
-            serde_yaml::from_str::<IngestConfig>("tls: {cert_file: /c.pem}").is_err(),
+            crate::yaml::from_str::<IngestConfig>("tls: {cert_file: /c.pem}").is_err(),
             "key_file is required"
         );
     }

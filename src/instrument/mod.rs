@@ -279,9 +279,8 @@ impl Study {
     /// Parses, lints and compiles an instrument. Every problem found is
     /// returned with its line.
     pub fn from_yaml(src: &str) -> Result<Study, Vec<Problem>> {
-        let def: StudyDef = serde_yaml::from_str(src).map_err(|e| {
-            vec![Problem { line: e.location().map(|l| l.line()).unwrap_or(0), message: e.to_string() }]
-        })?;
+        let def: StudyDef =
+            crate::yaml::from_str(src).map_err(|e| vec![Problem { line: e.line, message: e.message }])?;
         let lines = IdLines::scan(src, &def);
         compile(def, &lines)
     }

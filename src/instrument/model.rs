@@ -322,14 +322,53 @@ struct RawItem {
     required: bool,
     #[serde(default)]
     relevant: Option<String>,
-    min: Option<serde_yaml::Number>,
-    max: Option<serde_yaml::Number>,
+    min: Option<Number>,
+    max: Option<Number>,
     labels: Option<BTreeMap<i64, String>>,
     direction: Option<Direction>,
     box_size: Option<u32>,
     options: Option<Vec<OptionDef>>,
     ranked: Option<bool>,
     max_picks: Option<u32>,
+}
+
+/// A `min` or `max` as written: a whole number or not (the kind decides
+/// which it must be).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Number {
+    Int(i64),
+    Float(f64),
+}
+
+impl Number {
+    fn as_f64(self) -> f64 {
+        match self {
+            Number::Int(i) => i as f64,
+            Number::Float(f) => f,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Number {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Number, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Number;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Number, E> {
+                Ok(Number::Int(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Number, E> {
+                i64::try_from(v).map(Number::Int).map_err(|_| E::custom("number out of range"))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Number, E> {
+                Ok(Number::Float(v))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -351,16 +390,14 @@ impl TryFrom<RawItem> for ItemDef {
     fn try_from(r: RawItem) -> Result<Self, String> {
         let id = r.id.clone();
         let mut unused: Vec<&str> = Vec::new();
-        let int = |n: &Option<serde_yaml::Number>, what: &str| -> Result<Option<i64>, String> {
+        let int = |n: &Option<Number>, what: &str| -> Result<Option<i64>, String> {
             match n {
                 None => Ok(None),
-                Some(n) => n
-                    .as_i64()
-                    .map(Some)
-                    .ok_or_else(|| format!("item `{id}`: `{what}` must be a whole number")),
+                Some(Number::Int(i)) => Ok(Some(*i)),
+                Some(Number::Float(_)) => Err(format!("item `{id}`: `{what}` must be a whole number")),
             }
         };
-        let float = |n: &Option<serde_yaml::Number>| n.as_ref().and_then(|n| n.as_f64());
+        let float = |n: &Option<Number>| n.map(Number::as_f64);
         let need = |v: Option<i64>, what: &str| v.ok_or_else(|| format!("item `{id}`: `{what}` is required"));
         let kind = match r.kind {
             KindName::Scale => KindDef::Scale {

@@ -392,13 +392,13 @@ mod tests {
 
     #[test]
     fn empty_yaml_section_gives_the_defaults() {
-        let config: KafkaConfig = serde_yaml::from_str("{}").expect("parses");
+        let config: KafkaConfig = crate::yaml::from_str("{}").expect("parses");
         assert_eq!(config, KafkaConfig::default());
     }
 
     #[test]
     fn unknown_keys_are_rejected() {
-        let err = serde_yaml::from_str::<KafkaConfig>("partitons: 3").expect_err("typo must fail");
+        let err = crate::yaml::from_str::<KafkaConfig>("partitons: 3").expect_err("typo must fail");
         assert!(err.to_string().contains("unknown field"), "{err}");
     }
 
