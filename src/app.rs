@@ -163,7 +163,13 @@ async fn start_parts(
         .await
         .with_context(|| format!("binding the HTTP address {}", config.http.listen))?;
     let http_addr = http_listener.local_addr().context("HTTP address")?;
-    let state = AppState { registry, aggregator: shared.clone(), catalog, ready: ready.clone() };
+    let state = AppState {
+        registry,
+        aggregator: shared.clone(),
+        catalog,
+        ready: ready.clone(),
+        read_wait: config.http.read_wait(),
+    };
     let http_task = tokio::spawn(http::serve(http_listener, state, stopped(&stop_rx)));
     ready.store(true, Ordering::Relaxed);
 

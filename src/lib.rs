@@ -26,7 +26,9 @@
 //! - [`kafka`]: Kafka client settings and topic creation; [`kafka::KafkaConfig`], [`kafka::ensure_topics`].
 //! - [`broker`]: configured brokers or the in-process tansu broker (feature `embedded-broker`); [`broker::bootstrap_or_embedded`].
 //! - [`aggregate`]: consumer-group aggregator with per-partition state and its metrics; [`aggregate::run`].
+//! - [`read_token`]: read-your-writes tokens and whether the aggregator's view includes one; [`read_token::view_includes`].
 //! - [`http`]: `/metrics`, the JSON API, health and the live page; [`http::serve`].
+//! - [`log`]: stderr logs as text or JSON lines (`log.format`); [`log::init`].
 //! - [`config`]: the typed configuration file and environment overrides; [`config::Config::load`].
 //! - [`submit`]: the `submit` gRPC client; [`submit::run`].
 //! - [`restore_bench`]: `bench-restore`, time to ready after a restart with many interviews; [`restore_bench::run`].
@@ -45,8 +47,10 @@ pub mod http;
 pub mod ingest;
 pub mod instrument;
 pub mod kafka;
+pub mod log;
 pub mod proto;
 pub mod quality;
+pub mod read_token;
 pub mod report;
 pub mod restore_bench;
 pub mod results;

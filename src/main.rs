@@ -146,13 +146,10 @@ enum InstrumentCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tansu=warn,libsql=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // The service commands log as their config says, once it is loaded.
+    if !matches!(cli.command, Command::Serve(_) | Command::Ingest(_) | Command::Aggregate(_)) {
+        fieldwatch::log::init(&fieldwatch::log::LogConfig::default());
+    }
     match cli.command {
         Command::Serve(args) => service(args, Parts::All),
         Command::Ingest(args) => service(args, Parts::Ingest),
@@ -235,6 +232,7 @@ fn service(args: ServiceArgs, parts: Parts) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    fieldwatch::log::init(&config.log);
     config.ingest.apply_env(|k| std::env::var(k).ok());
     if let Some(a) = args.grpc_addr {
         config.ingest.listen = a;

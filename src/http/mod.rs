@@ -8,7 +8,10 @@
 //! - `GET /api/v1/studies/{study}/fieldwork?by=DIM`: dispositions and AAPOR rates.
 //! - `GET /api/v1/studies/{study}/flags?check=&form=&interviewer=&page=&per_page=`: flagged interviews.
 //! - `GET /api/v1/status`: partitions, lag and readiness.
+//!
+//! Every study route takes `?after=TOKEN` (read-your-writes, see [`consistency`]).
 
+pub mod consistency;
 mod fieldwork;
 
 use std::net::SocketAddr;
@@ -33,6 +36,22 @@ pub struct HttpConfig {
     /// Address for metrics, the JSON API and the live page.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Longest a JSON API request with `?after=TOKEN` waits for the view
+    /// to include the token's record before answering 503, in
+    /// milliseconds.
+    #[serde(default = "default_read_wait_ms")]
+    pub read_wait_ms: u64,
+}
+
+fn default_read_wait_ms() -> u64 {
+    5_000
+}
+
+impl HttpConfig {
+    /// [`Self::read_wait_ms`] as a duration.
+    pub fn read_wait(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.read_wait_ms)
+    }
 }
 
 fn default_listen() -> SocketAddr {
@@ -41,7 +60,7 @@ fn default_listen() -> SocketAddr {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: default_listen() }
+        HttpConfig { listen: default_listen(), read_wait_ms: default_read_wait_ms() }
     }
 }
 
@@ -56,6 +75,8 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
     /// Readiness of parts other than the aggregator (e.g. ingest connected).
     pub ready: Arc<std::sync::atomic::AtomicBool>,
+    /// Longest wait for `?after=TOKEN` (`http.read_wait_ms`).
+    pub read_wait: std::time::Duration,
 }
 
 /// Errors of the HTTP server.
@@ -78,6 +99,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/studies/{study}/toplines", get(study_toplines))
         .route("/api/v1/studies/{study}/fieldwork", get(fieldwork::fieldwork))
         .route("/api/v1/studies/{study}/flags", get(fieldwork::flags))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), consistency::after))
         .with_state(state)
 }
 

@@ -30,12 +30,22 @@ pub enum Method {
     GetInstrument,
     /// `IngestService.SubmitDisposition`.
     SubmitDisposition,
+    /// `POST /api/v1/studies/{study}/submissions` (JSON or NDJSON over HTTP).
+    HttpSubmissions,
+    /// `POST /api/v1/studies/{study}/kobo` (a KoboToolbox REST service).
+    HttpKobo,
 }
 
 impl Method {
     /// Every method.
-    pub const ALL: [Method; 4] =
-        [Method::Submit, Method::SubmitStream, Method::GetInstrument, Method::SubmitDisposition];
+    pub const ALL: [Method; 6] = [
+        Method::Submit,
+        Method::SubmitStream,
+        Method::GetInstrument,
+        Method::SubmitDisposition,
+        Method::HttpSubmissions,
+        Method::HttpKobo,
+    ];
 
     /// Stable snake_case name.
     pub fn as_str(self) -> &'static str {
@@ -44,6 +54,8 @@ impl Method {
             Method::SubmitStream => "submit_stream",
             Method::GetInstrument => "get_instrument",
             Method::SubmitDisposition => "submit_disposition",
+            Method::HttpSubmissions => "http_submissions",
+            Method::HttpKobo => "http_kobo",
         }
     }
 }

@@ -9,6 +9,8 @@
 //! - [`auth`]: bearer tokens -> front-end identity.
 //! - [`error`]: [`IngestError`] and its one mapping to `tonic::Status`.
 //! - [`metrics`]: `fieldwatch_ingest_*` metrics.
+//! - [`web`]: gRPC-Web, CORS and the JSON/NDJSON and KoboToolbox HTTP routes on the same port.
+//! - [`kobo`]: KoboToolbox submission JSON -> submission (pure).
 //!
 //! Entry points: [`serve`] (or [`IngestServer::new`] + [`IngestServer::run`])
 //! with a listener from [`bind`]. TLS, when `ingest.tls` is set, is
@@ -16,10 +18,12 @@
 
 pub mod auth;
 pub mod error;
+pub mod kobo;
 pub mod metrics;
 pub mod pseudonym;
 pub mod publisher;
 pub mod server;
+pub mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -35,7 +39,7 @@ pub use error::{IngestError, PublishFailure};
 pub use metrics::IngestMetrics;
 pub use pseudonym::{Pseudonymizer, record_key};
 pub use publisher::Publisher;
-pub use server::IngestServer;
+pub use server::{IngestServer, Intake};
 
 use crate::instrument::Catalog;
 use crate::validate::Limits;
@@ -97,6 +101,17 @@ pub struct IngestConfig {
     /// network in clear).
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// Browser origins (`https://survey.example.org`) allowed to call
+    /// ingest from a page, with gRPC-Web or the JSON intake (CORS). Empty:
+    /// no cross-origin calls (same-origin pages and non-browser clients
+    /// are unaffected).
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
+    /// Largest request body of the HTTP intake routes (JSON, NDJSON,
+    /// KoboToolbox), in bytes; a larger one is refused with 413 before it
+    /// is read whole.
+    #[serde(default = "default_max_http_body_bytes")]
+    pub max_http_body_bytes: usize,
 }
 
 /// TLS of the gRPC listener (`ingest.tls`). The files are read once, at
@@ -166,6 +181,9 @@ fn default_stream_window() -> usize {
 fn default_max_message_bytes() -> usize {
     4 * 1024 * 1024
 }
+fn default_max_http_body_bytes() -> usize {
+    8 * 1024 * 1024
+}
 fn default_shutdown_grace_ms() -> u64 {
     10_000
 }
@@ -182,6 +200,8 @@ impl Default for IngestConfig {
             max_message_bytes: default_max_message_bytes(),
             shutdown_grace_ms: default_shutdown_grace_ms(),
             tls: None,
+            cors_origins: Vec::new(),
+            max_http_body_bytes: default_max_http_body_bytes(),
         }
     }
 }
@@ -224,6 +244,9 @@ impl IngestConfig {
         }
         if self.max_message_bytes == 0 {
             problems.push("max_message_bytes must be at least 1".into());
+        }
+        if self.max_http_body_bytes == 0 {
+            problems.push("max_http_body_bytes must be at least 1".into());
         }
         let l = &self.limits;
         if l.max_answers == 0 || l.max_text_chars == 0 || l.max_choices == 0 {

@@ -1,0 +1,67 @@
+//! Read-your-writes on the JSON API: `GET /api/v1/studies/...?after=TOKEN`
+//! answers once the aggregator's view includes the record(s) of the
+//! token(s) (comma-separated, from `SubmitResponse.read_token` or the HTTP
+//! intake's reply), or with 503 after `http.read_wait_ms`.
+//!
+//! A middleware in front of the study routes, so every view gets it the
+//! same way; the question itself is [`crate::read_token::view_includes`].
+
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use crate::read_token::{parse_after, wait_until_included};
+
+#[derive(Deserialize)]
+struct AfterQuery {
+    after: Option<String>,
+}
+
+/// The 503 body when the view does not include a token in time.
+#[derive(Serialize)]
+struct NotYet<'a> {
+    error: &'a str,
+    /// Always false: the view does not include every token yet.
+    includes: bool,
+    /// How long the server waited, in milliseconds.
+    waited_ms: u128,
+}
+
+/// Header set on an answer that waited for `after`: the view includes it.
+pub const INCLUDES_HEADER: &str = "x-fieldwatch-includes";
+
+/// Waits for `after` on the study routes, then hands the request on.
+pub(super) async fn after(State(s): State<AppState>, request: Request, next: Next) -> Response {
+    let after = Query::<AfterQuery>::try_from_uri(request.uri())
+        .ok()
+        .and_then(|Query(q)| q.after)
+        .filter(|a| !a.is_empty());
+    let Some(after) = after.filter(|_| request.uri().path().starts_with("/api/v1/studies/")) else {
+        return next.run(request).await;
+    };
+    let tokens = match parse_after(&after) {
+        Ok(t) => t,
+        Err(e) => return super::api_error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    // Without an aggregator the route itself answers 404.
+    let Some(view) = s.aggregator.clone() else {
+        return next.run(request).await;
+    };
+    let start = std::time::Instant::now();
+    if wait_until_included(&view, &tokens, s.read_wait).await {
+        let mut response = next.run(request).await;
+        response.headers_mut().insert(INCLUDES_HEADER, HeaderValue::from_static("true"));
+        return response;
+    }
+    let body = NotYet {
+        error: "the view does not include every record of `after` yet; retry later",
+        includes: false,
+        waited_ms: start.elapsed().as_millis(),
+    };
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
