@@ -34,24 +34,34 @@ fn count(item: &ItemTopline, value: &str) -> u64 {
     item.distribution.iter().find(|c| c.value == value).map_or(0, |c| c.count)
 }
 
+/// `n` copies of each answer, in turn: enough interviews that no cell is
+/// below the demo's minimum cell size (5).
+fn times(n: usize, answers: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    answers.iter().flat_map(|a| std::iter::repeat_n(a.clone(), n)).collect()
+}
+
 #[test]
 fn an_empty_multi_select_is_an_answer_that_picks_nothing() {
-    let item = topline(&[json!({"q2": []}), json!({"q2": ["spanish"]}), json!({})], "languages");
-    assert_eq!(item.valid_n, 2, "`[]` is in the denominator, a blank is not");
-    assert_eq!(count(&item, "spanish"), 1);
+    let item = topline(&times(5, &[json!({"q2": []}), json!({"q2": ["spanish"]}), json!({})]), "languages");
+    assert_eq!(item.valid_n, 10, "`[]` is in the denominator, a blank is not");
+    assert_eq!(count(&item, "spanish"), 5);
     let spanish = item.distribution.iter().find(|c| c.value == "spanish").expect("spanish");
     assert!((spanish.share - 0.5).abs() < 1e-9, "shares are per respondent who answered");
 }
 
 #[test]
 fn na_as_an_option_is_in_the_denominator_and_the_missing_code_is_not() {
-    let option = topline(&[json!({"q42a": "na"}), json!({"q42a": "yes"})], "ta_understanding_issue");
-    assert_eq!(option.valid_n, 2);
-    assert_eq!((count(&option, "na"), count(&option, "yes")), (1, 1));
-    let missing =
-        topline(&[json!({"q42a": {"missing": "na"}}), json!({"q42a": "yes"})], "ta_understanding_issue");
-    assert_eq!(missing.valid_n, 1, "`{{\"missing\": \"na\"}}` is left out of the denominator");
-    assert_eq!(missing.missing.not_applicable, 1);
+    let option =
+        topline(&times(5, &[json!({"q42a": "na"}), json!({"q42a": "yes"})]), "ta_understanding_issue");
+    assert_eq!(option.valid_n, 10);
+    assert_eq!((count(&option, "na"), count(&option, "yes")), (5, 5));
+    let missing = topline(
+        &times(5, &[json!({"q42a": {"missing": "na"}}), json!({"q42a": "yes"})]),
+        "ta_understanding_issue",
+    );
+    assert_eq!(missing.valid_n, 5, "`{{\"missing\": \"na\"}}` is left out of the denominator");
+    assert_eq!(missing.missing.not_applicable, 5);
+    assert_eq!(count(&missing, "yes"), 5);
 }
 
 #[test]
