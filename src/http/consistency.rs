@@ -65,3 +65,55 @@ pub(super) async fn after(State(s): State<AppState>, request: Request, next: Nex
     response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::aggregate::Shared;
+    use crate::instrument::{Catalog, DEMO_STUDY_ID};
+
+    fn app(view: &Arc<Shared>) -> axum::Router {
+        super::super::router(AppState {
+            registry: prometheus::Registry::new(),
+            aggregator: Some(view.clone()),
+            catalog: view.catalog().clone(),
+            ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            read_wait: Duration::from_millis(100),
+        })
+    }
+
+    async fn get(view: &Arc<Shared>, query: &str) -> Response {
+        let uri = format!("/api/v1/studies/{DEMO_STUDY_ID}/toplines{query}");
+        app(view).oneshot(Request::get(uri).body(Body::empty()).expect("request")).await.expect("response")
+    }
+
+    #[tokio::test]
+    async fn a_read_after_a_record_the_view_lacks_is_503_after_the_wait_then_200_once_applied() {
+        let view = Shared::new(Arc::new(Catalog::demo()), Default::default());
+        view.assign(0, None);
+        let r = get(&view, "?after=0:1").await;
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers().get(header::RETRY_AFTER).map(|v| v.as_bytes()), Some(&b"1"[..]));
+        view.apply(0, 0, None);
+        view.apply(0, 1, None);
+        let r = get(&view, "?after=0:1").await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers().get(INCLUDES_HEADER).map(|v| v.as_bytes()), Some(&b"true"[..]));
+    }
+
+    #[tokio::test]
+    async fn without_after_nothing_waits_and_a_malformed_token_is_a_400() {
+        let view = Shared::new(Arc::new(Catalog::demo()), Default::default());
+        let r = get(&view, "").await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(r.headers().get(INCLUDES_HEADER).is_none());
+        assert_eq!(get(&view, "?after=zero").await.status(), StatusCode::BAD_REQUEST);
+    }
+}
