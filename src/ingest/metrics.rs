@@ -19,7 +19,7 @@ use super::error::PublishFailure;
 /// Label value for a study that is not loaded.
 pub const UNKNOWN_STUDY: &str = "unknown";
 
-/// The RPC methods, as the `method` label.
+/// The RPC methods and HTTP intake routes, as the `method` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     /// `IngestService.Submit`.
@@ -120,7 +120,10 @@ impl IngestMetrics {
         inflight_limit: usize,
     ) -> prometheus::Result<Self> {
         let requests = IntCounterVec::new(
-            Opts::new("fieldwatch_ingest_requests_total", "Ingest RPCs finished, by method and gRPC code."),
+            Opts::new(
+                "fieldwatch_ingest_requests_total",
+                "Ingest calls finished (RPCs and HTTP posts), by method and gRPC code (HTTP: the code its status maps from).",
+            ),
             &["method", "code"],
         )?;
         let records = IntCounterVec::new(
@@ -140,7 +143,7 @@ impl IngestMetrics {
         let duration = HistogramVec::new(
             HistogramOpts::new(
                 "fieldwatch_ingest_request_duration_seconds",
-                "Time to answer an ingest RPC (a stream: until its last result), by method.",
+                "Time to answer an ingest call (a stream: until its last result), by method.",
             ),
             &["method"],
         )?;

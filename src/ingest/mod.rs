@@ -1,4 +1,5 @@
-//! The gRPC ingest: authenticates front-ends, validates each interview
+//! The ingest (gRPC, gRPC-Web and JSON over HTTP on one port):
+//! authenticates front-ends, validates each interview
 //! against its instrument, pseudonymises the respondent, publishes a
 //! versioned envelope to Kafka and replies only after the broker
 //! acknowledged it.
@@ -59,8 +60,8 @@ pub const MIN_HMAC_KEY_BYTES: usize = 16;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IngestConfig {
-    /// Address the gRPC server listens on. Keep it apart from the metrics
-    /// and admin port.
+    /// Address the gRPC server listens on; gRPC-Web and the HTTP intake
+    /// routes share it. Keep it apart from the metrics and admin port.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
     /// Most interviews being validated or published at once, over all
