@@ -12,7 +12,7 @@ use crate::results::Applied;
 use crate::validate::Record;
 
 /// One raised check.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FlaggedCheck {
     /// The check.
     pub check: Check,
@@ -25,7 +25,7 @@ pub struct FlaggedCheck {
 }
 
 /// A flagged interview: the value of a quality-topic record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FlaggedInterview {
     /// Study id.
     pub study: String,
@@ -104,7 +104,7 @@ impl FlagFilter {
 pub const MAX_PER_PAGE: usize = 500;
 
 /// One page of flagged interviews.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct FlagPage {
     /// Flagged interviews passing the filter.
     pub total: usize,

@@ -21,9 +21,10 @@ struct AfterQuery {
 }
 
 /// The 503 body when the view does not include a token in time.
-#[derive(Serialize)]
-struct NotYet<'a> {
-    error: &'a str,
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct NotYet {
+    /// A sentence.
+    error: String,
     /// Always false: the view does not include every token yet.
     includes: bool,
     /// How long the server waited, in milliseconds.
@@ -57,7 +58,7 @@ pub(super) async fn after(State(s): State<AppState>, request: Request, next: Nex
         return response;
     }
     let body = NotYet {
-        error: "the view does not include every record of `after` yet; retry later",
+        error: "the view does not include every record of `after` yet; retry later".into(),
         includes: false,
         waited_ms: start.elapsed().as_millis(),
     };

@@ -8,11 +8,13 @@
 //! - `GET /api/v1/studies/{study}/fieldwork?by=DIM`: dispositions and AAPOR rates.
 //! - `GET /api/v1/studies/{study}/flags?check=&form=&interviewer=&page=&per_page=`: flagged interviews.
 //! - `GET /api/v1/status`: partitions, lag and readiness.
+//! - `GET /api/v1/openapi.json`: the OpenAPI 3.1 document of all of this ([`openapi`]).
 //!
 //! Every study route takes `?after=TOKEN` (read-your-writes, see [`consistency`]).
 
 pub mod consistency;
 mod fieldwork;
+pub mod openapi;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -92,13 +94,14 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(page))
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/v1/status", get(status))
         .route("/api/v1/studies", get(studies))
         .route("/api/v1/studies/{study}/toplines", get(study_toplines))
         .route("/api/v1/studies/{study}/fieldwork", get(fieldwork::fieldwork))
         .route("/api/v1/studies/{study}/flags", get(fieldwork::flags))
+        .route("/api/v1/openapi.json", get(openapi::document))
         .layer(axum::middleware::from_fn_with_state(state.clone(), consistency::after))
         .with_state(state)
 }
@@ -116,6 +119,17 @@ fn is_ready(s: &AppState) -> bool {
     s.ready.load(std::sync::atomic::Ordering::Relaxed) && s.aggregator.as_ref().is_none_or(|a| a.caught_up())
 }
 
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "the process is up", body = String, content_type = "text/plain")))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: every owned partition caught up (and ingest connected).
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, description = "ready", body = String, content_type = "text/plain"),
+    (status = 503, description = "not ready", body = String, content_type = "text/plain")))]
 async fn readyz(State(s): State<AppState>) -> Response {
     if is_ready(&s) {
         (StatusCode::OK, "ready").into_response()
@@ -124,6 +138,10 @@ async fn readyz(State(s): State<AppState>) -> Response {
     }
 }
 
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "health", responses(
+    (status = 200, description = "the metrics", body = String, content_type = "text/plain"),
+    (status = 500, description = "the metrics could not be gathered", body = String, content_type = "text/plain")))]
 async fn metrics(State(s): State<AppState>) -> Response {
     let mut families = s.registry.gather();
     if let Some(a) = &s.aggregator {
@@ -145,8 +163,10 @@ async fn metrics(State(s): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, enc.format_type().to_string())], buf).into_response()
 }
 
-#[derive(Serialize)]
-struct ApiError {
+/// A refused read.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ApiError {
+    /// A sentence.
     error: String,
 }
 
@@ -164,6 +184,9 @@ struct StudySummary<'a> {
     interviews: Option<u64>,
 }
 
+/// The loaded studies with forms, dimensions and counted interviews.
+#[utoipa::path(get, path = "/api/v1/studies", tag = "results",
+    responses((status = 200, description = "`{\"studies\": [{study, title, forms, dimensions, min_cell_size, interviews}]}`", body = serde_json::Value)))]
 async fn studies(State(s): State<AppState>) -> Response {
     let list: Vec<StudySummary<'_>> = s
         .catalog
@@ -185,6 +208,16 @@ struct TopQuery {
     by: Option<String>,
 }
 
+/// Live toplines, overall or by a dimension: the same as `fieldwatch report`,
+/// plus `caught_up`, `retries`, `duplicate_respondents`, `possible_duplicates`.
+#[utoipa::path(get, path = "/api/v1/studies/{study}/toplines", tag = "results",
+    params(("study" = String, Path, description = "study id", example = "le-trafficking"),
+           ("by" = Option<String>, Query, description = "a dimension of the study"),
+           ("after" = Option<String>, Query, description = "read tokens (docs/api.md, read-your-writes)")),
+    responses((status = 200, description = "the toplines", body = crate::results::toplines::Toplines),
+              (status = 400, description = "a parameter is not valid", content((ApiError = "application/json"), (String = "text/plain"))),
+              (status = 404, description = "no such study, or no aggregator in this process", body = ApiError),
+              (status = 503, description = "`after`: the view does not include the records yet", body = consistency::NotYet)))]
 async fn study_toplines(
     State(s): State<AppState>,
     Path(study): Path<String>,
@@ -212,6 +245,9 @@ async fn study_toplines(
     }
 }
 
+/// Partitions, lag and readiness.
+#[utoipa::path(get, path = "/api/v1/status", tag = "health",
+    responses((status = 200, description = "`{ready, caught_up, partitions: [...]}`", body = serde_json::Value)))]
 async fn status(State(s): State<AppState>) -> Response {
     let partitions = s.aggregator.as_ref().map(|a| a.partitions()).unwrap_or_default();
     Json(serde_json::json!({
@@ -222,6 +258,9 @@ async fn status(State(s): State<AppState>) -> Response {
     .into_response()
 }
 
+/// The live page.
+#[utoipa::path(get, path = "/", tag = "health",
+    responses((status = 200, description = "the live page", body = String, content_type = "text/html")))]
 async fn page() -> Html<&'static str> {
     Html(include_str!("live.html"))
 }

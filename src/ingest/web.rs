@@ -95,7 +95,7 @@ impl WebConfig {
 }
 
 #[derive(Clone)]
-struct Web {
+pub(crate) struct Web {
     intake: Intake,
     max_body_bytes: usize,
 }
@@ -123,7 +123,7 @@ pub fn http_status(code: Code) -> StatusCode {
 }
 
 /// One problem, as JSON (the gRPC `FieldViolation`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JsonViolation {
     /// Path of the field (`answers.q6`), `body` for an unreadable body.
     pub field: String,
@@ -141,7 +141,7 @@ impl From<Violation> for JsonViolation {
 }
 
 /// A stored record: where it went, and the read token for `?after=`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Stored {
     /// The submission id, as sent (empty for a disposition).
     pub submission_id: String,
@@ -156,7 +156,7 @@ pub struct Stored {
 }
 
 /// The body of every refusal.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Refusal {
     /// A sentence; never echoes submitted values.
     pub error: String,
@@ -168,7 +168,7 @@ pub struct Refusal {
 }
 
 /// One line's outcome in an NDJSON reply.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LineResult {
     /// Line number in the body, from 1.
     pub line: usize,
@@ -185,7 +185,7 @@ pub struct LineResult {
 }
 
 /// The reply to an NDJSON post.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct BatchReply {
     /// Lines stored.
     pub accepted: usize,
@@ -363,7 +363,21 @@ fn is_ndjson(headers: &HeaderMap) -> bool {
         })
 }
 
-async fn submissions(
+/// One submission (JSON) or several (NDJSON), on the ingest port.
+#[utoipa::path(post, path = "/api/v1/studies/{study}/submissions", tag = "ingest",
+    params(("study" = String, Path, description = "study id", example = "le-trafficking")),
+    request_body(description = "a submission in the JSONL shape of docs/submissions.md, or NDJSON of them",
+        content((serde_json::Value = "application/json"), (String = "application/x-ndjson"))),
+    responses((status = 200, description = "stored (JSON), or one result per line (NDJSON)",
+                content((Stored = "application/json"), (BatchReply = "application/json"))),
+              (status = 400, description = "invalid submission or body; one violation per problem", body = Refusal),
+              (status = 401, description = "no valid bearer token", body = Refusal),
+              (status = 404, description = "the study is not loaded", body = Refusal),
+              (status = 413, description = "the body is larger than `ingest.max_http_body_bytes`", body = Refusal),
+              (status = 429, description = "shed: retry after `Retry-After`", body = Refusal),
+              (status = 503, description = "broker unavailable or shutting down: retry after `Retry-After`", body = Refusal)),
+    security(("bearer" = [])))]
+pub(crate) async fn submissions(
     State(web): State<Web>,
     Path(study): Path<String>,
     headers: HeaderMap,
@@ -458,13 +472,26 @@ async fn line_result(web: &Web, frontend: &str, study: &str, line_no: usize, lin
 
 /// Query of the KoboToolbox route.
 #[derive(Debug, Deserialize)]
-struct KoboQuery {
+pub(crate) struct KoboQuery {
     /// The form (version) of the study the submissions answer; optional
     /// when the study has one form or the payload has a `form` field.
     form: Option<String>,
 }
 
-async fn kobo_submission(
+/// One KoboToolbox REST-service submission, on the ingest port.
+#[utoipa::path(post, path = "/api/v1/studies/{study}/kobo", tag = "ingest",
+    params(("study" = String, Path, description = "study id", example = "le-trafficking"),
+           ("form" = Option<String>, Query, description = "the form; optional for a study with one form")),
+    request_body(content = serde_json::Value, description = "the JSON a KoboToolbox REST service posts (docs/api.md)"),
+    responses((status = 200, description = "stored", body = Stored),
+              (status = 400, description = "invalid submission or body; one violation per problem", body = Refusal),
+              (status = 401, description = "no valid bearer token", body = Refusal),
+              (status = 404, description = "the study is not loaded", body = Refusal),
+              (status = 413, description = "the body is larger than `ingest.max_http_body_bytes`", body = Refusal),
+              (status = 429, description = "shed: retry after `Retry-After`", body = Refusal),
+              (status = 503, description = "broker unavailable or shutting down: retry after `Retry-After`", body = Refusal)),
+    security(("bearer" = [])))]
+pub(crate) async fn kobo_submission(
     State(web): State<Web>,
     Path(study): Path<String>,
     Query(q): Query<KoboQuery>,

@@ -13,7 +13,9 @@ use crate::instrument::{ExprValue, Form, Item, KindDef, MissingKind, Opt, Study}
 use crate::validate::{Record, Value};
 
 /// The quality checks. Names are stable metric label values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Check {
     /// A required, relevant item was left blank.
