@@ -171,8 +171,14 @@ async fn start_parts(
         .await
         .with_context(|| format!("binding the HTTP address {}", config.http.listen))?;
     let http_addr = http_listener.local_addr().context("HTTP address")?;
-    let state =
-        AppState { registry, aggregator: shared.clone(), catalog, ready: ready.clone(), ingest_health };
+    let state = AppState {
+        registry,
+        aggregator: shared.clone(),
+        catalog,
+        ready: ready.clone(),
+        ingest_health,
+        read_wait: config.http.read_wait(),
+    };
     let http_server =
         http::serve(http_listener, state, &config.http, stopped(&stop_rx)).context("setting up http")?;
     let http_task = tokio::spawn(http_server);

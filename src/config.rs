@@ -47,6 +47,9 @@ pub struct Config {
     /// Metrics, JSON API and live page.
     #[serde(default)]
     pub http: HttpConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: crate::log::LogConfig,
 }
 
 /// Settings of the in-process broker.
@@ -82,6 +85,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             aggregate: AggregateConfig::default(),
             http: HttpConfig::default(),
+            log: crate::log::LogConfig::default(),
         }
     }
 }

@@ -29,6 +29,8 @@
 //! - [`aggregate`]: consumer-group aggregator: offset rules, per-partition live state, snapshots, metrics; [`aggregate::run`], [`aggregate::LiveState`].
 //! - [`http`]: `/metrics`, the JSON API, health and the live page; [`http::serve`].
 //! - [`conn`]: connection cap, first-request and idle timeouts shared by the gRPC and HTTP listeners; [`conn::Listener`].
+//! - [`read_token`]: read-your-writes tokens and whether the aggregator's view includes one; [`read_token::view_includes`].
+//! - [`log`]: stderr logs as text or JSON lines (`log.format`); [`log::init`].
 //! - [`config`]: the typed configuration file and environment overrides; [`config::Config::load`].
 //! - [`submit`]: the `submit` gRPC client; [`submit::run`].
 //! - [`bench`]: tools next to the product: `bench` (producer, ingest, latency and aggregator figures on one broker; [`bench::run`]) and `bench-restore` (time to ready after a restart; [`bench::restore::run`]).
@@ -50,9 +52,11 @@ pub mod http;
 pub mod ingest;
 pub mod instrument;
 pub mod kafka;
+pub mod log;
 pub mod pipeline;
 pub mod proto;
 pub mod quality;
+pub mod read_token;
 pub mod report;
 pub mod results;
 pub mod submit;

@@ -144,13 +144,10 @@ enum InstrumentCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tansu=warn,libsql=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // The service commands log as their config says, once it is loaded.
+    if !matches!(cli.command, Command::Serve(_) | Command::Ingest(_) | Command::Aggregate(_)) {
+        fieldwatch::log::init(&fieldwatch::log::LogConfig::default());
+    }
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
@@ -260,6 +257,7 @@ fn block_on<T>(fut: impl std::future::Future<Output = anyhow::Result<T>>) -> any
 /// overrides and flags, then the service until it is stopped.
 fn service(args: ServiceArgs, parts: Parts) -> anyhow::Result<ExitCode> {
     let mut config = Config::load(args.config.as_deref(), std::env::vars)?;
+    fieldwatch::log::init(&config.log);
     config.ingest.apply_env(|k| std::env::var(k).ok());
     if let Some(a) = args.grpc_addr {
         config.ingest.listen = a;

@@ -5,14 +5,16 @@ Generates the gRPC stubs from proto/fieldwatch/v1/fieldwatch.proto at run time
 (grpcio-tools, into a temporary directory), then against a running service:
 
 1. submits one valid interview of the demo study `le-trafficking` (the first
-   line of tests/data/seed-121.jsonl under new ids) and prints OK;
+   line of tests/data/seed-121.jsonl under new ids) and prints OK; with
+   --http, reads the live toplines with `?after=READ_TOKEN` (read-your-writes:
+   the answer includes this interview, no sleeping) and prints the count;
 2. submits a broken one (text for the scale item q6, an unknown item q99, an
    unknown missing code for q40) and prints each field violation of the
    `google.rpc.BadRequest` that the INVALID_ARGUMENT status carries in its
    `grpc-status-details-bin` trailer.
 
 Needs: pip install grpcio grpcio-tools grpcio-status
-Usage: submit_example.py --server 127.0.0.1:50051 [--token TOKEN]
+Usage: submit_example.py --server 127.0.0.1:50051 [--token TOKEN] [--http http://127.0.0.1:9464]
 Exit status 0 when the valid interview was stored and the broken one rejected.
 """
 
@@ -25,6 +27,8 @@ import os
 import shutil
 import sys
 import tempfile
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -115,11 +119,26 @@ def print_violations(err):
     return found
 
 
+def read_your_writes(http, study, token):
+    """The live toplines once they include the record of `token`; None on 503."""
+    url = f"{http.rstrip('/')}/api/v1/studies/{study}/toplines?after={token}"
+    try:
+        # The server waits (up to http.read_wait_ms) until its view includes
+        # the record, then answers; 503 means "not yet", worth a retry.
+        with urllib.request.urlopen(url, timeout=60) as r:
+            return json.load(r)
+    except urllib.error.HTTPError as err:
+        if err.code == 503:
+            return None
+        raise
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--server", default="127.0.0.1:50051", help="ingest gRPC address host:port")
     ap.add_argument("--token", default=os.environ.get("FIELDWATCH_TOKEN"),
                     help="bearer token, if the server requires one (or FIELDWATCH_TOKEN)")
+    ap.add_argument("--http", help="JSON API base URL (http://127.0.0.1:9464): read your write back")
     args = ap.parse_args()
 
     pb, pb_grpc = load_stubs()
@@ -143,7 +162,13 @@ def main():
             print_violations(err)
             return 1
         print(f"valid interview {reply.submission_id}: OK "
-              f"(stored, received_at {reply.received_at.ToJsonString()})")
+              f"(stored, received_at {reply.received_at.ToJsonString()}, read_token {reply.read_token})")
+        if args.http:
+            toplines = read_your_writes(args.http, line["study"], reply.read_token)
+            if toplines is None:
+                print("live toplines: the view does not include the interview yet (503)")
+                return 1
+            print(f"live toplines include it: {toplines['groups'][0]['interviews']} interviews")
 
         # 2. A broken one: text for a 1-5 scale, an item the form lacks, and
         #    a missing code the study does not define.

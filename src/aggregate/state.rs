@@ -362,6 +362,17 @@ impl LiveState {
         *self.view.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(v);
     }
 
+    /// Rebuilds the view from the owned partitions alone, as the view task
+    /// would with no other partitions in the topic (for unit tests, which
+    /// run no view task).
+    #[cfg(test)]
+    pub(crate) fn rebuild_view_from_owned(&self) {
+        let owned = self.owned_parts(&mut BTreeMap::new());
+        let partitions: Vec<i32> = owned.iter().map(|(p, _)| *p).collect();
+        let parts = owned.iter().map(|(p, part)| (*p, view::Source::Owned, part.as_ref()));
+        self.set_view(view::View::build(parts, &partitions, &BTreeMap::new(), 0));
+    }
+
     /// The owned partitions with their assignment generations, in partition order.
     pub fn ownership(&self) -> Vec<(i32, u64)> {
         self.lock().partitions.iter().map(|(p, s)| (*p, s.generation)).collect()

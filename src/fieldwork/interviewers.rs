@@ -174,7 +174,7 @@ pub fn by_interviewer(study: &Study, state: &FieldworkState) -> Vec<InterviewerR
 }
 
 /// One quality rate of an interviewer beside the rate of the rest.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Measure {
     /// The interviewer's rate; `None` without a denominator.
     pub rate: Option<f64>,
@@ -187,7 +187,7 @@ pub struct Measure {
 }
 
 /// An interviewer's interview quality compared with the rest.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct InterviewerQuality {
     /// Counted interviews.
     pub interviews: u64,

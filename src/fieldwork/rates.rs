@@ -10,7 +10,7 @@ use super::{Counts, Disposition};
 use crate::instrument::{EligibilityEstimate, EligibilityMethod};
 
 /// Cases by final disposition, with AAPOR's symbols in the docs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DispositionCounts {
     /// I: complete interviews.
     pub complete: u64,
@@ -70,7 +70,7 @@ impl DispositionCounts {
 }
 
 /// The AAPOR rates; `None` where the denominator is zero.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Rates {
     /// I / ((I+P) + (R+NC+O) + (UH+UO)).
     pub rr1: Option<f64>,

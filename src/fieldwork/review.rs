@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::quality::Check;
 
 /// One raised check.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FlaggedCheck {
     /// The check.
     pub check: Check,
@@ -23,7 +23,7 @@ pub struct FlaggedCheck {
 }
 
 /// A flagged interview: the value of a quality-topic record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FlaggedInterview {
     /// Study id.
     pub study: String,
@@ -77,7 +77,7 @@ impl FlagFilter {
 pub const MAX_PER_PAGE: usize = 500;
 
 /// One page of flagged interviews.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct FlagPage {
     /// Flagged interviews passing the filter.
     pub total: usize,

@@ -27,7 +27,7 @@ pub enum FieldworkError {
 pub const INTERVIEWER: &str = "interviewer";
 
 /// The fieldwork report of a study.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct FieldworkReport {
     /// Study id.
     pub study: String,
@@ -50,7 +50,7 @@ pub struct FieldworkReport {
 }
 
 /// Cases and rates of one group.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct FieldworkGroup {
     /// `all`, or the dimension value (`other`, `unknown` included).
     pub segment: String,
@@ -68,7 +68,7 @@ pub struct FieldworkGroup {
 }
 
 /// Durations of one form's timed interviews.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct FormDurations {
     /// Form id.
     pub form: String,

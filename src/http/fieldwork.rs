@@ -32,6 +32,15 @@ pub(super) struct FieldworkQuery {
     by: Option<String>,
 }
 
+/// Cases by disposition and the AAPOR rates.
+#[utoipa::path(get, path = "/api/v1/studies/{study}/fieldwork", tag = "fieldwork",
+    params(("study" = String, Path, description = "study id", example = "le-trafficking"),
+           ("by" = Option<String>, Query, description = "a dimension of the study, or `interviewer`"),
+           ("after" = Option<String>, Query, description = "read tokens (docs/api.md, read-your-writes)")),
+    responses((status = 200, description = "the fieldwork report", body = crate::fieldwork::summary::FieldworkReport),
+              (status = 400, description = "a parameter is not valid", content((super::ApiError = "application/json"), (String = "text/plain"))),
+              (status = 404, description = "no such study, or no aggregator in this process", body = super::ApiError),
+              (status = 503, description = "`after`: the view does not include the records yet", body = super::consistency::NotYet)))]
 pub(super) async fn fieldwork(
     State(s): State<AppState>,
     Path(study): Path<String>,
@@ -66,6 +75,19 @@ pub(super) struct FlagsQuery {
 /// Default page size of the flags list.
 const DEFAULT_PER_PAGE: usize = 50;
 
+/// Flagged interviews for review, pseudonymous, paged.
+#[utoipa::path(get, path = "/api/v1/studies/{study}/flags", tag = "fieldwork",
+    params(("study" = String, Path, description = "study id", example = "le-trafficking"),
+           ("check" = Option<String>, Query, description = "only interviews that raised this check"),
+           ("form" = Option<String>, Query, description = "only this form"),
+           ("interviewer" = Option<String>, Query, description = "only this interviewer label"),
+           ("page" = Option<usize>, Query, description = "page number, from 1"),
+           ("per_page" = Option<usize>, Query, description = "page size (capped)"),
+           ("after" = Option<String>, Query, description = "read tokens (docs/api.md, read-your-writes)")),
+    responses((status = 200, description = "one page of flagged interviews", body = crate::fieldwork::review::FlagPage),
+              (status = 400, description = "a parameter is not valid", content((super::ApiError = "application/json"), (String = "text/plain"))),
+              (status = 404, description = "no such study, or no aggregator in this process", body = super::ApiError),
+              (status = 503, description = "`after`: the view does not include the records yet", body = super::consistency::NotYet)))]
 pub(super) async fn flags(
     State(s): State<AppState>,
     Path(study): Path<String>,

@@ -15,9 +15,14 @@
 //! - `GET /api/v1/studies/{study}/quotas`: quota cells, achieved against target and cap.
 //! - `GET /api/v1/studies/{study}/quality`: flags per check with the most flagged items.
 //! - `GET /api/v1/status`: owned partitions, lag, readiness, and the view's freshness.
+//! - `GET /api/v1/openapi.json`: the OpenAPI 3.1 document of all of this ([`openapi`]).
+//!
+//! Every study route takes `?after=TOKEN` (read-your-writes, see [`consistency`]).
 
 pub mod access;
+pub mod consistency;
 mod fieldwork;
+pub mod openapi;
 mod quotas;
 
 use std::net::SocketAddr;
@@ -65,6 +70,15 @@ pub struct HttpConfig {
     /// open after its last request, in milliseconds.
     #[serde(default = "default_idle_timeout_ms")]
     pub idle_timeout_ms: u64,
+    /// Longest a JSON API request with `?after=TOKEN` waits for the view
+    /// to include the token's record before answering 503, in
+    /// milliseconds.
+    #[serde(default = "default_read_wait_ms")]
+    pub read_wait_ms: u64,
+}
+
+fn default_read_wait_ms() -> u64 {
+    5_000
 }
 
 /// One reader allowed on the HTTP port.
@@ -104,11 +118,17 @@ impl Default for HttpConfig {
             max_connections: default_max_connections(),
             header_timeout_ms: default_header_timeout_ms(),
             idle_timeout_ms: default_idle_timeout_ms(),
+            read_wait_ms: default_read_wait_ms(),
         }
     }
 }
 
 impl HttpConfig {
+    /// [`Self::read_wait_ms`] as a duration.
+    pub fn read_wait(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.read_wait_ms)
+    }
+
     /// The limits of the HTTP listener.
     pub fn conn_limits(&self) -> crate::conn::ConnLimits {
         crate::conn::ConnLimits {
@@ -157,6 +177,8 @@ pub struct AppState {
     /// Whether ingest can publish, when this process runs ingest (see
     /// [`crate::ingest::IngestServer::health`]).
     pub ingest_health: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Longest wait for `?after=TOKEN` (`http.read_wait_ms`).
+    pub read_wait: std::time::Duration,
 }
 
 /// Errors of the HTTP server.
@@ -180,7 +202,7 @@ pub fn router(state: AppState) -> Router {
         .route("/page.js", get(page_js))
         .route("/page.css", get(page_css))
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/v1/status", get(status))
         .route("/api/v1/studies", get(studies))
@@ -189,6 +211,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/studies/{study}/flags", get(fieldwork::flags))
         .route("/api/v1/studies/{study}/quotas", get(quotas::quotas))
         .route("/api/v1/studies/{study}/quality", get(quotas::quality))
+        .route("/api/v1/openapi.json", get(openapi::document))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), consistency::after))
         .with_state(state)
 }
 
@@ -232,6 +256,17 @@ fn is_ready(s: &AppState) -> bool {
         && s.aggregator.as_ref().is_none_or(|a| a.caught_up())
 }
 
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "the process is up", body = String, content_type = "text/plain")))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: every owned partition caught up (and ingest connected).
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, description = "ready", body = String, content_type = "text/plain"),
+    (status = 503, description = "not ready", body = String, content_type = "text/plain")))]
 async fn readyz(State(s): State<AppState>) -> Response {
     if is_ready(&s) {
         (StatusCode::OK, "ready").into_response()
@@ -240,6 +275,10 @@ async fn readyz(State(s): State<AppState>) -> Response {
     }
 }
 
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "health", responses(
+    (status = 200, description = "the metrics", body = String, content_type = "text/plain"),
+    (status = 500, description = "the metrics could not be gathered", body = String, content_type = "text/plain")))]
 async fn metrics(State(s): State<AppState>) -> Response {
     let mut families = s.registry.gather();
     if let Some(a) = &s.aggregator {
@@ -261,8 +300,10 @@ async fn metrics(State(s): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, enc.format_type().to_string())], buf).into_response()
 }
 
-#[derive(Serialize)]
-struct ApiError {
+/// A refused read.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ApiError {
+    /// A sentence.
     error: String,
 }
 
@@ -291,6 +332,9 @@ fn with_freshness(v: &mut serde_json::Value, view: &crate::aggregate::view::View
     }
 }
 
+/// The loaded studies with forms, dimensions and counted interviews.
+#[utoipa::path(get, path = "/api/v1/studies", tag = "results",
+    responses((status = 200, description = "`{\"studies\": [{study, title, forms, dimensions, min_cell_size, interviews}]}`", body = serde_json::Value)))]
 async fn studies(State(s): State<AppState>) -> Response {
     let view = s.aggregator.as_ref().map(|a| a.view());
     let list: Vec<StudySummary<'_>> = s
@@ -317,6 +361,16 @@ struct TopQuery {
     by: Option<String>,
 }
 
+/// Live toplines, overall or by a dimension: the same as `fieldwatch report`,
+/// plus `caught_up`, `retries`, `duplicate_respondents`, `possible_duplicates`.
+#[utoipa::path(get, path = "/api/v1/studies/{study}/toplines", tag = "results",
+    params(("study" = String, Path, description = "study id", example = "le-trafficking"),
+           ("by" = Option<String>, Query, description = "a dimension of the study"),
+           ("after" = Option<String>, Query, description = "read tokens (docs/api.md, read-your-writes)")),
+    responses((status = 200, description = "the toplines", body = crate::results::toplines::Toplines),
+              (status = 400, description = "a parameter is not valid", content((ApiError = "application/json"), (String = "text/plain"))),
+              (status = 404, description = "no such study, or no aggregator in this process", body = ApiError),
+              (status = 503, description = "`after`: the view does not include the records yet", body = consistency::NotYet)))]
 async fn study_toplines(
     State(s): State<AppState>,
     Path(study): Path<String>,
@@ -345,6 +399,9 @@ async fn study_toplines(
     }
 }
 
+/// Partitions, lag and readiness.
+#[utoipa::path(get, path = "/api/v1/status", tag = "health",
+    responses((status = 200, description = "`{ready, caught_up, partitions: [...]}`", body = serde_json::Value)))]
 async fn status(State(s): State<AppState>) -> Response {
     let partitions = s.aggregator.as_ref().map(|a| a.partitions()).unwrap_or_default();
     let view = s.aggregator.as_ref().map(|a| a.view());
@@ -360,6 +417,9 @@ async fn status(State(s): State<AppState>) -> Response {
 
 // The page at `/` (docs/page.md): HTML, script and style built into the
 // binary; everything it shows comes from the JSON API above.
+/// The live page.
+#[utoipa::path(get, path = "/", tag = "health",
+    responses((status = 200, description = "the live page", body = String, content_type = "text/html")))]
 async fn page() -> Html<&'static str> {
     Html(include_str!("page/index.html"))
 }

@@ -204,9 +204,10 @@ impl IngestError {
     }
 
     /// The one mapping from ingest errors to gRPC statuses. Invalid
-    /// submissions carry a `google.rpc.BadRequest` with one field violation
-    /// per problem. The message is this error's own text, which never
-    /// echoes request strings.
+    /// submissions, and an unknown study (NOT_FOUND), carry a
+    /// `google.rpc.BadRequest` with one field violation per problem, as a
+    /// stream's `SubmitResult` does. The message is this error's own text,
+    /// which never echoes request strings.
     ///
     /// At most [`MAX_DETAIL_VIOLATIONS`] violations (and
     /// [`MAX_DETAIL_BYTES`] of them) are listed; the message says how many
@@ -214,7 +215,7 @@ impl IngestError {
     pub fn to_status(&self) -> Status {
         let code = self.code();
         let message = self.to_string();
-        if code != Code::InvalidArgument {
+        if code != Code::InvalidArgument && code != Code::NotFound {
             return Status::new(code, message);
         }
         let violations = self.violations();
@@ -344,6 +345,9 @@ mod tests {
     fn an_unknown_study_alone_is_not_found_but_with_other_problems_is_invalid() {
         let alone = IngestError::from_violations(vec![violation("study", Rule::UnknownStudy)]);
         assert_eq!(alone.to_status().code(), Code::NotFound);
+        let bad = alone.to_status().get_details_bad_request().expect("details on NOT_FOUND too");
+        assert_eq!(bad.field_violations[0].field, "study");
+        assert_eq!(bad.field_violations[0].reason, "unknown_study");
         let more = IngestError::from_violations(vec![
             violation("study", Rule::UnknownStudy),
             violation("respondent_id", Rule::Required),

@@ -19,7 +19,7 @@ use super::error::PublishFailure;
 /// Label value for a study that is not loaded.
 pub const UNKNOWN_STUDY: &str = "unknown";
 
-/// The RPC methods, as the `method` label.
+/// The RPC methods and HTTP intake routes, as the `method` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     /// `IngestService.Submit`.
@@ -32,16 +32,22 @@ pub enum Method {
     SubmitDisposition,
     /// `IngestService.CheckQuota`.
     CheckQuota,
+    /// `POST /api/v1/studies/{study}/submissions` (JSON or NDJSON over HTTP).
+    HttpSubmissions,
+    /// `POST /api/v1/studies/{study}/kobo` (a KoboToolbox REST service).
+    HttpKobo,
 }
 
 impl Method {
     /// Every method.
-    pub const ALL: [Method; 5] = [
+    pub const ALL: [Method; 7] = [
         Method::Submit,
         Method::SubmitStream,
         Method::GetInstrument,
         Method::SubmitDisposition,
         Method::CheckQuota,
+        Method::HttpSubmissions,
+        Method::HttpKobo,
     ];
 
     /// Stable snake_case name.
@@ -52,6 +58,8 @@ impl Method {
             Method::GetInstrument => "get_instrument",
             Method::SubmitDisposition => "submit_disposition",
             Method::CheckQuota => "check_quota",
+            Method::HttpSubmissions => "http_submissions",
+            Method::HttpKobo => "http_kobo",
         }
     }
 }
@@ -116,7 +124,10 @@ impl IngestMetrics {
         inflight_limit: usize,
     ) -> prometheus::Result<Self> {
         let requests = IntCounterVec::new(
-            Opts::new("fieldwatch_ingest_requests_total", "Ingest RPCs finished, by method and gRPC code."),
+            Opts::new(
+                "fieldwatch_ingest_requests_total",
+                "Ingest calls finished (RPCs and HTTP posts), by method and gRPC code (HTTP: the code its status maps from).",
+            ),
             &["method", "code"],
         )?;
         let records = IntCounterVec::new(
@@ -136,7 +147,7 @@ impl IngestMetrics {
         let duration = HistogramVec::new(
             HistogramOpts::new(
                 "fieldwatch_ingest_request_duration_seconds",
-                "Time to answer an ingest RPC (a stream: until its last result), by method.",
+                "Time to answer an ingest call (a stream: until its last result), by method.",
             ),
             &["method"],
         )?;

@@ -1,4 +1,5 @@
-//! The gRPC ingest: authenticates front-ends, validates each interview
+//! The ingest (gRPC, gRPC-Web and JSON over HTTP on one port):
+//! authenticates front-ends, validates each interview
 //! against its instrument, pseudonymises the respondent, publishes a
 //! versioned envelope to Kafka and replies only after the broker
 //! acknowledged it.
@@ -11,6 +12,8 @@
 //!   bytes before its body is read.
 //! - [`error`]: [`IngestError`] and its one mapping to `tonic::Status`.
 //! - [`metrics`]: `fieldwatch_ingest_*` metrics.
+//! - [`web`]: gRPC-Web, CORS and the JSON/NDJSON and KoboToolbox HTTP routes on the same port.
+//! - [`kobo`]: KoboToolbox submission JSON -> submission (pure).
 //!
 //! Entry points: [`serve`] (or [`IngestServer::new`] + [`IngestServer::run`])
 //! with a listener from [`bind`]. TLS, when `ingest.tls` is set, is
@@ -19,11 +22,13 @@
 pub mod admission;
 pub mod auth;
 pub mod error;
+pub mod kobo;
 pub mod metrics;
 pub mod pseudonym;
 pub mod publisher;
 pub mod quota;
 pub mod server;
+pub mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -39,7 +44,7 @@ pub use error::{IngestError, PublishFailure};
 pub use metrics::IngestMetrics;
 pub use pseudonym::{Pseudonymizer, record_key};
 pub use publisher::Publisher;
-pub use server::IngestServer;
+pub use server::{IngestServer, Intake};
 
 use crate::instrument::Catalog;
 use crate::validate::Limits;
@@ -59,8 +64,8 @@ pub const MIN_HMAC_KEY_BYTES: usize = 16;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IngestConfig {
-    /// Address the gRPC server listens on. Keep it apart from the metrics
-    /// and admin port.
+    /// Address the gRPC server listens on; gRPC-Web and the HTTP intake
+    /// routes share it. Keep it apart from the metrics and admin port.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
     /// Most interviews being validated or published at once, over all
@@ -136,6 +141,17 @@ pub struct IngestConfig {
     /// finish), in milliseconds. Spreads long-lived clients over replicas.
     #[serde(default = "default_max_connection_age_ms")]
     pub max_connection_age_ms: u64,
+    /// Browser origins (`https://survey.example.org`) allowed to call
+    /// ingest from a page, with gRPC-Web or the JSON intake (CORS). Empty:
+    /// no cross-origin calls (same-origin pages and non-browser clients
+    /// are unaffected).
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
+    /// Largest request body of the HTTP intake routes (JSON, NDJSON,
+    /// KoboToolbox), in bytes; a larger one is refused with 413 before it
+    /// is read whole.
+    #[serde(default = "default_max_http_body_bytes")]
+    pub max_http_body_bytes: usize,
 }
 
 /// TLS of the gRPC listener (`ingest.tls`). The files are read once, at
@@ -205,6 +221,9 @@ fn default_stream_window() -> usize {
 fn default_max_message_bytes() -> usize {
     4 * 1024 * 1024
 }
+fn default_max_http_body_bytes() -> usize {
+    8 * 1024 * 1024
+}
 fn default_shutdown_grace_ms() -> u64 {
     10_000
 }
@@ -257,6 +276,8 @@ impl Default for IngestConfig {
             keepalive_interval_ms: default_keepalive_interval_ms(),
             keepalive_timeout_ms: default_keepalive_timeout_ms(),
             max_connection_age_ms: default_max_connection_age_ms(),
+            cors_origins: Vec::new(),
+            max_http_body_bytes: default_max_http_body_bytes(),
         }
     }
 }
@@ -322,6 +343,9 @@ impl IngestConfig {
         if times.contains(&0) {
             problems
                 .push("connection timeouts, keepalive and max_connection_age_ms must be at least 1".into());
+        }
+        if self.max_http_body_bytes == 0 {
+            problems.push("max_http_body_bytes must be at least 1".into());
         }
         let l = &self.limits;
         if l.max_answers == 0 || l.max_text_chars == 0 || l.max_choices == 0 {

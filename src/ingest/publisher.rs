@@ -23,6 +23,18 @@ use crate::proto::v1::Envelope;
 /// bounds the wait if the report never comes.
 pub const DELIVERY_REPORT_MARGIN: Duration = Duration::from_secs(1);
 
+/// Where the broker stored an acknowledged write, and how long it took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// From enqueueing to the delivery report.
+    pub took: Duration,
+    /// Partition of the responses topic the record went to.
+    pub partition: i32,
+    /// The record's offset in that partition. A view has applied it once
+    /// the partition's next offset is above it (next offset = last + 1).
+    pub offset: i64,
+}
+
 /// A Kafka producer bound to the responses topic.
 #[derive(Clone)]
 pub struct Publisher {
@@ -74,8 +86,9 @@ impl Publisher {
     }
 
     /// Writes one envelope under `key` and waits for its delivery report,
-    /// at most the configured timeout. Returns how long it took.
-    pub async fn publish(&self, key: &str, envelope: &Envelope) -> Result<Duration, IngestError> {
+    /// at most the configured timeout. Returns where it was stored and how
+    /// long it took.
+    pub async fn publish(&self, key: &str, envelope: &Envelope) -> Result<Published, IngestError> {
         let start = Instant::now();
         let payload = envelope.encode_to_vec();
         let record = FutureRecord::to(&self.topic).key(key).payload(&payload);
@@ -107,7 +120,11 @@ impl Publisher {
                 };
                 Err(IngestError::Publish { reason, source: Some(e) })
             }
-            Ok(Ok(Ok(_delivery))) => Ok(start.elapsed()),
+            Ok(Ok(Ok(delivery))) => Ok(Published {
+                took: start.elapsed(),
+                partition: delivery.partition,
+                offset: delivery.offset,
+            }),
         }
     }
 

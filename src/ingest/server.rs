@@ -26,7 +26,7 @@ use super::auth::Authenticator;
 use super::error::IngestError;
 use super::metrics::{IngestMetrics, Method, study_label};
 use super::pseudonym::{Pseudonymizer, record_key};
-use super::publisher::Publisher;
+use super::publisher::{Published, Publisher};
 use crate::conn::{ConnLimits, ConnMetrics};
 use crate::instrument::Catalog;
 use crate::proto::v1::ingest_service_server::{IngestService, IngestServiceServer};
@@ -59,6 +59,8 @@ pub struct IngestServer {
     max_concurrent_streams: u32,
     keepalive: (Duration, Duration),
     max_connection_age: Duration,
+    /// gRPC-Web, CORS and the HTTP intake routes on the same port.
+    web: super::web::WebConfig,
 }
 
 /// What every call needs.
@@ -137,6 +139,7 @@ impl IngestServer {
         .map_err(|e| IngestError::Config(format!("cannot register admission metrics: {e}")))?;
         let conn_metrics = ConnMetrics::register(registry, "ingest")
             .map_err(|e| IngestError::Config(format!("cannot register connection metrics: {e}")))?;
+        let web = super::web::WebConfig::from_ingest(&config)?;
         let (draining_tx, draining_rx) = watch::channel(false);
         let shared = Shared {
             pseudonymizer: Pseudonymizer::new(key.as_bytes()),
@@ -167,6 +170,7 @@ impl IngestServer {
                 Duration::from_millis(config.keepalive_timeout_ms),
             ),
             max_connection_age: Duration::from_millis(config.max_connection_age_ms),
+            web,
         })
     }
 
@@ -208,6 +212,7 @@ impl IngestServer {
             max_concurrent_streams,
             keepalive,
             max_connection_age,
+            web,
         } = self;
         let addr = listener.local_addr().ok();
         // Connections over the cap are closed at accept; the others close
@@ -225,6 +230,9 @@ impl IngestServer {
         let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
         let ingest = IngestServiceServer::new(Service { shared: shared.clone() })
             .max_decoding_message_size(max_message_bytes);
+        // The same service answers gRPC-Web (HTTP/1.1 or 2); plain gRPC
+        // passes through untouched.
+        let ingest = tower::Layer::layer(&tonic_web::GrpcWebLayer::new(), ingest);
 
         // The listener is bound and the producer created: ready.
         health.set_serving::<IngestServiceServer<Service>>().await;
@@ -282,6 +290,9 @@ impl IngestServer {
             // one that fails or times out closes that connection only.
             builder = builder.tls_config(tls).map_err(IngestError::Tls)?;
         }
+        // HTTP/1.1 as well as HTTP/2 on the one port: gRPC-Web and the JSON
+        // intake routes come over either (src/ingest/web.rs).
+        let http_routes = super::web::routes(Intake { shared: shared.clone() }, &web);
         let server = builder
             // Bounds per connection, applied by hyper/h2: concurrent calls,
             // keepalive pings (a silent peer is dropped), and an age after
@@ -292,7 +303,11 @@ impl IngestServer {
             .http2_keepalive_timeout(Some(keepalive.1))
             .max_connection_age(max_connection_age)
             .max_connection_age_grace(grace)
+            .accept_http1(true)
+            // CORS outside admission: a browser's preflight carries no token.
+            .layer(web.cors_layer())
             .layer(AdmissionLayer(admission))
+            .add_routes(tonic::service::Routes::from(http_routes))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -419,20 +434,20 @@ impl Shared {
             submission: Some(v1::Submission { respondent_id: respondent_key, ..submission }),
             disposition: None,
         };
-        self.publish(study, &key, &envelope).await?;
-        Ok(SubmitResponse { submission_id, received_at: Some(received_at.into()) })
+        let published = self.publish(study, &key, &envelope).await?;
+        Ok(submit_response(submission_id, received_at, published))
     }
 
     /// Publishes an accepted envelope under `key` and counts the outcome.
-    async fn publish(&self, study: &str, key: &str, envelope: &Envelope) -> Result<(), IngestError> {
+    async fn publish(&self, study: &str, key: &str, envelope: &Envelope) -> Result<Published, IngestError> {
         let published = self.publisher.publish(key, envelope).await;
         self.metrics.producer_queue(self.publisher.queued());
         self.published_ok(published.is_ok());
         match published {
-            Ok(took) => {
-                self.metrics.published(took.as_secs_f64());
+            Ok(published) => {
+                self.metrics.published(published.took.as_secs_f64());
                 self.metrics.accepted(study);
-                Ok(())
+                Ok(published)
             }
             Err(e) => {
                 if let IngestError::Publish { reason, .. } = &e {
@@ -452,7 +467,7 @@ impl Shared {
         &self,
         frontend: &str,
         disposition: Option<v1::Disposition>,
-    ) -> Result<SystemTime, IngestError> {
+    ) -> Result<(SystemTime, Published), IngestError> {
         if *self.draining.borrow() {
             return Err(IngestError::ShuttingDown);
         }
@@ -485,8 +500,8 @@ impl Shared {
             // The raw case id is dropped here and goes no further.
             disposition: Some(v1::Disposition { case_id: case_key, ..disposition }),
         };
-        self.publish(study, &key, &envelope).await?;
-        Ok(received_at)
+        let published = self.publish(study, &key, &envelope).await?;
+        Ok((received_at, published))
     }
 
     /// A `SubmitRequest`: an interview, or a case outcome.
@@ -497,8 +512,8 @@ impl Shared {
     ) -> Result<SubmitResponse, IngestError> {
         match request {
             SubmitRequest { submission: None, disposition: Some(d) } => {
-                let received_at = self.ingest_disposition(frontend, Some(d)).await?;
-                Ok(SubmitResponse { submission_id: String::new(), received_at: Some(received_at.into()) })
+                let (received_at, published) = self.ingest_disposition(frontend, Some(d)).await?;
+                Ok(submit_response(String::new(), received_at, published))
             }
             SubmitRequest { submission, disposition: None } => self.ingest(frontend, submission).await,
             SubmitRequest { submission: Some(_), disposition: Some(_) } => Err(IngestError::Invalid {
@@ -514,12 +529,13 @@ impl Shared {
     /// One record of a stream, as its result.
     async fn ingest_record(&self, frontend: &str, index: u64, request: SubmitRequest) -> SubmitResult {
         match self.ingest_request(frontend, request).await {
-            Ok(_) => SubmitResult {
+            Ok(response) => SubmitResult {
                 index,
                 accepted: true,
                 violations: Vec::new(),
                 code: 0,
                 message: String::new(),
+                read_token: response.read_token,
             },
             Err(e) => {
                 let status = e.to_status();
@@ -529,9 +545,65 @@ impl Shared {
                     violations: e.violations().into_iter().map(field_violation).collect(),
                     code: status.code() as i32,
                     message: status.message().to_string(),
+                    read_token: String::new(),
                 }
             }
         }
+    }
+}
+
+/// The reply for a stored record: where it went and its read token.
+fn submit_response(submission_id: String, received_at: SystemTime, published: Published) -> SubmitResponse {
+    let token = crate::read_token::ReadToken { partition: published.partition, offset: published.offset };
+    SubmitResponse {
+        submission_id,
+        received_at: Some(received_at.into()),
+        partition: published.partition,
+        offset: published.offset,
+        read_token: token.to_string(),
+    }
+}
+
+/// The one path from "a front-end submits one record" to its reply,
+/// shared by gRPC, gRPC-Web and the HTTP intake routes: authenticate,
+/// take an in-flight slot or shed, validate, pseudonymise, publish, wait
+/// for the broker's acknowledgement, count.
+#[derive(Debug, Clone)]
+pub struct Intake {
+    shared: Arc<Shared>,
+}
+
+impl Intake {
+    /// The loaded studies.
+    pub fn catalog(&self) -> &Catalog {
+        &self.shared.catalog
+    }
+
+    /// The caller's front-end name from its `authorization` header, or
+    /// `Unauthenticated`.
+    pub fn identify(&self, metadata: &tonic::metadata::MetadataMap) -> Result<String, IngestError> {
+        self.shared.auth.identify(metadata)
+    }
+
+    /// Submits one interview or disposition for `frontend`; returns once
+    /// the broker acknowledged it.
+    pub async fn submit(
+        &self,
+        frontend: &str,
+        request: SubmitRequest,
+    ) -> Result<SubmitResponse, IngestError> {
+        self.shared.ingest_request(frontend, request).await
+    }
+
+    /// Most records of one request in flight at once (`ingest.stream_window`).
+    pub fn window(&self) -> usize {
+        self.shared.stream_window
+    }
+
+    /// Counts a finished request of `method` with the gRPC `code` its
+    /// outcome maps to.
+    pub fn count_request(&self, method: Method, code: Code, seconds: f64) {
+        self.shared.metrics.request(method, code, seconds);
     }
 }
 
@@ -558,7 +630,11 @@ impl IngestService for Service {
     ) -> Result<Response<SubmitDispositionResponse>, Status> {
         let start = Instant::now();
         let result = match self.shared.frontend(&request) {
-            Ok(frontend) => self.shared.ingest_disposition(&frontend, request.into_inner().disposition).await,
+            Ok(frontend) => self
+                .shared
+                .ingest_disposition(&frontend, request.into_inner().disposition)
+                .await
+                .map(|(t, _)| t),
             Err(e) => Err(e),
         };
         let code = result.as_ref().map_or_else(IngestError::code, |_| Code::Ok);

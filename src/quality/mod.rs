@@ -13,7 +13,9 @@ use crate::instrument::{ExprValue, Form, Item, KindDef, MissingKind, Opt, Study}
 use crate::validate::{Record, Value};
 
 /// The quality checks. Names are stable metric label values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Check {
     /// A required, relevant item was left blank.
@@ -242,18 +244,20 @@ pub fn check(study: &Study, rec: &Record) -> Checked {
             }
             Value::Blank => Status::Missing(Missing::Blank),
             Value::Missing(k) => Status::Missing((*k).into()),
-            v => {
-                if !relevant[i] {
-                    flags.push(Flag { check: Check::AnsweredWhenHidden, item: Some(i) });
-                }
-                match value_problem(item, v) {
-                    Some(c) => {
-                        flags.push(Flag { check: c, item: Some(i) });
-                        Status::Excluded
-                    }
-                    None => Status::Valid,
-                }
+            // Hidden by its relevance condition, yet answered: the item was
+            // not asked, so the answer is flagged and then treated as the
+            // skip it should have been (not counted, not "asked").
+            _ if !relevant[i] => {
+                flags.push(Flag { check: Check::AnsweredWhenHidden, item: Some(i) });
+                Status::Missing(Missing::Skipped)
             }
+            v => match value_problem(item, v) {
+                Some(c) => {
+                    flags.push(Flag { check: c, item: Some(i) });
+                    Status::Excluded
+                }
+                None => Status::Valid,
+            },
         };
         status.push(st);
     }
@@ -414,10 +418,10 @@ forms:
     }
 
     #[test]
-    fn answer_to_hidden_item_is_flagged_but_counts() {
+    fn answer_to_hidden_item_is_flagged_and_treated_as_a_skip() {
         let (c, _) = run(r#"{"q1": 2, "q2": 4}"#);
         assert_eq!(checks(&c), vec![(Check::AnsweredWhenHidden, Some(1))]);
-        assert_eq!(c.status[1], Status::Valid);
+        assert_eq!(c.status[1], Status::Missing(Missing::Skipped));
     }
 
     #[test]

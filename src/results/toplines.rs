@@ -10,7 +10,7 @@ use crate::instrument::{Direction, KindDef, Study};
 use crate::quality::Missing;
 
 /// Toplines of a study.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Toplines {
     /// Study id.
     pub study: String,
@@ -23,7 +23,7 @@ pub struct Toplines {
 }
 
 /// The toplines of one segment (or of everyone).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Group {
     /// `all`, or the dimension value code (`other`, `unknown` included).
     pub segment: String,
@@ -38,7 +38,7 @@ pub struct Group {
 }
 
 /// One item's toplines in one group.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ItemTopline {
     /// Canonical code.
     pub code: String,
@@ -64,7 +64,7 @@ pub struct ItemTopline {
 }
 
 /// One category of a distribution.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Category {
     /// Value code (scale point or option code).
     pub value: String,
@@ -81,7 +81,7 @@ pub struct Category {
 
 /// Low / middle / high box shares, in the item's declared direction:
 /// `high` is always "more" of what the item measures.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Boxes {
     /// Share in the "less" box.
     pub low: f64,
@@ -92,7 +92,7 @@ pub struct Boxes {
 }
 
 /// Missing answers by kind.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct MissingCounts {
     /// Required, relevant, blank.
     pub nonresponse: u64,

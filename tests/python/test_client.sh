@@ -17,13 +17,14 @@ trap 'fw_stop; rm -f "$out"' EXIT
 
 fw_start
 status=0
-"$PYTHON" clients/python/submit_example.py --server "$FW_GRPC" >"$out" 2>&1 || status=$?
+"$PYTHON" clients/python/submit_example.py --server "$FW_GRPC" --http "$FW_HTTP_URL" >"$out" 2>&1 || status=$?
 cat "$out"
 
 has() { grep -Eq "$1" "$out"; }
 
 check "the example exits 0" test "$status" -eq 0
 check "the valid interview is stored" has '^valid interview [0-9a-f-]{36}: OK'
+check "the toplines read with its read token include it (read-your-writes)" has '^live toplines include it: 1 interviews$'
 check "the broken interview gets INVALID_ARGUMENT" has '^broken interview [0-9a-f-]{36}: INVALID_ARGUMENT: '
 check "answers.q6 violates wrong_kind" has '^  answers\.q6: wrong_kind: '
 check "answers.q99 violates unknown_item" has '^  answers\.q99: unknown_item: '

@@ -1,0 +1,230 @@
+//! KoboToolbox (and ODK-style) submission JSON -> a fieldwatch submission.
+//!
+//! A KoboToolbox REST service posts each submission as one flat JSON
+//! object: question values under `group/subgroup/question` keys, as
+//! strings (numbers too; select_multiple as space-separated choice names),
+//! plus metadata (`start`, `end`, `meta/instanceID`, `_uuid`,
+//! `_submission_time`, `formhub/uuid`, `_id`, ...). [`submission`] maps it
+//! by the instrument; the result is then validated like any submission, so
+//! a bad value gets the same violation as over gRPC. Pure: no I/O.
+//!
+//! The mapping (also in `docs/submissions.md`):
+//! - a question is found by the last segment of its key (`grp/q6` -> `q6`);
+//!   XLSForm names are unique within a form, so this is unambiguous;
+//! - `respondent_id`: a question named `respondent_id`, else `_uuid`;
+//! - `submission_id`: `meta/instanceID`, else `_uuid`;
+//! - `started_at` / `completed_at`: `start` / `end` (ODK metadata), the
+//!   completion falling back to `_submission_time` (UTC);
+//! - `interviewer`: a question named `interviewer`, else `_submitted_by`;
+//! - `form`: the `form` query parameter, else a question named `form`,
+//!   else the study's only form;
+//! - a question named like a segment dimension of the study (and no item)
+//!   goes into `attributes`;
+//! - keys starting with `_`, `meta/` or `formhub/`, and the ODK metadata
+//!   questions (`today`, `deviceid`, `username`, ...) are ignored; any other
+//!   key that is no item of the form is kept as an answer and so rejected
+//!   as `unknown_item`.
+
+use serde_json::{Map, Value};
+
+use crate::instrument::{KindDef, Study};
+use crate::validate::{Answer, MissingAnswer, Submission};
+
+/// ODK/KoboToolbox metadata questions that carry no answer.
+const METADATA: [&str; 10] = [
+    "start",
+    "end",
+    "today",
+    "deviceid",
+    "username",
+    "simserial",
+    "subscriberid",
+    "phonenumber",
+    "audit",
+    "instanceID",
+];
+
+fn text(v: Option<&Value>) -> Option<String> {
+    match v {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The submission a KoboToolbox payload stands for, in `study`, with
+/// `form` from the route when given.
+pub fn submission(study: &Study, form: Option<&str>, payload: &Map<String, Value>) -> Submission {
+    // Questions by their name (last key segment), metadata left out.
+    let questions = payload.iter().filter_map(|(key, value)| {
+        if key.starts_with('_') || key.starts_with("meta/") || key.starts_with("formhub/") {
+            return None;
+        }
+        let name = key.rsplit('/').next().unwrap_or(key);
+        (!METADATA.contains(&name)).then_some((name, value))
+    });
+    let mut named: std::collections::BTreeMap<&str, &Value> = questions.collect();
+    // Questions with these names fill fields rather than answers.
+    let form_question = text(named.remove("form"));
+    let form_id = form
+        .filter(|f| !f.is_empty())
+        .map(str::to_string)
+        .or(form_question)
+        .or_else(|| (study.forms.len() == 1).then(|| study.forms[0].id.clone()))
+        .unwrap_or_default();
+    let respondent_id = text(named.remove("respondent_id")).or_else(|| text(payload.get("_uuid")));
+    let interviewer = text(named.remove("interviewer")).or_else(|| text(payload.get("_submitted_by")));
+    let submission_id = text(payload.get("meta/instanceID")).or_else(|| text(payload.get("_uuid")));
+    let completed_at = text(payload.get("end")).or_else(|| text(payload.get("_submission_time")).map(utc));
+
+    let form_def = study.form(&form_id).map(|i| &study.forms[i]);
+    let mut answers = std::collections::BTreeMap::new();
+    let mut attributes = std::collections::BTreeMap::new();
+    for (name, value) in named {
+        let item = form_def.and_then(|f| f.item(name).map(|i| &f.items[i]));
+        match item {
+            Some(item) => {
+                answers.insert(name.to_string(), answer(study, &item.kind, value));
+            }
+            None if study.dim(name).is_some() => {
+                if let Some(v) = text(Some(value)) {
+                    attributes.insert(name.to_string(), v);
+                }
+            }
+            // Not in the form: kept, so validation names it (`unknown_item`).
+            None => {
+                answers.insert(name.to_string(), as_is(value));
+            }
+        }
+    }
+    Submission {
+        study: study.id().to_string(),
+        form: form_id,
+        respondent_id: respondent_id.unwrap_or_default(),
+        submission_id: submission_id.unwrap_or_default(),
+        started_at: text(payload.get("start")),
+        completed_at,
+        interviewer,
+        attributes,
+        answers,
+    }
+}
+
+/// `_submission_time` is UTC without an offset (`2024-03-05T09:14:42`);
+/// adds one when it is missing.
+fn utc(t: String) -> String {
+    let has_offset =
+        t.ends_with('Z') || t.get(19..).is_some_and(|rest| rest.contains('+') || rest.contains('-'));
+    if has_offset { t } else { format!("{t}Z") }
+}
+
+/// A JSON value as it stands (a number as a number, a string as text).
+fn as_is(value: &Value) -> Answer {
+    serde_json::from_value(value.clone()).unwrap_or(Answer::Other(value.clone()))
+}
+
+/// A Kobo value (a string, mostly) as the answer the item takes: numbers
+/// parsed for scales, counts and numbers, select_multiple split on
+/// spaces, a study missing code as `{"missing": code}` when it is not an
+/// option of the item. A value that does not convert stays text, which
+/// validation rejects as `wrong_kind`, as over gRPC.
+fn answer(study: &Study, kind: &KindDef, value: &Value) -> Answer {
+    let Value::String(s) = value else { return as_is(value) };
+    let s = s.trim();
+    if s.is_empty() {
+        return Answer::Blank;
+    }
+    let is_option = match kind {
+        KindDef::SingleChoice { options } | KindDef::MultiSelect { options, .. } => {
+            options.iter().any(|o| o.code == s)
+        }
+        KindDef::YesNo | KindDef::YesNoNa => matches!(s, "yes" | "no" | "na"),
+        _ => false,
+    };
+    if !is_option && study.missing_kind(s).is_some() {
+        return Answer::Missing(MissingAnswer { missing: s.to_string() });
+    }
+    match kind {
+        KindDef::Scale { .. } | KindDef::Count { .. } => match s.parse::<i64>() {
+            Ok(n) => Answer::Integer(n),
+            Err(_) => s.parse::<f64>().map_or_else(|_| Answer::Text(s.to_string()), Answer::Number),
+        },
+        KindDef::Number { .. } => {
+            s.parse::<f64>().map_or_else(|_| Answer::Text(s.to_string()), Answer::Number)
+        }
+        KindDef::MultiSelect { .. } => Answer::Choices(s.split_whitespace().map(str::to_string).collect()),
+        _ => Answer::Text(s.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::instrument::{Catalog, DEMO_STUDY_ID};
+
+    fn demo() -> std::sync::Arc<Study> {
+        Catalog::demo().get(DEMO_STUDY_ID).expect("demo").clone()
+    }
+
+    /// The first item of `kind` in the demo's first form.
+    fn item_of(study: &Study, pick: impl Fn(&KindDef) -> bool) -> String {
+        study.forms[0].items.iter().find(|i| pick(&i.kind)).map(|i| i.id.clone()).expect("item")
+    }
+
+    fn payload(json: serde_json::Value) -> Map<String, Value> {
+        json.as_object().expect("object").clone()
+    }
+
+    #[test]
+    fn metadata_maps_to_ids_times_and_the_form() {
+        let st = demo();
+        let form = st.forms[0].id.clone();
+        let p = payload(serde_json::json!({
+            "_id": 1, "_uuid": "0f5d-uuid", "meta/instanceID": "uuid:0f5d-uuid",
+            "formhub/uuid": "abc", "__version__": "v1", "start": "2024-03-05T10:02:11.123+01:00",
+            "_submission_time": "2024-03-05T09:14:42", "_submitted_by": "enum07",
+            "_attachments": [], "_geolocation": [null, null], "today": "2024-03-05", "deviceid": "ee:1"
+        }));
+        let s = submission(&st, Some(&form), &p);
+        assert_eq!(s.study, DEMO_STUDY_ID);
+        assert_eq!(s.form, form);
+        assert_eq!(s.respondent_id, "0f5d-uuid");
+        assert_eq!(s.submission_id, "uuid:0f5d-uuid");
+        assert_eq!(s.started_at.as_deref(), Some("2024-03-05T10:02:11.123+01:00"));
+        assert_eq!(s.completed_at.as_deref(), Some("2024-03-05T09:14:42Z"), "UTC made explicit");
+        assert_eq!(s.interviewer.as_deref(), Some("enum07"));
+        assert!(s.answers.is_empty(), "no metadata becomes an answer: {:?}", s.answers);
+    }
+
+    #[test]
+    fn grouped_questions_are_found_by_name_and_converted_by_item_kind() {
+        let st = demo();
+        let scale = item_of(&st, |k| matches!(k, KindDef::Scale { .. }));
+        let multi = item_of(&st, |k| matches!(k, KindDef::MultiSelect { ranked: false, .. }));
+        let form = st.forms[0].id.clone();
+        let p = payload(serde_json::json!({
+            format!("grp_a/sub/{scale}"): "4",
+            format!("grp_b/{multi}"): "x y",
+            "respondent_id": "R-1", "grp_c/unknown_q": "3",
+        }));
+        let s = submission(&st, Some(&form), &p);
+        assert_eq!(s.respondent_id, "R-1");
+        assert_eq!(s.answers[&scale], Answer::Integer(4));
+        assert_eq!(s.answers[&multi], Answer::Choices(vec!["x".into(), "y".into()]));
+        assert_eq!(s.answers["unknown_q"], Answer::Text("3".into()), "kept for validation to reject");
+    }
+
+    #[test]
+    fn a_missing_code_becomes_a_missing_answer_and_junk_stays_text() {
+        let st = demo();
+        let scale = item_of(&st, |k| matches!(k, KindDef::Scale { .. }));
+        let code = st.def.missing_codes[0].code.clone();
+        let kind = &st.forms[0].items[st.forms[0].item(&scale).expect("item")].kind;
+        assert_eq!(
+            answer(&st, kind, &Value::String(code.clone())),
+            Answer::Missing(MissingAnswer { missing: code })
+        );
+        assert_eq!(answer(&st, kind, &Value::String("lots".into())), Answer::Text("lots".into()));
+        assert_eq!(answer(&st, kind, &Value::String(String::new())), Answer::Blank);
+    }
+}
