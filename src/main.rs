@@ -134,6 +134,19 @@ enum InstrumentCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Import XLSForm workbooks (one per form) as one study's instrument
+    /// YAML (docs/xlsform.md).
+    Import {
+        /// Workbooks (.xlsx, .xls, .ods), one per form, first form first.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Study id (default: the `fieldwatch::study` setting, else the first form id).
+        #[arg(long)]
+        study: Option<String>,
+        /// Write the instrument here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Print a study's forms as a table.
     Show {
         /// Study id.
@@ -198,6 +211,27 @@ fn main() -> ExitCode {
             )
         }
         Command::Instrument { command: InstrumentCommand::Check { files } } => instrument_check(&files),
+        Command::Instrument { command: InstrumentCommand::Import { files, study, out } } => {
+            match instrument::xlsform::read::import_to_yaml(&files, study.as_deref()) {
+                Ok(yaml) => match out {
+                    None => {
+                        print!("{yaml}");
+                        ExitCode::SUCCESS
+                    }
+                    Some(path) => match std::fs::write(&path, yaml) {
+                        Ok(()) => ExitCode::SUCCESS,
+                        Err(e) => {
+                            eprintln!("error: cannot write {}: {e}", path.display());
+                            ExitCode::FAILURE
+                        }
+                    },
+                },
+                Err(problems) => {
+                    eprintln!("{}", instrument::xlsform::format_problems(&problems));
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Instrument { command: InstrumentCommand::Show { study, instruments } } => {
             with_study(&instruments, &study, |s| {
                 print!("{}", show_study(s));
@@ -434,6 +468,25 @@ fn instrument_check(files: &[PathBuf]) -> ExitCode {
         }
     };
     let mut failed = false;
+    let (books, paths): (Vec<PathBuf>, Vec<PathBuf>) =
+        paths.into_iter().partition(|p| instrument::xlsform::is_workbook(p));
+    for (files, study) in instrument::xlsform::load_studies(&books) {
+        let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        match study {
+            Ok(s) => println!(
+                "{}: ok (study {}, {} forms, {} items, {} codes)",
+                names.join(", "),
+                s.id(),
+                s.forms.len(),
+                s.forms.iter().map(|f| f.items.len()).sum::<usize>(),
+                s.codes.len()
+            ),
+            Err(problems) => {
+                eprintln!("{}", instrument::xlsform::format_problems(&problems));
+                failed = true;
+            }
+        }
+    }
     for path in paths {
         match std::fs::read_to_string(&path) {
             Err(e) => {

@@ -22,6 +22,10 @@ pub struct FlaggedCheck {
     /// The item's canonical code, for item checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
+    /// The instrument's message for the check (`constraint_violated`:
+    /// the item's `constraint_message`); never request text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// A flagged interview: the value of a quality-topic record.
@@ -60,6 +64,9 @@ pub fn raised(study: &Study, rec: &Record, checked: &Checked, applied: Applied) 
             check,
             item: it.map(|it| it.id.clone()),
             code: it.and_then(|it| study.codes.get(it.code)).map(|c| c.code.clone()),
+            message: it
+                .filter(|it| check == Check::ConstraintViolated && !it.constraint_message.is_empty())
+                .map(|it| it.constraint_message.clone()),
         });
     };
     match applied {
