@@ -14,7 +14,7 @@
 //! offline numbers cannot drift apart.
 //!
 //! Modules:
-//! - [`instrument`]: questionnaire model, YAML loading and linting; [`instrument::Study::from_yaml`].
+//! - [`instrument`]: questionnaire model, YAML loading and linting; [`instrument::Study::from_yaml`]; XLSForm import, [`instrument::xlsform::import`].
 //! - [`validate`]: hard validation of a submission against its form; [`validate::validate`].
 //! - [`quality`]: soft checks on an accepted record; [`quality::check`].
 //! - [`results`]: mergeable counts and toplines; [`results::StudyState`], [`results::toplines`].

@@ -132,6 +132,19 @@ enum InstrumentCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Import XLSForm workbooks (one per form) as one study's instrument
+    /// YAML (docs/xlsform.md).
+    Import {
+        /// Workbooks (.xlsx, .xls, .ods), one per form, first form first.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Study id (default: the `fieldwatch::study` setting, else the first form id).
+        #[arg(long)]
+        study: Option<String>,
+        /// Write the instrument here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Print a study's forms as a table.
     Show {
         /// Study id.
@@ -210,8 +223,21 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 let catalog = Catalog::load_or_demo(&instruments)?;
                 write!(stdout, "{}", instrument::cli::show(catalog.study(&study)?))?;
                 Ok(ExitCode::SUCCESS)
-            } // New `instrument` subcommands (e.g. `import` from XLSForm): a
-              // variant of `InstrumentCommand` and an arm here calling the library.
+            }
+            InstrumentCommand::Import { files, study, out } => {
+                match instrument::xlsform::read::import_to_yaml(&files, study.as_deref()) {
+                    Ok(yaml) => match out {
+                        None => write!(stdout, "{yaml}")?,
+                        Some(path) => std::fs::write(&path, yaml)
+                            .with_context(|| format!("cannot write {}", path.display()))?,
+                    },
+                    Err(problems) => {
+                        eprintln!("{}", instrument::xlsform::format_problems(&problems));
+                        return Ok(ExitCode::FAILURE);
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
         },
         Command::Report { input, study, by, format, instruments } => {
             let catalog = Catalog::load_or_demo(&instruments)?;

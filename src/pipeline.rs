@@ -126,6 +126,9 @@ pub fn raised(study: &Study, rec: &Record, checked: &Checked, applied: Applied) 
             check,
             item: it.map(|it| it.id.clone()),
             code: it.and_then(|it| study.codes.get(it.code)).map(|c| c.code.clone()),
+            message: it
+                .filter(|it| check == Check::ConstraintViolated && !it.constraint_message.is_empty())
+                .map(|it| it.constraint_message.clone()),
         });
     };
     match applied {

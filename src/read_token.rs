@@ -128,7 +128,8 @@ mod tests {
 
     #[test]
     fn the_view_includes_a_record_once_its_partition_has_applied_past_it() {
-        let view = LiveState::new(std::sync::Arc::new(crate::instrument::Catalog::demo()), Default::default());
+        let view =
+            LiveState::new(std::sync::Arc::new(crate::instrument::Catalog::demo()), Default::default());
         let token = ReadToken { partition: 1, offset: 1 };
         assert!(!view_includes(&view, token), "a partition the view does not hold");
         view.assign(1, None);
@@ -144,7 +145,8 @@ mod tests {
 
     #[tokio::test]
     async fn waiting_for_a_record_the_view_never_gets_gives_up_after_the_wait() {
-        let view = LiveState::new(std::sync::Arc::new(crate::instrument::Catalog::demo()), Default::default());
+        let view =
+            LiveState::new(std::sync::Arc::new(crate::instrument::Catalog::demo()), Default::default());
         view.assign(0, None);
         let start = tokio::time::Instant::now();
         let token = ReadToken { partition: 0, offset: 5 };

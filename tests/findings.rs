@@ -83,12 +83,26 @@ fn measured(f: &Finding, it: &ItemTopline) -> Result<i64, String> {
 
 #[test]
 fn seed_dataset_reproduces_published_findings() {
-    let study = study();
+    reproduces_published_findings(&study());
+}
+
+/// The seed's four forms as XLSForm workbooks (`docs/xlsform.md`) give the
+/// same findings as the YAML instrument.
+#[test]
+fn seed_dataset_reproduces_published_findings_with_the_xlsform_workbooks() {
+    let catalog =
+        fieldwatch::instrument::Catalog::load_paths(&[path("tests/xlsform/seed")]).expect("workbooks load");
+    let study = catalog.get("le-trafficking").expect("the seed study");
+    assert_eq!(findings().len(), 74);
+    reproduces_published_findings(study);
+}
+
+fn reproduces_published_findings(study: &Study) {
     let mut tops: BTreeMap<Option<String>, Toplines> = BTreeMap::new();
     let fs = findings();
     let mut failures = Vec::new();
     for f in &fs {
-        let top = tops.entry(f.by.clone()).or_insert_with(|| run(&study, f.by.as_deref()).1);
+        let top = tops.entry(f.by.clone()).or_insert_with(|| run(study, f.by.as_deref()).1);
         let segment = f.segment.as_deref().unwrap_or("all");
         let Some(group) = top.groups.iter().find(|g| g.segment == segment) else {
             failures.push(format!("{}: no segment `{segment}`", f.finding));

@@ -20,6 +20,10 @@ pub struct FlaggedCheck {
     /// The item's canonical code, for item checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
+    /// The instrument's message for the check (`constraint_violated`:
+    /// the item's `constraint_message`); never request text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// A flagged interview: the value of a quality-topic record.

@@ -25,7 +25,27 @@ pub enum CheckError {
 /// good.
 pub fn check(files: &[PathBuf], out: &mut impl Write, err: &mut impl Write) -> Result<bool, CheckError> {
     let mut all_good = true;
-    for path in expand_paths(files)? {
+    let (books, paths): (Vec<PathBuf>, Vec<PathBuf>) =
+        expand_paths(files)?.into_iter().partition(|p| super::xlsform::is_workbook(p));
+    for (files, study) in super::xlsform::load_studies(&books) {
+        let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        match study {
+            Ok(s) => writeln!(
+                out,
+                "{}: ok (study {}, {} forms, {} items, {} codes)",
+                names.join(", "),
+                s.id(),
+                s.forms.len(),
+                s.forms.iter().map(|f| f.items.len()).sum::<usize>(),
+                s.codes.len()
+            )?,
+            Err(problems) => {
+                writeln!(err, "{}", super::xlsform::format_problems(&problems))?;
+                all_good = false;
+            }
+        }
+    }
+    for path in paths {
         match std::fs::read_to_string(&path) {
             Err(e) => {
                 writeln!(err, "{}: cannot read: {e}", path.display())?;

@@ -228,11 +228,38 @@ pub(super) fn compile(def: StudyDef, lines: &IdLines) -> Result<Study, Vec<Probl
                 required: it.required,
                 relevant: None,
                 deps: Vec::new(),
+                constraint: None,
+                constraint_message: it.constraint_message.clone().unwrap_or_default(),
                 categories,
             });
         }
 
         // Resolve conditions once every id of the form is known.
+        for (ii, it) in f.items.iter().enumerate() {
+            let line = lines.items[fi][ii];
+            let Some(src) = &it.constraint else { continue };
+            match Expr::parse(src) {
+                Err(e) => p(line, format!("item `{}`: constraint: {e}", it.id)),
+                Ok(mut e) => {
+                    let mut ok = true;
+                    for r in e.refs_mut() {
+                        match item_index.get(&r.id) {
+                            Some(&i) => r.index = i,
+                            None => {
+                                ok = false;
+                                p(
+                                    line,
+                                    format!("item `{}`: constraint refers to unknown item `{}`", it.id, r.id),
+                                );
+                            }
+                        }
+                    }
+                    if ok {
+                        items[ii].constraint = Some(e);
+                    }
+                }
+            }
+        }
         for (ii, it) in f.items.iter().enumerate() {
             let line = lines.items[fi][ii];
             let Some(src) = &it.relevant else { continue };

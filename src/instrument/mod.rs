@@ -12,6 +12,7 @@ mod compile;
 pub mod expr;
 pub mod model;
 pub mod quota;
+pub mod xlsform;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -75,6 +76,13 @@ pub enum LoadError {
         path: PathBuf,
         /// Every problem found.
         problems: Vec<Problem>,
+    },
+    /// XLSForm workbooks have problems; each is listed with its file,
+    /// sheet, row and column.
+    #[error("{}", xlsform::format_problems(problems))]
+    Workbook {
+        /// Every problem found.
+        problems: Vec<xlsform::XlsProblem>,
     },
     /// No loaded study has this id.
     #[error("unknown study `{study}` (loaded: {loaded})")]
@@ -154,6 +162,11 @@ pub struct Item {
     pub relevant: Option<Expr>,
     /// Indexes of the items the relevance condition reads (computed once).
     pub deps: Vec<usize>,
+    /// Resolved constraint: a substantive answer should meet it
+    /// (`constraint_violated` otherwise).
+    pub constraint: Option<Expr>,
+    /// What the `constraint_violated` flag says (empty: nothing).
+    pub constraint_message: String,
     /// Option code (scale point as text) -> index into the canonical
     /// item's pooled categories ([`CodeInfo::categories`]).
     categories: HashMap<String, u32>,
@@ -284,6 +297,13 @@ impl Study {
         let lines = IdLines::scan(src, &def);
         compile(def, &lines)
     }
+
+    /// Lints and compiles a definition built in code (the XLSForm
+    /// importer); problems carry no line.
+    pub fn from_def(def: StudyDef) -> Result<Study, Vec<Problem>> {
+        let lines = IdLines::scan("", &def);
+        compile(def, &lines)
+    }
 }
 
 /// Whether a string may be a metric label value: 1 to 64 lowercase ASCII
@@ -311,11 +331,28 @@ impl Catalog {
         c
     }
 
-    /// Loads instrument files and the `.yaml`/`.yml` files of directories.
+    /// Loads instrument files and the `.yaml`/`.yml` files of directories;
+    /// XLSForm workbooks among them are imported, those of one study
+    /// together ([`xlsform::load_studies`]).
     pub fn load_paths(paths: &[PathBuf]) -> Result<Catalog, LoadError> {
         let mut c = Catalog::default();
         let mut origin: HashMap<String, PathBuf> = HashMap::default();
-        for path in expand_paths(paths)? {
+        let (books, yamls): (Vec<PathBuf>, Vec<PathBuf>) =
+            expand_paths(paths)?.into_iter().partition(|p| xlsform::is_workbook(p));
+        for (files, study) in xlsform::load_studies(&books) {
+            let study = study.map_err(|problems| LoadError::Workbook { problems })?;
+            let path = files.into_iter().next().unwrap_or_default();
+            if let Some(first) = origin.get(study.id()) {
+                return Err(LoadError::DuplicateStudy {
+                    study: study.id().to_string(),
+                    first: first.clone(),
+                    second: path,
+                });
+            }
+            origin.insert(study.id().to_string(), path);
+            c.studies.insert(study.id().to_string(), Arc::new(study));
+        }
+        for path in yamls {
             let src = std::fs::read_to_string(&path)
                 .map_err(|source| LoadError::Read { path: path.clone(), source })?;
             let study = Study::from_yaml(&src)
@@ -362,7 +399,8 @@ impl Catalog {
     }
 }
 
-/// Files named directly, plus the `.yaml`/`.yml` files of named directories (sorted).
+/// Files named directly, plus the `.yaml`/`.yml` files and XLSForm
+/// workbooks of named directories (sorted).
 pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, LoadError> {
     let mut out = Vec::new();
     for p in paths {
@@ -370,7 +408,10 @@ pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, LoadError> {
             let rd = std::fs::read_dir(p).map_err(|source| LoadError::Read { path: p.clone(), source })?;
             let mut files: Vec<PathBuf> = rd
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| matches!(f.extension().and_then(|x| x.to_str()), Some("yaml" | "yml")))
+                .filter(|f| {
+                    matches!(f.extension().and_then(|x| x.to_str()), Some("yaml" | "yml"))
+                        || xlsform::is_workbook(f)
+                })
                 .collect();
             files.sort();
             out.extend(files);

@@ -305,6 +305,13 @@ pub struct ItemDef {
     /// Relevance (skip) condition over other items; the item is asked only
     /// when it holds. See `docs/instruments.md` for the language.
     pub relevant: Option<String>,
+    /// A condition a substantive answer should meet (the item's own id is
+    /// its answer); one that does not is flagged `constraint_violated`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constraint: Option<String>,
+    /// What the `constraint_violated` flag says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constraint_message: Option<String>,
 }
 
 /// The item as written: every parameter of every kind is accepted here and
@@ -322,6 +329,10 @@ struct RawItem {
     required: bool,
     #[serde(default)]
     relevant: Option<String>,
+    #[serde(default)]
+    constraint: Option<String>,
+    #[serde(default)]
+    constraint_message: Option<String>,
     min: Option<Number>,
     max: Option<Number>,
     labels: Option<BTreeMap<i64, String>>,
@@ -453,7 +464,16 @@ impl TryFrom<RawItem> for ItemDef {
                 kind.name()
             ));
         }
-        Ok(ItemDef { id: r.id, code: r.code, text: r.text, kind, required: r.required, relevant: r.relevant })
+        Ok(ItemDef {
+            id: r.id,
+            code: r.code,
+            text: r.text,
+            kind,
+            required: r.required,
+            relevant: r.relevant,
+            constraint: r.constraint,
+            constraint_message: r.constraint_message,
+        })
     }
 }
 

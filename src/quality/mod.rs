@@ -40,11 +40,13 @@ pub enum Check {
     PossibleDuplicate,
     /// Much shorter than its form's median duration (see `docs/fieldwork.md`).
     Speeder,
+    /// A substantive answer that does not meet its item's `constraint`.
+    ConstraintViolated,
 }
 
 impl Check {
     /// Every check, for pre-registering metric label values.
-    pub const ALL: [Check; 11] = [
+    pub const ALL: [Check; 12] = [
         Check::ItemNonresponse,
         Check::OutOfRange,
         Check::UnknownOption,
@@ -56,6 +58,7 @@ impl Check {
         Check::DuplicateRespondent,
         Check::PossibleDuplicate,
         Check::Speeder,
+        Check::ConstraintViolated,
     ];
 
     /// Stable snake_case name.
@@ -72,6 +75,7 @@ impl Check {
             Check::DuplicateRespondent => "duplicate_respondent",
             Check::PossibleDuplicate => "possible_duplicate",
             Check::Speeder => "speeder",
+            Check::ConstraintViolated => "constraint_violated",
         }
     }
 
@@ -256,7 +260,15 @@ pub fn check(study: &Study, rec: &Record) -> Checked {
                     flags.push(Flag { check: c, item: Some(i) });
                     Status::Excluded
                 }
-                None => Status::Valid,
+                None => {
+                    if let Some(c) = &item.constraint
+                        && !meets(study, form, &relevant, &rec.answers, c)
+                    {
+                        // Soft: flagged, the value still counts.
+                        flags.push(Flag { check: Check::ConstraintViolated, item: Some(i) });
+                    }
+                    Status::Valid
+                }
             },
         };
         status.push(st);
@@ -266,6 +278,21 @@ pub fn check(study: &Study, rec: &Record) -> Checked {
         flags.push(Flag { check: Check::Straightlining, item: None });
     }
     Checked { status, flags }
+}
+
+/// Whether the answers meet a constraint; hidden items have no value, as
+/// in relevance conditions.
+fn meets(
+    study: &Study,
+    form: &Form,
+    relevant: &[bool],
+    answers: &[Value],
+    c: &crate::instrument::Expr,
+) -> bool {
+    c.eval(&|j: usize| match (relevant.get(j), answers.get(j), form.items.get(j)) {
+        (Some(true), Some(v), Some(item)) => expr_value(study, item, v),
+        _ => ExprValue::None,
+    })
 }
 
 /// The check a substantive value fails, if any.
@@ -390,6 +417,37 @@ forms:
 
     fn checks(c: &Checked) -> Vec<(Check, Option<usize>)> {
         c.flags.iter().map(|f| (f.check, f.item)).collect()
+    }
+
+    #[test]
+    fn an_answer_that_breaks_its_constraint_is_flagged_and_still_counts() {
+        let yaml = r#"
+study: k
+forms:
+  - id: f
+    items:
+      - {id: a, code: a, kind: count, min: 0, max: 100}
+      - {id: b, code: b, kind: count, min: 0, max: 100, constraint: b <= a, constraint_message: at most a}
+"#;
+        let mut c = Catalog::default();
+        c.insert(crate::instrument::Study::from_yaml(yaml).expect("valid"));
+        let study = c.get("k").expect("k").clone();
+        let run = |answers: &str| {
+            let s: Submission = serde_json::from_str(&format!(
+                r#"{{"study":"k","form":"f","respondent_id":"r","submission_id":"s","answers":{answers}}}"#
+            ))
+            .expect("json");
+            check(&study, &validate(&c, &s, &Limits::default()).expect("valid"))
+        };
+        let broken = run(r#"{"a": 3, "b": 5}"#);
+        assert_eq!(checks(&broken), vec![(Check::ConstraintViolated, Some(1))]);
+        assert_eq!(broken.status[1], Status::Valid, "soft: the value still counts");
+        assert!(checks(&run(r#"{"a": 3, "b": 2}"#)).is_empty());
+        // A blank `a` has no value: the comparison is false, as in XPath.
+        assert_eq!(checks(&run(r#"{"b": 2}"#)), vec![(Check::ConstraintViolated, Some(1))]);
+        assert_eq!(study.forms[0].items[1].constraint_message, "at most a");
+        assert_eq!(Check::ConstraintViolated.as_str(), "constraint_violated");
+        assert!(Check::ALL.contains(&Check::ConstraintViolated));
     }
 
     #[test]

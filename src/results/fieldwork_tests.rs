@@ -411,7 +411,7 @@ fn flags_for_review_name_checks_and_items_and_filter_and_page() {
         respondent_key: "k".into(),
         interviewer: who.into(),
         received_at: Some(format!("2024-05-01T10:00:0{}Z", &sub[1..])),
-        checks: vec![review::FlaggedCheck { check, item: None, code: None }],
+        checks: vec![review::FlaggedCheck { check, item: None, code: None, message: None }],
         source_partition: 0,
         source_offset: 0,
     };

@@ -1,0 +1,515 @@
+//! The XPath subset of XLSForm's `relevant` and `constraint` columns, and
+//! its translation into fieldwatch conditions (`docs/instruments.md`).
+//!
+//! ```text
+//! or    := and ("or" and)*
+//! and   := cmp ("and" cmp)*
+//! cmp   := sum (("=" | "!=" | "<" | "<=" | ">" | ">=") sum)?
+//! sum   := prod (("+" | "-") prod)*
+//! prod  := unary (("*" | "div" | "mod") unary)*
+//! unary := "-" unary | atom
+//! atom  := ${name} | "." | NUMBER | 'STRING' | "STRING" | NAME "(" args ")" | "(" or ")"
+//! ```
+//!
+//! Everything this grammar reads is parsed; what a fieldwatch condition
+//! cannot express (arithmetic, `if()`, `today()`, other functions) is
+//! refused at translation with the reason.
+
+use super::MAX_EXPRESSION_DEPTH;
+
+/// A parsed XPath expression.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum X {
+    Or(Box<X>, Box<X>),
+    And(Box<X>, Box<X>),
+    Cmp(Cmp, Box<X>, Box<X>),
+    Arith(char, Box<X>, Box<X>),
+    Neg(Box<X>),
+    Ref(String),
+    Dot,
+    Num(f64),
+    Str(String),
+    Call(String, Vec<X>),
+}
+
+/// Comparison operators, written as in fieldwatch conditions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Cmp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl Cmp {
+    fn as_str(self) -> &'static str {
+        match self {
+            Cmp::Eq => "==",
+            Cmp::Ne => "!=",
+            Cmp::Lt => "<",
+            Cmp::Le => "<=",
+            Cmp::Gt => ">",
+            Cmp::Ge => ">=",
+        }
+    }
+    /// The operator with its sides swapped (`3 < x` is `x > 3`).
+    fn flip(self) -> Cmp {
+        match self {
+            Cmp::Lt => Cmp::Gt,
+            Cmp::Le => Cmp::Ge,
+            Cmp::Gt => Cmp::Lt,
+            Cmp::Ge => Cmp::Le,
+            c => c,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Ref(String),
+    Dot,
+    Num(f64),
+    Str(String),
+    Name(String),
+    Op(&'static str),
+    LParen,
+    RParen,
+    Comma,
+}
+
+fn lex(src: &str) -> Result<Vec<Tok>, String> {
+    let chars: Vec<char> = src.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        match c {
+            c if c.is_whitespace() => i += 1,
+            '$' if next == Some('{') => {
+                let end = chars[i..].iter().position(|&c| c == '}').ok_or("`${` without its closing `}`")?;
+                let name: String = chars[i + 2..i + end].iter().collect();
+                if name.trim().is_empty() {
+                    return Err("empty reference `${}`".into());
+                }
+                out.push(Tok::Ref(name.trim().to_string()));
+                i += end + 1;
+            }
+            '\'' | '"' => {
+                let end = chars[i + 1..]
+                    .iter()
+                    .position(|&q| q == c)
+                    .ok_or("a string without its closing quote")?;
+                out.push(Tok::Str(chars[i + 1..i + 1 + end].iter().collect()));
+                i += end + 2;
+            }
+            '.' if !next.is_some_and(|d| d.is_ascii_digit()) => {
+                if next == Some('.') {
+                    return Err("`..` (parent) is not supported".into());
+                }
+                out.push(Tok::Dot);
+                i += 1;
+            }
+            c if c.is_ascii_digit() || c == '.' => {
+                let start = i;
+                while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
+                    i += 1;
+                }
+                let s: String = chars[start..i].iter().collect();
+                out.push(Tok::Num(s.parse().map_err(|_| format!("`{s}` is not a number"))?));
+            }
+            '(' | ')' | ',' | '+' | '-' | '*' | '=' | '<' | '>' | '!' => {
+                let (tok, len) = match (c, next) {
+                    ('(', _) => (Tok::LParen, 1),
+                    (')', _) => (Tok::RParen, 1),
+                    (',', _) => (Tok::Comma, 1),
+                    ('!', Some('=')) => (Tok::Op("!="), 2),
+                    ('<', Some('=')) => (Tok::Op("<="), 2),
+                    ('>', Some('=')) => (Tok::Op(">="), 2),
+                    ('<', _) => (Tok::Op("<"), 1),
+                    ('>', _) => (Tok::Op(">"), 1),
+                    ('=', _) => (Tok::Op("="), 1),
+                    ('+', _) => (Tok::Op("+"), 1),
+                    ('-', _) => (Tok::Op("-"), 1),
+                    ('*', _) => (Tok::Op("*"), 1),
+                    _ => return Err("`!` is not an operator (use `not()` or `!=`)".into()),
+                };
+                out.push(tok);
+                i += len;
+            }
+            c if c.is_alphabetic() || c == '_' => {
+                let start = i;
+                while i < chars.len()
+                    && (chars[i].is_alphanumeric() || matches!(chars[i], '_' | '-' | ':' | '.'))
+                {
+                    i += 1;
+                }
+                let s: String = chars[start..i].iter().collect();
+                out.push(match s.as_str() {
+                    "and" => Tok::Op("and"),
+                    "or" => Tok::Op("or"),
+                    "div" => Tok::Op("div"),
+                    "mod" => Tok::Op("mod"),
+                    _ => Tok::Name(s),
+                });
+            }
+            other => return Err(format!("unexpected character `{other}`")),
+        }
+    }
+    Ok(out)
+}
+
+struct Parser {
+    toks: Vec<Tok>,
+    pos: usize,
+    depth: usize,
+}
+
+/// Parses an expression of the subset.
+pub(super) fn parse(src: &str) -> Result<X, String> {
+    let toks = lex(src)?;
+    if toks.is_empty() {
+        return Err("empty expression".into());
+    }
+    let mut p = Parser { toks, pos: 0, depth: 0 };
+    let x = p.or()?;
+    if p.pos < p.toks.len() {
+        return Err("unexpected text after the expression".into());
+    }
+    Ok(x)
+}
+
+impl Parser {
+    fn peek_op(&self, ops: &[&str]) -> Option<&'static str> {
+        match self.toks.get(self.pos) {
+            Some(Tok::Op(o)) if ops.contains(o) => Some(o),
+            _ => None,
+        }
+    }
+    /// Bounds nesting before descending: every recursive rule enters here.
+    fn enter(&mut self) -> Result<(), String> {
+        self.depth += 1;
+        if self.depth > MAX_EXPRESSION_DEPTH {
+            return Err(format!("nested more than {MAX_EXPRESSION_DEPTH} levels deep"));
+        }
+        Ok(())
+    }
+    fn or(&mut self) -> Result<X, String> {
+        self.enter()?;
+        let mut x = self.and()?;
+        while self.peek_op(&["or"]).is_some() {
+            self.pos += 1;
+            x = X::Or(Box::new(x), Box::new(self.and()?));
+        }
+        self.depth -= 1;
+        Ok(x)
+    }
+    fn and(&mut self) -> Result<X, String> {
+        let mut x = self.cmp()?;
+        while self.peek_op(&["and"]).is_some() {
+            self.pos += 1;
+            x = X::And(Box::new(x), Box::new(self.cmp()?));
+        }
+        Ok(x)
+    }
+    fn cmp(&mut self) -> Result<X, String> {
+        let a = self.sum()?;
+        let Some(op) = self.peek_op(&["=", "!=", "<", "<=", ">", ">="]) else { return Ok(a) };
+        self.pos += 1;
+        let op = match op {
+            "=" => Cmp::Eq,
+            "!=" => Cmp::Ne,
+            "<" => Cmp::Lt,
+            "<=" => Cmp::Le,
+            ">" => Cmp::Gt,
+            _ => Cmp::Ge,
+        };
+        Ok(X::Cmp(op, Box::new(a), Box::new(self.sum()?)))
+    }
+    fn sum(&mut self) -> Result<X, String> {
+        let mut x = self.prod()?;
+        while let Some(op) = self.peek_op(&["+", "-"]) {
+            self.pos += 1;
+            x = X::Arith(op.chars().next().unwrap_or('+'), Box::new(x), Box::new(self.prod()?));
+        }
+        Ok(x)
+    }
+    fn prod(&mut self) -> Result<X, String> {
+        let mut x = self.unary()?;
+        while let Some(op) = self.peek_op(&["*", "div", "mod"]) {
+            self.pos += 1;
+            let c = match op {
+                "*" => '*',
+                "div" => '/',
+                _ => '%',
+            };
+            x = X::Arith(c, Box::new(x), Box::new(self.unary()?));
+        }
+        Ok(x)
+    }
+    fn unary(&mut self) -> Result<X, String> {
+        if self.peek_op(&["-"]).is_some() {
+            self.pos += 1;
+            self.enter()?;
+            let x = self.unary()?;
+            self.depth -= 1;
+            return Ok(match x {
+                X::Num(n) => X::Num(-n),
+                x => X::Neg(Box::new(x)),
+            });
+        }
+        self.atom()
+    }
+    fn atom(&mut self) -> Result<X, String> {
+        let tok = self.toks.get(self.pos).cloned().ok_or("the expression ends too early")?;
+        self.pos += 1;
+        match tok {
+            Tok::Ref(n) => Ok(X::Ref(n)),
+            Tok::Dot => Ok(X::Dot),
+            Tok::Num(n) => Ok(X::Num(n)),
+            Tok::Str(s) => Ok(X::Str(s)),
+            Tok::LParen => {
+                let x = self.or()?;
+                self.expect_rparen()?;
+                Ok(x)
+            }
+            Tok::Name(name) => {
+                if self.toks.get(self.pos) != Some(&Tok::LParen) {
+                    return Err(format!("`{name}` is not supported (only `${{name}}` references and `.`)"));
+                }
+                self.pos += 1;
+                let mut args = Vec::new();
+                if self.toks.get(self.pos) == Some(&Tok::RParen) {
+                    self.pos += 1;
+                    return Ok(X::Call(name, args));
+                }
+                loop {
+                    args.push(self.or()?);
+                    match self.toks.get(self.pos) {
+                        Some(Tok::Comma) => self.pos += 1,
+                        _ => break,
+                    }
+                }
+                self.expect_rparen()?;
+                Ok(X::Call(name, args))
+            }
+            t => Err(format!("unexpected {}", describe(&t))),
+        }
+    }
+    fn expect_rparen(&mut self) -> Result<(), String> {
+        if self.toks.get(self.pos) == Some(&Tok::RParen) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err("missing `)`".into())
+        }
+    }
+}
+
+fn describe(t: &Tok) -> String {
+    match t {
+        Tok::Op(o) => format!("`{o}`"),
+        Tok::RParen => "`)`".into(),
+        Tok::Comma => "`,`".into(),
+        _ => "token".into(),
+    }
+}
+
+/// Every `${name}` an expression refers to, in order.
+pub(super) fn refs(x: &X) -> Vec<String> {
+    fn walk(x: &X, out: &mut Vec<String>) {
+        match x {
+            X::Or(a, b) | X::And(a, b) | X::Cmp(_, a, b) | X::Arith(_, a, b) => {
+                walk(a, out);
+                walk(b, out);
+            }
+            X::Neg(a) => walk(a, out),
+            X::Ref(n) => out.push(n.clone()),
+            X::Call(_, args) => args.iter().for_each(|a| walk(a, out)),
+            X::Dot | X::Num(_) | X::Str(_) => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(x, &mut out);
+    out
+}
+
+/// How a referenced question answers, as translation needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RefKind {
+    /// A select_multiple or rank: `selected()` tests a pick.
+    Multi,
+    /// A select_one (or yes/no): `selected()` compares the code.
+    Single,
+    /// A scale (select_one with numeric names): `selected()` compares the point.
+    Scale,
+    /// Anything else.
+    Other,
+}
+
+/// Translates a `relevant` expression into a fieldwatch condition. `kind`
+/// tells how a referenced question answers (None: no such question);
+/// `this` is the question `.` stands for.
+pub(super) fn to_condition(
+    x: &X,
+    this: &str,
+    kind: &dyn Fn(&str) -> Option<RefKind>,
+) -> Result<String, String> {
+    let t = Tr { this, kind };
+    t.cond(x)
+}
+
+struct Tr<'a> {
+    this: &'a str,
+    kind: &'a dyn Fn(&str) -> Option<RefKind>,
+}
+
+impl Tr<'_> {
+    fn name(&self, x: &X) -> Option<String> {
+        match x {
+            X::Ref(n) => Some(n.clone()),
+            X::Dot => Some(self.this.to_string()),
+            _ => None,
+        }
+    }
+    fn cond(&self, x: &X) -> Result<String, String> {
+        match x {
+            X::Or(a, b) => Ok(format!("{} or {}", self.cond(a)?, self.cond(b)?)),
+            X::And(a, b) => {
+                let side = |x: &X| -> Result<String, String> {
+                    let s = self.cond(x)?;
+                    Ok(if matches!(x, X::Or(..)) { format!("({s})") } else { s })
+                };
+                Ok(format!("{} and {}", side(a)?, side(b)?))
+            }
+            X::Cmp(op, a, b) => self.compare(*op, a, b),
+            X::Call(f, args) => self.call(f, args),
+            X::Ref(n) => Err(format!("`${{{n}}}` alone is not a condition (compare it)")),
+            _ => Err("this is not a condition".into()),
+        }
+    }
+    fn operand(&self, x: &X) -> Result<String, String> {
+        match x {
+            X::Num(n) => Ok(super::sheet::number_text(*n)),
+            X::Str(s) if s.contains('"') => Err("strings with `\"` are not supported".into()),
+            X::Str(s) => Ok(format!("\"{s}\"")),
+            X::Ref(_) | X::Dot => Ok(self.name(x).unwrap_or_default()),
+            X::Arith(..) | X::Neg(_) => {
+                Err("arithmetic cannot be expressed in a fieldwatch condition".into())
+            }
+            X::Call(f, args) if args.is_empty() && (f == "true" || f == "false") => Ok(f.clone()),
+            X::Call(f, _) => Err(format!("`{f}()` cannot be compared in a fieldwatch condition")),
+            _ => Err("a condition cannot be compared".into()),
+        }
+    }
+    fn compare(&self, op: Cmp, a: &X, b: &X) -> Result<String, String> {
+        // `${q} = ''` and `${q} != ''`: blank or not (a missing code is an answer).
+        for (r, other) in [(a, b), (b, a)] {
+            if let (Some(n), X::Str(s)) = (self.name(r), other)
+                && s.is_empty()
+            {
+                return match op {
+                    Cmp::Ne => Ok(format!("(answered({n}) or missing({n}))")),
+                    Cmp::Eq => Ok(format!("not (answered({n}) or missing({n}))")),
+                    _ => Err("only `=` and `!=` compare with ''".into()),
+                };
+            }
+        }
+        // count-selected(${q}) and string-length(${q}) against 0 or 1.
+        for (f, other, op) in [(a, b, op), (b, a, op.flip())] {
+            if let X::Call(name, args) = f
+                && matches!(name.as_str(), "count-selected" | "string-length")
+            {
+                let [arg] = args.as_slice() else { return Err(format!("`{name}()` takes one argument")) };
+                let n = self.name(arg).ok_or_else(|| format!("`{name}()` of anything but a question"))?;
+                let X::Num(k) = other else {
+                    return Err(format!("`{name}()` compared with anything but a number"));
+                };
+                let answered = format!("answered({n})");
+                return match (op, *k) {
+                    (Cmp::Gt, 0.0) | (Cmp::Ge, 1.0) | (Cmp::Ne, 0.0) => Ok(answered),
+                    (Cmp::Eq, 0.0) | (Cmp::Lt, 1.0) | (Cmp::Le, 0.0) => Ok(format!("not {answered}")),
+                    _ => {
+                        Err(format!("`{name}()` is supported only as answered or not (compared with 0 or 1)"))
+                    }
+                };
+            }
+        }
+        Ok(format!("{} {} {}", self.operand(a)?, op.as_str(), self.operand(b)?))
+    }
+    fn call(&self, f: &str, args: &[X]) -> Result<String, String> {
+        match (f, args) {
+            ("not", [a]) => {
+                let s = self.cond(a)?;
+                Ok(if matches!(a, X::Call(..)) { format!("not {s}") } else { format!("not ({s})") })
+            }
+            ("true" | "false", []) => Ok(f.to_string()),
+            ("selected", [q, X::Str(v)]) => {
+                let n = self.name(q).ok_or("`selected()` of anything but a question")?;
+                if v.contains('"') {
+                    return Err("strings with `\"` are not supported".into());
+                }
+                match (self.kind)(&n) {
+                    Some(RefKind::Multi) => Ok(format!("selected({n}, \"{v}\")")),
+                    Some(RefKind::Scale) if v.parse::<i64>().is_ok() => Ok(format!("{n} == {v}")),
+                    Some(_) | None => Ok(format!("{n} == \"{v}\"")),
+                }
+            }
+            ("selected", _) => Err("`selected()` takes a question and a quoted choice name".into()),
+            ("if" | "today" | "now" | "coalesce" | "concat" | "regex" | "jr:choice-name" | "position", _) => {
+                Err(format!("`{f}()` cannot be expressed in a fieldwatch condition"))
+            }
+            _ => Err(format!("`{f}()` is not supported")),
+        }
+    }
+}
+
+/// What a constraint says about `.`, when it is made only of bounds on
+/// `.` (`. >= 0 and . <= 120`) and a most-picks limit (`count-selected(.) <= 3`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(super) struct Bounds {
+    /// Lower bound and whether it is strict.
+    pub min: Option<(f64, bool)>,
+    /// Upper bound and whether it is strict.
+    pub max: Option<(f64, bool)>,
+    /// Most options one answer may pick.
+    pub max_picks: Option<f64>,
+}
+
+/// Reads a constraint as bounds on `.`, or says why it cannot.
+pub(super) fn bounds(x: &X) -> Result<Bounds, String> {
+    let mut b = Bounds::default();
+    fn walk(x: &X, b: &mut Bounds) -> Result<(), String> {
+        match x {
+            X::And(l, r) => {
+                walk(l, b)?;
+                walk(r, b)
+            }
+            X::Cmp(op, l, r) => {
+                let (op, other, picks) = match (&**l, &**r) {
+                    (X::Dot, o) => (*op, o, false),
+                    (o, X::Dot) => (op.flip(), o, false),
+                    (X::Call(f, a), o) if f == "count-selected" && a == &[X::Dot] => (*op, o, true),
+                    (o, X::Call(f, a)) if f == "count-selected" && a == &[X::Dot] => (op.flip(), o, true),
+                    _ => return Err("only bounds on `.` are supported in constraints".into()),
+                };
+                let X::Num(n) = other else { return Err("a bound must be a number".into()) };
+                match (op, picks) {
+                    (Cmp::Ge | Cmp::Gt, false) => b.min = Some((*n, op == Cmp::Gt)),
+                    (Cmp::Le | Cmp::Lt, false) => b.max = Some((*n, op == Cmp::Lt)),
+                    (Cmp::Le, true) => b.max_picks = Some(*n),
+                    (Cmp::Lt, true) => b.max_picks = Some(*n - 1.0),
+                    _ => {
+                        return Err("only `<`, `<=`, `>` and `>=` bounds are supported in constraints".into());
+                    }
+                }
+                Ok(())
+            }
+            _ => Err("only bounds on `.` joined with `and` are supported in constraints".into()),
+        }
+    }
+    walk(x, &mut b)?;
+    Ok(b)
+}
