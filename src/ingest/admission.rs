@@ -182,19 +182,32 @@ where
                 }
             }
         }
-        let req = req.map(|body| {
-            Body::new(Metered {
-                inner: body,
-                admission: admission.clone(),
-                conn_budget: conn.as_ref().map(|c| c.budget().clone()),
-                header: [0; 5],
-                header_len: 0,
-                remaining: 0,
-                held: Vec::new(),
-                held_bytes: 0,
-                failed: false,
+        // Only gRPC (and binary gRPC-Web) bodies are length-prefixed
+        // messages to meter; the HTTP intake routes on this port (JSON,
+        // NDJSON, KoboToolbox) bound their bodies themselves
+        // (`ingest.max_http_body_bytes`), and base64 gRPC-Web text is
+        // decoded further in.
+        let framed =
+            req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| {
+                ct.starts_with("application/grpc") && !ct.starts_with("application/grpc-web-text")
+            });
+        let req = if !framed {
+            req
+        } else {
+            req.map(|body| {
+                Body::new(Metered {
+                    inner: body,
+                    admission: admission.clone(),
+                    conn_budget: conn.as_ref().map(|c| c.budget().clone()),
+                    header: [0; 5],
+                    header_len: 0,
+                    remaining: 0,
+                    held: Vec::new(),
+                    held_bytes: 0,
+                    failed: false,
+                })
             })
-        });
+        };
         // The usual swap: call the instance that was polled ready.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
