@@ -12,20 +12,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::{AppState, api_error};
-use crate::aggregate::LiveState;
 use crate::fieldwork::review::FlagFilter;
-use crate::instrument::Study;
 use crate::quality::Check;
-
-/// The study and this process's aggregator, or why not (a 404).
-fn study_and_aggregator<'a>(
-    s: &'a AppState,
-    study: &str,
-) -> Result<(&'a Study, &'a LiveState), &'static str> {
-    let st = s.catalog.get(study).ok_or("no such study")?;
-    let agg = s.aggregator.as_deref().ok_or("this process runs no aggregator")?;
-    Ok((st, agg))
-}
 
 #[derive(Deserialize)]
 pub(super) struct FieldworkQuery {
@@ -46,7 +34,7 @@ pub(super) async fn fieldwork(
     Path(study): Path<String>,
     Query(q): Query<FieldworkQuery>,
 ) -> Response {
-    let (st, agg) = match study_and_aggregator(&s, &study) {
+    let (st, agg) = match super::study_and_aggregator(&s, &study) {
         Ok(x) => x,
         Err(why) => return api_error(StatusCode::NOT_FOUND, why.into()),
     };
@@ -93,7 +81,7 @@ pub(super) async fn flags(
     Path(study): Path<String>,
     Query(q): Query<FlagsQuery>,
 ) -> Response {
-    let (st, agg) = match study_and_aggregator(&s, &study) {
+    let (st, agg) = match super::study_and_aggregator(&s, &study) {
         Ok(x) => x,
         Err(why) => return api_error(StatusCode::NOT_FOUND, why.into()),
     };

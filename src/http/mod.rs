@@ -307,6 +307,16 @@ pub struct ApiError {
     error: String,
 }
 
+/// The study and this process's aggregator, or why not (a 404).
+fn study_and_aggregator<'a>(
+    s: &'a AppState,
+    study: &str,
+) -> Result<(&'a crate::instrument::Study, &'a crate::aggregate::LiveState), &'static str> {
+    let st = s.catalog.get(study).ok_or("no such study")?;
+    let agg = s.aggregator.as_deref().ok_or("this process runs no aggregator")?;
+    Ok((st, agg))
+}
+
 fn api_error(code: StatusCode, msg: String) -> Response {
     (code, Json(ApiError { error: msg })).into_response()
 }
@@ -376,11 +386,9 @@ async fn study_toplines(
     Path(study): Path<String>,
     Query(q): Query<TopQuery>,
 ) -> Response {
-    let Some(st) = s.catalog.get(&study) else {
-        return api_error(StatusCode::NOT_FOUND, "no such study".into());
-    };
-    let Some(agg) = &s.aggregator else {
-        return api_error(StatusCode::NOT_FOUND, "this process runs no aggregator".into());
+    let (st, agg) = match study_and_aggregator(&s, &study) {
+        Ok(x) => x,
+        Err(why) => return api_error(StatusCode::NOT_FOUND, why.into()),
     };
     let view = agg.view();
     let state = view.study(&study);

@@ -14,11 +14,9 @@ use axum::response::{IntoResponse, Response};
 use super::{AppState, api_error};
 
 pub(super) async fn quotas(State(s): State<AppState>, Path(study): Path<String>) -> Response {
-    let Some(st) = s.catalog.get(&study) else {
-        return api_error(StatusCode::NOT_FOUND, "no such study".into());
-    };
-    let Some(agg) = &s.aggregator else {
-        return api_error(StatusCode::NOT_FOUND, "this process runs no aggregator".into());
+    let (st, agg) = match super::study_and_aggregator(&s, &study) {
+        Ok(x) => x,
+        Err(why) => return api_error(StatusCode::NOT_FOUND, why.into()),
     };
     let view = agg.view();
     let state = view.study(&study);
@@ -34,11 +32,9 @@ pub(super) async fn quotas(State(s): State<AppState>, Path(study): Path<String>)
 /// `GET /api/v1/studies/{study}/quality`: flags per check with the worst
 /// items, study-wide, with the view's completeness and freshness.
 pub(super) async fn quality(State(s): State<AppState>, Path(study): Path<String>) -> Response {
-    let Some(st) = s.catalog.get(&study) else {
-        return api_error(StatusCode::NOT_FOUND, "no such study".into());
-    };
-    let Some(agg) = &s.aggregator else {
-        return api_error(StatusCode::NOT_FOUND, "this process runs no aggregator".into());
+    let (st, agg) = match super::study_and_aggregator(&s, &study) {
+        Ok(x) => x,
+        Err(why) => return api_error(StatusCode::NOT_FOUND, why.into()),
     };
     let view = agg.view();
     let state = view.study(&study);

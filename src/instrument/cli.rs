@@ -30,15 +30,7 @@ pub fn check(files: &[PathBuf], out: &mut impl Write, err: &mut impl Write) -> R
     for (files, study) in super::xlsform::load_studies(&books) {
         let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
         match study {
-            Ok(s) => writeln!(
-                out,
-                "{}: ok (study {}, {} forms, {} items, {} codes)",
-                names.join(", "),
-                s.id(),
-                s.forms.len(),
-                s.forms.iter().map(|f| f.items.len()).sum::<usize>(),
-                s.codes.len()
-            )?,
+            Ok(s) => writeln!(out, "{}: ok ({})", names.join(", "), summary(&s))?,
             Err(problems) => {
                 writeln!(err, "{}", super::xlsform::format_problems(&problems))?;
                 all_good = false;
@@ -52,15 +44,7 @@ pub fn check(files: &[PathBuf], out: &mut impl Write, err: &mut impl Write) -> R
                 all_good = false;
             }
             Ok(src) => match Study::from_yaml(&src) {
-                Ok(s) => writeln!(
-                    out,
-                    "{}: ok (study {}, {} forms, {} items, {} codes)",
-                    path.display(),
-                    s.id(),
-                    s.forms.len(),
-                    s.forms.iter().map(|f| f.items.len()).sum::<usize>(),
-                    s.codes.len()
-                )?,
+                Ok(s) => writeln!(out, "{}: ok ({})", path.display(), summary(&s))?,
                 Err(problems) => {
                     writeln!(err, "{}", format_problems(&path, &problems))?;
                     all_good = false;
@@ -69,6 +53,17 @@ pub fn check(files: &[PathBuf], out: &mut impl Write, err: &mut impl Write) -> R
         }
     }
     Ok(all_good)
+}
+
+/// `study ID, N forms, N items, N codes`: what `check` says of a good instrument.
+fn summary(s: &Study) -> String {
+    format!(
+        "study {}, {} forms, {} items, {} codes",
+        s.id(),
+        s.forms.len(),
+        s.forms.iter().map(|f| f.items.len()).sum::<usize>(),
+        s.codes.len()
+    )
 }
 
 /// A study's forms as a table: per item its id, canonical code, kind,

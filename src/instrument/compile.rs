@@ -237,52 +237,25 @@ pub(super) fn compile(def: StudyDef, lines: &IdLines) -> Result<Study, Vec<Probl
         // Resolve conditions once every id of the form is known.
         for (ii, it) in f.items.iter().enumerate() {
             let line = lines.items[fi][ii];
-            let Some(src) = &it.constraint else { continue };
-            match Expr::parse(src) {
-                Err(e) => p(line, format!("item `{}`: constraint: {e}", it.id)),
-                Ok(mut e) => {
-                    let mut ok = true;
-                    for r in e.refs_mut() {
-                        match item_index.get(&r.id) {
-                            Some(&i) => r.index = i,
-                            None => {
-                                ok = false;
-                                p(
-                                    line,
-                                    format!("item `{}`: constraint refers to unknown item `{}`", it.id, r.id),
-                                );
-                            }
-                        }
-                    }
-                    if ok {
-                        items[ii].constraint = Some(e);
-                    }
+            if let Some(src) = &it.constraint {
+                match resolve(src, &item_index) {
+                    Ok(e) => items[ii].constraint = Some(e),
+                    Err(Unresolved::Parse(e)) => p(line, format!("item `{}`: constraint: {e}", it.id)),
+                    Err(Unresolved::Unknown(ids)) => ids.iter().for_each(|r| {
+                        p(line, format!("item `{}`: constraint refers to unknown item `{r}`", it.id))
+                    }),
                 }
             }
-        }
-        for (ii, it) in f.items.iter().enumerate() {
-            let line = lines.items[fi][ii];
-            let Some(src) = &it.relevant else { continue };
-            match Expr::parse(src) {
-                Err(e) => p(line, format!("item `{}`: {e}", it.id)),
-                Ok(mut e) => {
-                    let mut ok = true;
-                    for r in e.refs_mut() {
-                        match item_index.get(&r.id) {
-                            Some(&i) => r.index = i,
-                            None => {
-                                ok = false;
-                                p(
-                                    line,
-                                    format!("item `{}`: condition refers to unknown item `{}`", it.id, r.id),
-                                );
-                            }
-                        }
-                    }
-                    if ok {
+            if let Some(src) = &it.relevant {
+                match resolve(src, &item_index) {
+                    Ok(e) => {
                         items[ii].deps = e.item_indexes();
                         items[ii].relevant = Some(e);
                     }
+                    Err(Unresolved::Parse(e)) => p(line, format!("item `{}`: {e}", it.id)),
+                    Err(Unresolved::Unknown(ids)) => ids.iter().for_each(|r| {
+                        p(line, format!("item `{}`: condition refers to unknown item `{r}`", it.id))
+                    }),
                 }
             }
         }
@@ -393,6 +366,28 @@ fn lint_kind(kind: &KindDef, id: &str, line: usize, p: &mut impl FnMut(usize, St
         }
         _ => {}
     }
+}
+
+/// Why a condition could not be resolved against its form.
+enum Unresolved {
+    /// It does not parse.
+    Parse(super::expr::ParseError),
+    /// It names items the form lacks (in order of appearance).
+    Unknown(Vec<String>),
+}
+
+/// Parses a condition (relevance or constraint) and points each item it
+/// names at that item's index in the form.
+fn resolve(src: &str, item_index: &HashMap<String, usize>) -> Result<Expr, Unresolved> {
+    let mut e = Expr::parse(src).map_err(Unresolved::Parse)?;
+    let mut unknown = Vec::new();
+    for r in e.refs_mut() {
+        match item_index.get(&r.id) {
+            Some(&i) => r.index = i,
+            None => unknown.push(r.id.clone()),
+        }
+    }
+    if unknown.is_empty() { Ok(e) } else { Err(Unresolved::Unknown(unknown)) }
 }
 
 /// Cycles in the relevance graph (item -> items its condition reads), each
