@@ -8,7 +8,7 @@
 //! by the instrument; the result is then validated like any submission, so
 //! a bad value gets the same violation as over gRPC. Pure: no I/O.
 //!
-//! The mapping (also in `docs/submissions.md`):
+//! The mapping (also in `docs/api.md`):
 //! - a question is found by the last segment of its key (`grp/q6` -> `q6`);
 //!   XLSForm names are unique within a form, so this is unambiguous;
 //! - `respondent_id`: a question named `respondent_id`, else
@@ -306,6 +306,12 @@ mod tests {
         with_repeat.insert("visits".into(), serde_json::json!([{"visits/when": "2"}, {"visits/when": "5"}]));
         let s = submission(&st, Some(&form), &with_repeat);
         assert!(matches!(s.answers["visits"], Answer::Other(_)), "{:?}", s.answers["visits"]);
+        let v =
+            crate::validate::validate_in(&st, &s, &crate::validate::Limits::default()).expect_err("refused");
+        assert!(
+            v.iter().any(|v| v.field == "answers.visits" && v.rule == crate::validate::Rule::UnknownItem),
+            "{v:?}"
+        );
     }
 
     #[test]
