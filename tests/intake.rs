@@ -219,9 +219,11 @@ async fn json_and_ndjson_posts_are_stored_once_and_refused_like_grpc() {
     .await;
 }
 
-/// A recorded-shape KoboToolbox REST-service payload for the demo's
-/// investigator form (keys, metadata and string values as Kobo sends them).
-fn kobo_payload(uuid: &str, q6: &str) -> Value {
+/// A KoboToolbox REST-service payload in the shape current Kobo servers
+/// post, for the demo's investigator form (keys, metadata and string values
+/// as Kobo sends them): `uuid` is this version's, `root` the first version's
+/// (the same unless the submission was edited).
+fn kobo_payload(uuid: &str, root: &str, q6: &str) -> Value {
     json!({
         "_id": 81234567,
         "formhub/uuid": "5c9d4b0c0a5e4b4d9d1f2c9e8b7a6d5c",
@@ -236,6 +238,7 @@ fn kobo_payload(uuid: &str, q6: &str) -> Value {
         "knowledge/q7": "dk",
         "__version__": "vA8xFQ2yHcBxk6R5gS8Wd9",
         "meta/instanceID": format!("uuid:{uuid}"),
+        "meta/rootUuid": format!("uuid:{root}"),
         "_xform_id_string": "aW9rLx2tPqR8sKd3",
         "_uuid": uuid,
         "_attachments": [],
@@ -261,20 +264,30 @@ async fn a_kobo_payload_is_counted_once_and_a_bad_one_refused_like_grpc() {
             }
         };
         let uuid = "0b6f8a34-7c2e-4d1b-9a55-3e8f1c2d4b6a";
-        let r = post(kobo_payload(uuid, "4")).await;
+        let r = post(kobo_payload(uuid, uuid, "4")).await;
         assert_eq!(r.status(), 200);
         let stored: Value = r.json().await.expect("json");
         assert_eq!(stored["submission_id"], format!("uuid:{uuid}"));
         // Kobo retries a delivery it did not see acknowledged: counted once.
-        let again: Value = post(kobo_payload(uuid, "4")).await.json().await.expect("json");
+        let again: Value = post(kobo_payload(uuid, uuid, "4")).await.json().await.expect("json");
         let tokens =
             [stored["read_token"].as_str().expect("token"), again["read_token"].as_str().expect("token")];
         let t = toplines_after(&s, &tokens).await;
         assert_eq!(interviews(&t), 1);
+        // An edit in Kobo posts the new version: a new instanceID, the same
+        // rootUuid, so the same respondent; the first one still counts.
+        let edited = "7c9e2f10-5d4b-4a3c-8e21-9f0a1b2c3d4e";
+        let r = post(kobo_payload(edited, uuid, "2")).await;
+        assert_eq!(r.status(), 200);
+        let edit: Value = r.json().await.expect("json");
+        assert_eq!(edit["submission_id"], format!("uuid:{edited}"));
+        let t = toplines_after(&s, &[edit["read_token"].as_str().expect("token")]).await;
+        assert_eq!(interviews(&t), 1, "an edit is no second interview");
 
+        const BAD: &str = "1d2c3b4a-0000-4000-8000-000000000001";
         // A text where the scale wants a number, and the same interview over
         // gRPC: the same violation.
-        let r = post(kobo_payload("1d2c3b4a-0000-4000-8000-000000000001", "very")).await;
+        let r = post(kobo_payload(BAD, BAD, "very")).await;
         assert_eq!(r.status(), 400);
         let http = json_violations(&r.json().await.expect("json"));
         assert_eq!(http, vec![("answers.q6".into(), "wrong_kind".into())]);

@@ -8,13 +8,16 @@
 //! by the instrument; the result is then validated like any submission, so
 //! a bad value gets the same violation as over gRPC. Pure: no I/O.
 //!
-//! The mapping (also in `docs/submissions.md`):
+//! The mapping (also in `docs/api.md`):
 //! - a question is found by the last segment of its key (`grp/q6` -> `q6`);
 //!   XLSForm names are unique within a form, so this is unambiguous;
-//! - `respondent_id`: a question named `respondent_id`, else `_uuid`;
+//! - `respondent_id`: a question named `respondent_id`, else
+//!   `meta/rootUuid` (the first version's uuid, kept when the submission is
+//!   edited; its `uuid:` prefix dropped), else `_uuid`;
 //! - `submission_id`: `meta/instanceID`, else `_uuid`;
-//! - `started_at` / `completed_at`: `start` / `end` (ODK metadata), the
-//!   completion falling back to `_submission_time` (UTC);
+//! - `started_at` / `completed_at`: `start` / `end` (ODK metadata; an
+//!   offset without minutes, `+03`, as older ODK clients write it, gets
+//!   `:00`), the completion falling back to `_submission_time` (UTC);
 //! - `interviewer`: a question named `interviewer`, else `_submitted_by`;
 //! - `form`: the `form` query parameter, else a question named `form`,
 //!   else the study's only form;
@@ -23,7 +26,8 @@
 //! - keys starting with `_`, `meta/` or `formhub/`, and the ODK metadata
 //!   questions (`today`, `deviceid`, `username`, ...) are ignored; any other
 //!   key that is no item of the form is kept as an answer and so rejected
-//!   as `unknown_item`.
+//!   as `unknown_item`; so is a repeat group (an array of objects under the
+//!   repeat's name).
 
 use serde_json::{Map, Value};
 
@@ -72,10 +76,16 @@ pub fn submission(study: &Study, form: Option<&str>, payload: &Map<String, Value
         .or(form_question)
         .or_else(|| (study.forms.len() == 1).then(|| study.forms[0].id.clone()))
         .unwrap_or_default();
-    let respondent_id = text(named.remove("respondent_id")).or_else(|| text(payload.get("_uuid")));
+    let root_uuid = text(payload.get("meta/rootUuid"))
+        .map(|u| u.strip_prefix("uuid:").map_or(u.clone(), str::to_string))
+        .filter(|u| !u.is_empty());
+    let respondent_id =
+        text(named.remove("respondent_id")).or(root_uuid).or_else(|| text(payload.get("_uuid")));
     let interviewer = text(named.remove("interviewer")).or_else(|| text(payload.get("_submitted_by")));
     let submission_id = text(payload.get("meta/instanceID")).or_else(|| text(payload.get("_uuid")));
-    let completed_at = text(payload.get("end")).or_else(|| text(payload.get("_submission_time")).map(utc));
+    let completed_at = text(payload.get("end"))
+        .map(offset_minutes)
+        .or_else(|| text(payload.get("_submission_time")).map(utc));
 
     let form_def = study.form(&form_id).map(|i| &study.forms[i]);
     let mut answers = std::collections::BTreeMap::new();
@@ -102,7 +112,7 @@ pub fn submission(study: &Study, form: Option<&str>, payload: &Map<String, Value
         form: form_id,
         respondent_id: respondent_id.unwrap_or_default(),
         submission_id: submission_id.unwrap_or_default(),
-        started_at: text(payload.get("start")),
+        started_at: text(payload.get("start")).map(offset_minutes),
         completed_at,
         interviewer,
         attributes,
@@ -116,6 +126,19 @@ fn utc(t: String) -> String {
     let has_offset =
         t.ends_with('Z') || t.get(19..).is_some_and(|rest| rest.contains('+') || rest.contains('-'));
     if has_offset { t } else { format!("{t}Z") }
+}
+
+/// `2014-04-28T14:57:51.208+03` (an offset in whole hours, as older ODK
+/// clients write it) as RFC 3339, `...+03:00`; anything else unchanged.
+fn offset_minutes(t: String) -> String {
+    let b = t.as_bytes();
+    let n = b.len();
+    let hours_only = n > 19
+        && matches!(b[n - 3], b'+' | b'-')
+        && b[n - 2].is_ascii_digit()
+        && b[n - 1].is_ascii_digit()
+        && t[..n - 3].contains('T');
+    if hours_only { format!("{t}:00") } else { t }
 }
 
 /// A JSON value as it stands (a number as a number, a string as text).
@@ -226,5 +249,77 @@ mod tests {
         );
         assert_eq!(answer(&st, kind, &Value::String("lots".into())), Answer::Text("lots".into()));
         assert_eq!(answer(&st, kind, &Value::String(String::new())), Answer::Blank);
+    }
+
+    /// The shape current KoboToolbox servers post: every question value a
+    /// string (numbers too), group paths, `meta/rootUuid` beside
+    /// `meta/instanceID`, attachments and geolocation as JSON, a repeat as an
+    /// array of objects keyed by full path.
+    #[test]
+    fn a_payload_in_the_shape_kobo_posts_maps_by_item_and_ignores_its_metadata() {
+        let st = demo();
+        let scale = item_of(&st, |k| matches!(k, KindDef::Scale { .. }));
+        let multi = item_of(&st, |k| matches!(k, KindDef::MultiSelect { ranked: false, .. }));
+        let form = st.forms[0].id.clone();
+        let p = payload(serde_json::json!({
+            "_id": 903_114_208,
+            "formhub/uuid": "7e1f0c2a9b8d4e6f8a0b1c2d3e4f5a6b",
+            "start": "2025-11-18T08:41:07.512+03:00",
+            "end": "2025-11-18T08:58:30.004+03",
+            "today": "2025-11-18",
+            "username": "fieldteam_b",
+            "deviceid": "collect:Xq2LmP0aZr7Tt9Ks",
+            format!("section_a/block_2/{scale}"): "3",
+            format!("section_b/{multi}"): "x  y",
+            "__version__": "vQm3pL8tRa2Zk5Wc7Yd9Ex",
+            "meta/instanceID": "uuid:5a7c1e90-3b2d-4f6a-8c1e-0d9f2b4a6c8e",
+            "meta/rootUuid": "uuid:11d0c3f4-8e2a-4b7c-9d1f-6a5e3c2b1a09",
+            "meta/deprecatedID": "uuid:11d0c3f4-8e2a-4b7c-9d1f-6a5e3c2b1a09",
+            "meta/instanceName": "site 14 household 3",
+            "_xform_id_string": "aPq7Lm2Ns9Xv4Rt8Kw3Zy6",
+            "_uuid": "5a7c1e90-3b2d-4f6a-8c1e-0d9f2b4a6c8e",
+            "_attachments": [{"filename": "fieldteam_b/attachments/x/photo.jpg", "instance": 903_114_208}],
+            "_status": "submitted_via_web",
+            "_geolocation": [9.0301, 38.7406],
+            "_submission_time": "2025-11-18T05:58:41",
+            "_tags": ["pilot"],
+            "_notes": [],
+            "_validation_status": {"uid": "validation_status_approved", "label": "Approved"},
+            "_submitted_by": "fieldteam_b"
+        }));
+        let s = submission(&st, Some(&form), &p);
+        assert_eq!(s.respondent_id, "11d0c3f4-8e2a-4b7c-9d1f-6a5e3c2b1a09", "an edit keeps its respondent");
+        assert_eq!(s.submission_id, "uuid:5a7c1e90-3b2d-4f6a-8c1e-0d9f2b4a6c8e");
+        assert_eq!(s.started_at.as_deref(), Some("2025-11-18T08:41:07.512+03:00"));
+        assert_eq!(s.completed_at.as_deref(), Some("2025-11-18T08:58:30.004+03:00"), "hour offset completed");
+        assert_eq!(s.interviewer.as_deref(), Some("fieldteam_b"));
+        assert_eq!(s.answers.len(), 2, "only the questions are answers: {:?}", s.answers);
+        assert_eq!(s.answers[&scale], Answer::Integer(3));
+        assert_eq!(s.answers[&multi], Answer::Choices(vec!["x".into(), "y".into()]));
+        let v = crate::validate::validate_in(&st, &s, &crate::validate::Limits::default())
+            .err()
+            .unwrap_or_default();
+        assert!(v.iter().all(|v| !v.field.ends_with("_at")), "times parse: {v:?}");
+
+        // A repeat group is no item: kept, so validation names it.
+        let mut with_repeat = p.clone();
+        with_repeat.insert("visits".into(), serde_json::json!([{"visits/when": "2"}, {"visits/when": "5"}]));
+        let s = submission(&st, Some(&form), &with_repeat);
+        assert!(matches!(s.answers["visits"], Answer::Other(_)), "{:?}", s.answers["visits"]);
+        let v =
+            crate::validate::validate_in(&st, &s, &crate::validate::Limits::default()).expect_err("refused");
+        assert!(
+            v.iter().any(|v| v.field == "answers.visits" && v.rule == crate::validate::Rule::UnknownItem),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn an_offset_in_whole_hours_gets_its_minutes_and_nothing_else_changes() {
+        assert_eq!(offset_minutes("2014-04-28T14:57:51.208+03".into()), "2014-04-28T14:57:51.208+03:00");
+        assert_eq!(offset_minutes("2014-04-28T14:57:51-05".into()), "2014-04-28T14:57:51-05:00");
+        for t in ["2014-04-28T14:57:51+03:00", "2014-04-28T14:57:51Z", "2014-04-28T14:57:51", "2014-04-28"] {
+            assert_eq!(offset_minutes(t.into()), t);
+        }
     }
 }
