@@ -55,6 +55,38 @@ pub struct Running {
     broker: Option<crate::broker::Bootstrap>,
 }
 
+/// Runs the HTTP server's future on a runtime of its own (two worker
+/// threads named `name`, so one can answer 429 while the other renders),
+/// so a storm of reads (rendering `/metrics`, serialising flags) takes
+/// those threads and never the workers that run ingest, the aggregator and
+/// the embedded broker. The returned task of the calling
+/// runtime ends with the server (the same stop signal ends both); the
+/// thread then drops its runtime, closing what connections remain.
+fn spawn_isolated(
+    name: &str,
+    server: impl std::future::Future<Output = Result<(), http::HttpError>> + Send + 'static,
+) -> anyhow::Result<JoinHandle<Result<(), http::HttpError>>> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .context("starting the HTTP runtime")?;
+    // Carries the server's result back; dropped unsent only if the thread panicked.
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            let _ = done.send(rt.block_on(server));
+        })
+        .context("starting the HTTP thread")?;
+    Ok(tokio::spawn(async move {
+        result.await.unwrap_or_else(|_| {
+            Err(http::HttpError::Serve(std::io::Error::other("the HTTP thread stopped unexpectedly")))
+        })
+    }))
+}
+
 fn stopped(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send + 'static {
     let mut rx = rx.clone();
     async move {
@@ -181,7 +213,7 @@ async fn start_parts(
     };
     let http_server =
         http::serve(http_listener, state, &config.http, stopped(&stop_rx)).context("setting up http")?;
-    let http_task = tokio::spawn(http_server);
+    let http_task = spawn_isolated("fieldwatch-http", http_server)?;
     ready.store(true, Ordering::Relaxed);
 
     Ok(Running {
