@@ -185,7 +185,10 @@ class Cluster:
                     return False
         return True
 
-    def wait_counted(self, n, timeout=300):
+    def wait_counted(self, n, retries=0, timeout=300):
+        """Waits until the aggregators count `n` interviews and at least
+        `retries` retries (a resubmitted file adds only retries, so the
+        interview count alone says nothing of the second pass), and are ready."""
         end = time.time() + timeout
         got = None
         while time.time() < end:
@@ -193,7 +196,9 @@ class Cluster:
                 live = self.live()
                 got = sum(v for (name, labels), v in live.items()
                           if name == "fieldwatch_interviews" and ("study", STUDY) in labels)
-                if got == n and self.ready():
+                seen = sum(v for (name, labels), v in live.items()
+                           if name == "fieldwatch_duplicates" and ("kind", "retry") in labels)
+                if got == n and seen >= retries and self.ready():
                     return live
             except OSError:
                 pass
@@ -288,7 +293,7 @@ def run_scenario(name, binary, data, n, seed, workdir):
             raise RuntimeError(f"second submit exited {sub.p.returncode}")
         resubmits = n
     total = sum(v for (m, l), v in exp.items() if m == "fieldwatch_interviews")
-    live = c.wait_counted(total)
+    live = c.wait_counted(total, retries=resubmits)
     # Retries: resubmitted ids, plus records ingest published twice when an ack
     # was lost (broker scenario) - counted once, never in results.
     retries = int(sum(v for (m, l), v in live.items()
