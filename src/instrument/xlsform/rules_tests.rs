@@ -67,8 +67,13 @@ fn rule_arithmetic_if_today_and_date_translate_with_xpath_precedence() {
         &["text", "c", "C", "${a} + ${b} * 2 > 10 and if(${a} > 1, ${b}, 0) != 3", ""],
         &["text", "d", "D", "-${a} < 0 and ${a} mod 2 = 0", ""],
         &["text", "e", "E", "today() >= date('2024-01-01')", ""],
+        &["text", "f", "F", "'2024-06-01' > today()", ""],
     ])
     .expect("valid");
+    assert_eq!(item(&f, "f").relevant.as_deref(), Some("19875 > today()"), "a date string is a day");
+    let p = one(&[&["type", "name", "label", "relevant"], &["text", "g", "G", "today() = 'soon'"]])
+        .expect_err("not a date");
+    assert!(p[0].message.contains("is not a date"), "{}", p[0].message);
     assert_eq!(item(&f, "b").constraint.as_deref(), Some("b <= ((a / 2) + 1)"));
     assert_eq!(item(&f, "c").relevant.as_deref(), Some("(a + (b * 2)) > 10 and if(a > 1, b, 0) != 3"));
     assert_eq!(item(&f, "d").relevant.as_deref(), Some("(-a) < 0 and (a % 2) == 0"));

@@ -109,6 +109,18 @@ impl Tr<'_> {
         Ok(format!("if({}, {}, {})", self.cond(c)?, self.operand(a)?, self.operand(b)?))
     }
     fn compare(&self, op: Cmp, a: &X, b: &X) -> Result<String, String> {
+        // A date against a date string (`today() > '2024-06-01'`) compares
+        // days, as ODK compares dates; any other string would never match.
+        let is_date = |x: &X| matches!(x, X::Call(f, _) if f == "today" || f == "date");
+        let day = |x: &X| -> Result<String, String> {
+            match x {
+                X::Str(d) => date_days(d).map(|n| n.to_string()),
+                x => self.operand(x),
+            }
+        };
+        if is_date(a) || is_date(b) {
+            return Ok(format!("{} {} {}", day(a)?, op.as_str(), day(b)?));
+        }
         // `${q} = ''` and `${q} != ''`: blank or not (a missing code is an answer).
         for (r, other) in [(a, b), (b, a)] {
             if let (Some(n), X::Str(s)) = (self.name(r), other)
