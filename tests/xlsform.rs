@@ -41,19 +41,6 @@ fn report_json(instruments: &str, input: &str, by: Option<&str>) -> Vec<u8> {
     out.stdout
 }
 
-/// The report of the YAML demo study without its `quotas` section:
-/// quotas are declared in YAML only (docs/xlsform.md), so the workbooks'
-/// report has none; everything else must be byte-identical.
-fn without_quotas(report: &[u8]) -> Vec<u8> {
-    let text = std::str::from_utf8(report).expect("utf8");
-    // `quotas` is the document's last key: cut from its comma to the
-    // document's closing brace.
-    let at = text.find(",\n  \"quotas\": [").expect("the demo declares quotas");
-    let end = text.rfind("\n}").expect("closing brace");
-    assert!(end > at);
-    format!("{}{}", &text[..at], &text[end..]).into_bytes()
-}
-
 fn seed_workbooks() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(path(WORKBOOKS))
         .expect("seed workbooks")
@@ -69,9 +56,13 @@ fn seed_workbooks() -> Vec<PathBuf> {
 fn the_seed_workbooks_give_a_byte_identical_json_report_to_the_yaml_instrument() {
     for input in [DATASET, PROBES] {
         for by in [None, Some("position"), Some("region"), Some("interviewer")] {
-            let yaml = without_quotas(&report_json(YAML, input, by));
+            let yaml = report_json(YAML, input, by);
             let xls = report_json(WORKBOOKS, input, by);
             assert!(yaml.len() > 1000, "a real report");
+            assert!(
+                std::str::from_utf8(&yaml).expect("utf8").contains("\"quotas\": ["),
+                "the demo declares quotas and the comparison keeps them"
+            );
             assert!(yaml == xls, "reports on {input} by {by:?} differ");
         }
     }
@@ -107,7 +98,7 @@ fn instrument_import_writes_yaml_that_loads_and_reports_like_the_original() {
     let check = fieldwatch(&["instrument", "check", out.to_str().expect("utf8")]);
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
     let imported = out.to_str().expect("utf8");
-    let yaml = without_quotas(&report_json(YAML, DATASET, Some("position")));
+    let yaml = report_json(YAML, DATASET, Some("position"));
     let again = report_json(imported, DATASET, Some("position"));
     assert!(yaml == again, "the imported YAML reports differently");
 }
@@ -143,6 +134,71 @@ fn instrument_check_lists_every_problem_of_broken_workbooks_with_sheet_row_and_c
     assert!(err.contains("sheet survey row 3 column B: name `age` is already used on row 2"), "{err}");
     assert!(err.contains("sheet survey row 4 column A: repeat `members` is not supported"), "{err}");
     assert!(err.contains("column E: `relevant`"), "{err}");
+}
+
+/// `report --format json` of JSONL `lines` on one case workbook.
+fn case_report(case: &str, study: &str, lines: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, lines.join("\n")).expect("write input");
+    let book = path(&format!("tests/xlsform/cases/{case}.xlsx"));
+    let out = fieldwatch(&[
+        "report",
+        "--input",
+        input.to_str().expect("utf8"),
+        "--study",
+        study,
+        "--format",
+        "json",
+        "--instruments",
+        book.to_str().expect("utf8"),
+    ]);
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn a_hard_constraint_rejects_through_report_with_its_message_and_a_soft_one_does_not() {
+    let line = |n: u32, answers: &str| {
+        format!(
+            r#"{{"study":"ok_hard_constraint","form":"ok_hard_constraint","respondent_id":"r{n}","submission_id":"s{n}","answers":{answers}}}"#
+        )
+    };
+    let lines = [line(1, r#"{"adults": 2, "workers": 3}"#), line(2, r#"{"adults": 2, "workers": 2}"#)];
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let r = case_report("ok-hard-constraint", "ok_hard_constraint", &lines);
+    assert_eq!(r["groups"][0]["interviews"], 1, "the broken interview is not counted");
+    assert_eq!(
+        r["rejected"],
+        serde_json::json!([{"line": 1, "violations": [
+            {"field": "answers.workers", "rule": "constraint", "message": "At most the adults"}
+        ]}])
+    );
+}
+
+#[test]
+fn sentinel_numbers_count_as_dont_know_and_refused_through_report_not_as_values() {
+    let line = |n: u32, answers: &str| {
+        format!(
+            r#"{{"study":"missing_numbers","form":"missing_numbers","respondent_id":"r{n}","submission_id":"s{n}","answers":{answers}}}"#
+        )
+    };
+    // The case's map: -98 don't know, -99 and 999 refused; age 0..120
+    // takes all three (outside its range), income lists -98 and -99.
+    let lines = [
+        line(1, r#"{"age": 999, "income": -99}"#),
+        line(2, r#"{"age": 99, "income": 1200.5}"#),
+        line(3, r#"{"age": -98, "income": -98}"#),
+    ];
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let r = case_report("ok-missing-numbers", "missing_numbers", &lines);
+    assert_eq!(r["rejected"], serde_json::json!([]));
+    for item in r["groups"][0]["items"].as_array().expect("items") {
+        assert_eq!(item["valid_n"], 1, "{item}");
+        assert_eq!(item["excluded"], 0, "a sentinel is not out of range: {item}");
+        assert_eq!(item["missing"]["dont_know"], 1, "{item}");
+        assert_eq!(item["missing"]["refused"], 1, "{item}");
+    }
 }
 
 #[test]

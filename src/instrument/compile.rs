@@ -51,6 +51,46 @@ impl IdLines {
     }
 }
 
+impl IdLines {
+    /// For a definition built in code (the XLSForm importer): forms, their
+    /// items, then the dimensions and the quotas numbered 1, 2, 3... in
+    /// document order from 2 (lines 0 and 1 stay the study's own), so a
+    /// problem's `line` says which part it is about.
+    pub(super) fn numbered(def: &StudyDef) -> IdLines {
+        let mut k = 1;
+        let mut next = || {
+            k += 1;
+            k
+        };
+        let mut forms = Vec::new();
+        let mut items = Vec::new();
+        for f in &def.forms {
+            forms.push(next());
+            items.push(f.items.iter().map(|_| next()).collect());
+        }
+        let dims = next();
+        let quotas = next();
+        IdLines { forms, items, dims, quotas }
+    }
+
+    /// The line of form `fi`.
+    pub(super) fn form(&self, fi: usize) -> Option<usize> {
+        self.forms.get(fi).copied()
+    }
+    /// The lines of form `fi`'s items.
+    pub(super) fn items_of(&self, fi: usize) -> &[usize] {
+        self.items.get(fi).map_or(&[], Vec::as_slice)
+    }
+    /// The line of the dimensions.
+    pub(super) fn dims_line(&self) -> usize {
+        self.dims
+    }
+    /// The line of the quotas.
+    pub(super) fn quotas_line(&self) -> usize {
+        self.quotas
+    }
+}
+
 pub(crate) fn is_ident(s: &str) -> bool {
     let mut b = s.bytes();
     matches!(b.next(), Some(c) if c.is_ascii_lowercase() || c == b'_')
@@ -220,6 +260,18 @@ pub(super) fn compile(def: StudyDef, lines: &IdLines) -> Result<Study, Vec<Probl
                     Some((v, u32::try_from(k).ok()?))
                 })
                 .collect();
+            // Raw numbers that stand for missing codes: declared codes that are numbers.
+            let mut missing_numbers = Vec::new();
+            for c in &it.missing_numbers {
+                match (missing.get(c), c.trim().parse::<f64>()) {
+                    (Some(&kind), Ok(n)) if n.is_finite() => missing_numbers.push((n, kind)),
+                    (None, _) => p(
+                        line,
+                        format!("item `{}`: missing number `{c}` is not a missing code of the study", it.id),
+                    ),
+                    (Some(_), _) => p(line, format!("item `{}`: missing code `{c}` is not a number", it.id)),
+                }
+            }
             items.push(Item {
                 id: it.id.clone(),
                 code,
@@ -230,6 +282,8 @@ pub(super) fn compile(def: StudyDef, lines: &IdLines) -> Result<Study, Vec<Probl
                 deps: Vec::new(),
                 constraint: None,
                 constraint_message: it.constraint_message.clone().unwrap_or_default(),
+                constraint_hard: it.constraint_hard,
+                missing_numbers,
                 categories,
             });
         }

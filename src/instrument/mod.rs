@@ -167,6 +167,11 @@ pub struct Item {
     pub constraint: Option<Expr>,
     /// What the `constraint_violated` flag says (empty: nothing).
     pub constraint_message: String,
+    /// The constraint is enforced by validation (rule `constraint`).
+    pub constraint_hard: bool,
+    /// Raw numbers that stand for missing codes on this count or number
+    /// item (`-99` → refused), from its `missing_numbers`.
+    pub missing_numbers: Vec<(f64, MissingKind)>,
     /// Option code (scale point as text) -> index into the canonical
     /// item's pooled categories ([`CodeInfo::categories`]).
     categories: HashMap<String, u32>,

@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::instrument::expr::{Env, days_of_millis};
 use crate::instrument::{ExprValue, Form, Item, KindDef, MissingKind, Opt, Study};
 use crate::validate::{Record, Value};
 
@@ -188,19 +189,34 @@ pub fn expr_value<'a>(study: &'a Study, item: &Item, v: &'a Value) -> ExprValue<
         Value::Int(i) => ExprValue::Num(*i as f64),
         Value::Num(n) => ExprValue::Num(*n),
         Value::Code(c) => ExprValue::Str(code(c)),
-        Value::Text => ExprValue::Str(""),
+        Value::Text => ExprValue::Unknown,
         Value::Choices(c) => ExprValue::Set(c.iter().map(code).collect()),
         Value::Ranked(r) => ExprValue::Set(r.iter().map(|(c, _)| code(c)).collect()),
     }
 }
 
-/// Which items of the form are relevant given the answers. An item hidden
-/// by its condition hides its answer from the conditions of other items.
+/// Which items of the form are relevant given the answers, with no date
+/// for `today()` (see [`relevance_on`]).
 pub fn relevance(study: &Study, form: &Form, answers: &[Value]) -> Vec<bool> {
+    relevance_on(study, form, answers, None)
+}
+
+/// Which items of the form are relevant given the answers; `today` is the
+/// interview's day for `today()` ([`crate::instrument::expr::days_of_millis`]
+/// of its `ended_at`). An item hidden by its condition hides its answer
+/// from the conditions of other items.
+pub fn relevance_on(study: &Study, form: &Form, answers: &[Value], today: Option<i64>) -> Vec<bool> {
     // 0 = not computed, 1 = relevant, 2 = hidden, 3 = in progress. Lint
     // guarantees no cycles; "in progress" is treated as relevant so even a
     // cyclic definition cannot recurse forever.
-    fn visit(i: usize, study: &Study, form: &Form, answers: &[Value], memo: &mut [u8]) -> bool {
+    fn visit(
+        i: usize,
+        study: &Study,
+        form: &Form,
+        answers: &[Value],
+        today: Option<i64>,
+        memo: &mut [u8],
+    ) -> bool {
         match memo[i] {
             1 | 3 => return true,
             2 => return false,
@@ -212,22 +228,23 @@ pub fn relevance(study: &Study, form: &Form, answers: &[Value]) -> Vec<bool> {
             Some(e) => {
                 let refs = &form.items[i].deps;
                 for &j in refs {
-                    visit(j, study, form, answers, memo);
+                    visit(j, study, form, answers, today, memo);
                 }
                 // Every dependency is decided now (2 = hidden).
                 let memo: &[u8] = memo;
-                e.eval(&|j: usize| match (memo.get(j), answers.get(j), form.items.get(j)) {
+                let value = |j: usize| match (memo.get(j), answers.get(j), form.items.get(j)) {
                     (Some(2), _, _) => ExprValue::None,
                     (_, Some(v), Some(item)) => expr_value(study, item, v),
                     _ => ExprValue::None,
-                })
+                };
+                e.eval_in(&Env { value: &value, today })
             }
         };
         memo[i] = if rel { 1 } else { 2 };
         rel
     }
     let mut memo = vec![0u8; form.items.len()];
-    (0..form.items.len()).map(|i| visit(i, study, form, answers, &mut memo)).collect()
+    (0..form.items.len()).map(|i| visit(i, study, form, answers, today, &mut memo)).collect()
 }
 
 /// Checks a validated record against its study.
@@ -235,7 +252,9 @@ pub fn check(study: &Study, rec: &Record) -> Checked {
     let Some(form) = study.forms.get(rec.form) else {
         return Checked { status: Vec::new(), flags: Vec::new() };
     };
-    let relevant = relevance(study, form, &rec.answers);
+    // `today()` is the interview's own day, so live and offline reports agree.
+    let today = rec.ended_at.map(days_of_millis);
+    let relevant = relevance_on(study, form, &rec.answers, today);
     let mut status = Vec::with_capacity(form.items.len());
     let mut flags = Vec::new();
     for (i, item) in form.items.iter().enumerate() {
@@ -262,7 +281,7 @@ pub fn check(study: &Study, rec: &Record) -> Checked {
                 }
                 None => {
                     if let Some(c) = &item.constraint
-                        && !meets(study, form, &relevant, &rec.answers, c)
+                        && !meets(study, form, &relevant, &rec.answers, today, c)
                     {
                         // Soft: flagged, the value still counts.
                         flags.push(Flag { check: Check::ConstraintViolated, item: Some(i) });
@@ -287,12 +306,14 @@ fn meets(
     form: &Form,
     relevant: &[bool],
     answers: &[Value],
+    today: Option<i64>,
     c: &crate::instrument::Expr,
 ) -> bool {
-    c.eval(&|j: usize| match (relevant.get(j), answers.get(j), form.items.get(j)) {
+    let value = |j: usize| match (relevant.get(j), answers.get(j), form.items.get(j)) {
         (Some(true), Some(v), Some(item)) => expr_value(study, item, v),
         _ => ExprValue::None,
-    })
+    };
+    c.eval_in(&Env { value: &value, today })
 }
 
 /// The check a substantive value fails, if any.

@@ -12,7 +12,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
-use crate::instrument::{Catalog, Item, KindDef, MissingKind, Opt, Study};
+use crate::instrument::{Catalog, MissingKind, Opt, Study};
+
+mod hard;
+mod typed;
+
+pub(crate) use typed::typed;
 
 /// One interview as submitted (JSONL line or gRPC message).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Validate)]
@@ -163,11 +168,13 @@ pub enum Rule {
     CompletedBeforeStarted,
     /// A disposition that is no AAPOR code fieldwatch knows.
     UnknownDisposition,
+    /// An answer that breaks its item's hard constraint (`constraint_hard`).
+    Constraint,
 }
 
 impl Rule {
     /// Every rule, for pre-registering metric label values.
-    pub const ALL: [Rule; 11] = [
+    pub const ALL: [Rule; 12] = [
         Rule::Required,
         Rule::TooLong,
         Rule::TooMany,
@@ -179,6 +186,7 @@ impl Rule {
         Rule::BadTimestamp,
         Rule::CompletedBeforeStarted,
         Rule::UnknownDisposition,
+        Rule::Constraint,
     ];
 
     /// Stable snake_case name.
@@ -195,6 +203,7 @@ impl Rule {
             Rule::BadTimestamp => "bad_timestamp",
             Rule::CompletedBeforeStarted => "completed_before_started",
             Rule::UnknownDisposition => "unknown_disposition",
+            Rule::Constraint => "constraint",
         }
     }
 }
@@ -352,6 +361,11 @@ pub fn validate_in(study: &Study, sub: &Submission, limits: &Limits) -> Result<R
     if !v.is_empty() {
         return Err(v);
     }
+    let ended_at = ended.map(|t| t.timestamp_millis());
+    let broken = hard::check(study, form, &answers, ended_at);
+    if !broken.is_empty() {
+        return Err(broken);
+    }
     let segments = segments_of(study, Some(form), &sub.attributes, sub.interviewer.as_deref());
     Ok(Record {
         form: fi,
@@ -361,7 +375,7 @@ pub fn validate_in(study: &Study, sub: &Submission, limits: &Limits) -> Result<R
         segments,
         answers,
         duration_secs,
-        ended_at: ended.map(|t| t.timestamp_millis()),
+        ended_at,
     })
 }
 
@@ -457,321 +471,7 @@ fn times(sub: &Submission, v: &mut Vec<Violation>) -> (Option<Time>, Option<Time
     (started, completed)
 }
 
-fn wrong(kind: &KindDef, expected: &str) -> (Rule, String) {
-    (Rule::WrongKind, format!("a {} item takes {expected}", kind.name()))
-}
-
-fn check_len(s: &str, limits: &Limits) -> Result<(), (Rule, String)> {
-    // A string has at most as many characters as bytes: count only long ones.
-    if s.len() > limits.max_text_chars && s.chars().count() > limits.max_text_chars {
-        Err((Rule::TooLong, format!("longer than {} characters", limits.max_text_chars)))
-    } else {
-        Ok(())
-    }
-}
-
-fn typed(study: &Study, item: &Item, answer: &Answer, limits: &Limits) -> Result<Value, (Rule, String)> {
-    let kind = &item.kind;
-    let as_int = |a: &Answer| match a {
-        Answer::Integer(i) => Some(*i),
-        Answer::Number(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(*f as i64),
-        _ => None,
-    };
-    match answer {
-        Answer::Blank => return Ok(Value::Blank),
-        Answer::Missing(m) => {
-            return match study.missing_kind(&m.missing) {
-                Some(k) => Ok(Value::Missing(k)),
-                None => Err((Rule::UnknownMissingCode, "not one of the study's missing codes".into())),
-            };
-        }
-        _ => {}
-    }
-    match kind {
-        KindDef::Scale { .. } | KindDef::Count { .. } => {
-            as_int(answer).map(Value::Int).ok_or_else(|| wrong(kind, "a whole number"))
-        }
-        KindDef::Number { .. } => match answer {
-            Answer::Integer(i) => Ok(Value::Num(*i as f64)),
-            Answer::Number(f) if f.is_finite() && f.abs() <= MAX_NUMBER => Ok(Value::Num(*f)),
-            _ => Err(wrong(kind, "a number within ±2^53")),
-        },
-        KindDef::YesNo | KindDef::YesNoNa | KindDef::SingleChoice { .. } => match answer {
-            Answer::Text(s) => {
-                check_len(s, limits)?;
-                Ok(Value::Code(item.option(s)))
-            }
-            _ => Err(wrong(kind, "one option code as a string")),
-        },
-        KindDef::Text => match answer {
-            Answer::Text(s) => {
-                check_len(s, limits)?;
-                Ok(Value::Text)
-            }
-            _ => Err(wrong(kind, "a string")),
-        },
-        KindDef::MultiSelect { ranked, .. } => {
-            let too_many = || (Rule::TooMany, format!("at most {} choices are allowed", limits.max_choices));
-            match answer {
-                Answer::Choices(list) => {
-                    if list.len() > limits.max_choices {
-                        return Err(too_many());
-                    }
-                    for s in list {
-                        check_len(s, limits)?;
-                    }
-                    let picks = list.iter().map(|s| item.option(s));
-                    if *ranked {
-                        Ok(Value::Ranked(picks.zip(1..).collect()))
-                    } else {
-                        Ok(Value::Choices(picks.collect()))
-                    }
-                }
-                Answer::Ranked(r) if *ranked => {
-                    if r.ranked.len() > limits.max_choices {
-                        return Err(too_many());
-                    }
-                    for s in r.ranked.keys() {
-                        check_len(s, limits)?;
-                    }
-                    Ok(Value::Ranked(r.ranked.iter().map(|(k, v)| (item.option(k), *v)).collect()))
-                }
-                _ if *ranked => Err(wrong(kind, "a list of option codes or {\"ranked\": {code: rank}}")),
-                _ => Err(wrong(kind, "a list of option codes")),
-            }
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const STUDY: &str = r#"
-study: t
-missing_codes: [{code: dk, kind: dont_know}]
-dimensions:
-  - {name: region, source: attribute, values: [{code: west}, {code: east}]}
-forms:
-  - id: f
-    items:
-      - {id: q1, code: s, kind: scale, min: 1, max: 5, labels: {1: a, 5: b}}
-      - {id: q2, code: c, kind: single_choice, options: [{code: x}, {code: y}]}
-      - {id: q3, code: m, kind: multi_select, options: [{code: x}, {code: y}]}
-      - {id: q4, code: r, kind: multi_select, ranked: true, options: [{code: x}, {code: y}]}
-      - {id: q5, code: t, kind: text}
-      - {id: q6, code: n, kind: number}
-"#;
-
-    fn catalog() -> Catalog {
-        let mut c = Catalog::default();
-        c.insert(Study::from_yaml(STUDY).expect("valid"));
-        c
-    }
-
-    fn sub(answers: &str) -> Submission {
-        let mut s: Submission = serde_json::from_str(&format!(
-            r#"{{"study":"t","form":"f","respondent_id":"r1","submission_id":"s1","answers":{answers}}}"#
-        ))
-        .expect("json");
-        s.attributes.insert("region".into(), "west".into());
-        s
-    }
-
-    fn rules(r: Result<Record, Vec<Violation>>) -> Vec<(String, Rule)> {
-        r.err().unwrap_or_default().into_iter().map(|v| (v.field, v.rule)).collect()
-    }
-
-    #[test]
-    fn accepts_every_kind_and_keeps_out_of_range_values_for_the_checks() {
-        let r = validate(
-            &catalog(),
-            &sub(r#"{"q1": 9, "q2": "z", "q3": ["x","y"], "q4": {"ranked": {"x": 1, "y": 1}}, "q5": "hi", "q6": 2.5}"#),
-            &Limits::default(),
-        )
-        .expect("valid");
-        assert_eq!(r.answers[0], Value::Int(9));
-        assert_eq!(r.answers[1], Value::Code(Opt::Unknown("z".into())));
-        assert_eq!(r.answers[3], Value::Ranked(vec![(Opt::Known(0), 1), (Opt::Known(1), 1)]));
-        assert_eq!(r.answers[4], Value::Text);
-        assert_eq!(r.segments, vec![0]);
-    }
-
-    #[test]
-    fn rejects_answer_to_item_missing_from_form() {
-        assert_eq!(
-            rules(validate(&catalog(), &sub(r#"{"q99": 1}"#), &Limits::default())),
-            vec![("answers.q99".into(), Rule::UnknownItem)]
-        );
-    }
-
-    #[test]
-    fn rejects_values_of_the_wrong_kind_one_violation_each() {
-        let got = rules(validate(
-            &catalog(),
-            &sub(r#"{"q1": "four", "q2": 3, "q3": "x", "q5": 5, "q6": true}"#),
-            &Limits::default(),
-        ));
-        assert_eq!(got.len(), 5, "{got:?}");
-        assert!(got.iter().all(|(_, r)| *r == Rule::WrongKind));
-    }
-
-    #[test]
-    fn rejects_unknown_study_form_and_missing_ids() {
-        let mut s = sub("{}");
-        s.respondent_id.clear();
-        s.submission_id.clear();
-        s.form = "nope".into();
-        let got = rules(validate(&catalog(), &s, &Limits::default()));
-        assert!(got.contains(&("respondent_id".into(), Rule::Required)));
-        assert!(got.contains(&("submission_id".into(), Rule::Required)));
-        assert!(got.contains(&("form".into(), Rule::UnknownForm)));
-        s.study = "nope".into();
-        assert!(
-            rules(validate(&catalog(), &s, &Limits::default()))
-                .contains(&("study".into(), Rule::UnknownStudy))
-        );
-    }
-
-    #[test]
-    fn rejects_completion_before_start_and_bad_timestamps() {
-        let mut s = sub("{}");
-        s.started_at = Some("2024-01-01T10:00:00Z".into());
-        s.completed_at = Some("2024-01-01T09:00:00Z".into());
-        assert_eq!(
-            rules(validate(&catalog(), &s, &Limits::default())),
-            vec![("completed_at".into(), Rule::CompletedBeforeStarted)]
-        );
-        s.completed_at = Some("yesterday".into());
-        assert_eq!(
-            rules(validate(&catalog(), &s, &Limits::default())),
-            vec![("completed_at".into(), Rule::BadTimestamp)]
-        );
-        s.completed_at = Some("2024-01-01T10:30:00+00:00".into());
-        assert_eq!(validate(&catalog(), &s, &Limits::default()).map(|r| r.duration_secs), Ok(Some(1800)));
-    }
-
-    #[test]
-    fn refuses_numbers_whose_sum_could_overflow() {
-        let s = Study::from_yaml(
-            "study: numbers\nforms:\n  - id: f\n    items:\n      - {id: n, code: amount, kind: number}\n",
-        )
-        .expect("a study with a number item");
-        let item = &s.forms[0].items[0];
-        assert!(matches!(item.kind, KindDef::Number { .. }));
-        let limits = Limits::default();
-        for bad in [1e308, -1e308, MAX_NUMBER * 2.0, f64::INFINITY] {
-            assert!(typed(&s, item, &Answer::Number(bad), &limits).is_err(), "{bad}");
-        }
-        assert_eq!(typed(&s, item, &Answer::Number(MAX_NUMBER), &limits), Ok(Value::Num(MAX_NUMBER)));
-        assert!(MAX_NUMBER * 2.0 * (u64::MAX as f64) < f64::MAX, "a sum of 2^64 answers stays finite");
-    }
-
-    #[test]
-    fn refuses_placeholder_years_0000_and_9999_in_timestamps() {
-        for (started, completed) in [
-            ("0000-01-01T00:00:00Z", "2024-01-01T10:30:00Z"),
-            ("2024-01-01T10:00:00Z", "9999-12-31T23:59:59Z"),
-        ] {
-            let mut s = sub("{}");
-            s.started_at = Some(started.into());
-            s.completed_at = Some(completed.into());
-            assert_eq!(rules(validate(&catalog(), &s, &Limits::default())).len(), 1, "{started} {completed}");
-        }
-        assert!(parse_timestamp("2005-03-01T10:00:00Z").is_some());
-        assert!(parse_timestamp("1899-12-31T23:59:59Z").is_none());
-    }
-
-    #[test]
-    fn rejects_oversize_input() {
-        let limits = Limits { max_answers: 2, max_text_chars: 3, ..Limits::default() };
-        assert_eq!(
-            rules(validate(&catalog(), &sub(r#"{"q1":1,"q2":"x","q5":"y"}"#), &limits)),
-            vec![("answers".into(), Rule::TooMany)]
-        );
-        assert_eq!(
-            rules(validate(&catalog(), &sub(r#"{"q5":"long"}"#), &limits)),
-            vec![("answers.q5".into(), Rule::TooLong)]
-        );
-    }
-
-    #[test]
-    fn missing_codes_are_answers_and_unknown_ones_are_rejected() {
-        let r = validate(&catalog(), &sub(r#"{"q1": {"missing": "dk"}}"#), &Limits::default()).expect("ok");
-        assert_eq!(r.answers[0], Value::Missing(MissingKind::DontKnow));
-        assert_eq!(
-            rules(validate(&catalog(), &sub(r#"{"q1": {"missing": "zz"}}"#), &Limits::default())),
-            vec![("answers.q1".into(), Rule::UnknownMissingCode)]
-        );
-    }
-
-    #[test]
-    fn undeclared_segment_values_become_other() {
-        let mut s = sub("{}");
-        s.attributes.insert("region".into(), "mars".into());
-        let r = validate(&catalog(), &s, &Limits::default()).expect("ok");
-        assert_eq!(r.segments, vec![2]);
-        s.attributes.clear();
-        assert_eq!(validate(&catalog(), &s, &Limits::default()).expect("ok").segments, vec![3]);
-    }
-}
-
+mod props;
 #[cfg(test)]
-mod props {
-    use proptest::prelude::*;
-
-    use super::*;
-    use crate::quality::check;
-
-    fn arb_json() -> impl Strategy<Value = serde_json::Value> {
-        let leaf = prop_oneof![
-            Just(serde_json::Value::Null),
-            any::<bool>().prop_map(serde_json::Value::from),
-            any::<i64>().prop_map(serde_json::Value::from),
-            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f)
-                .map(serde_json::Value::Number)
-                .unwrap_or_default()),
-            "[a-z]{0,3}|\\PC{0,12}".prop_map(serde_json::Value::from),
-        ];
-        leaf.prop_recursive(3, 24, 4, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
-                prop::collection::btree_map("ranked|missing|[a-z]{1,3}", inner, 0..3)
-                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
-            ]
-        })
-    }
-
-    proptest! {
-        #[test]
-        fn validation_and_checks_never_panic_on_any_input(
-            form in prop::sample::select(vec!["investigator", "line_officer", "victim_witness", "federal", "", "zz"]),
-            ids in prop::collection::vec("q[0-9]{1,2}[a-l]?|q13_male|q14_adult|x", 0..12),
-            values in prop::collection::vec(arb_json(), 12),
-            started in prop::option::of("2024-01-01T1[0-9]:00:00Z|garbage"),
-            completed in prop::option::of("2024-01-01T1[0-9]:30:00Z|"),
-            region in "[a-z]{0,10}",
-        ) {
-            let catalog = crate::instrument::Catalog::demo();
-            let mut answers = serde_json::Map::new();
-            for (id, v) in ids.iter().zip(values) {
-                answers.insert(id.clone(), v);
-            }
-            let doc = serde_json::json!({
-                "study": "le-trafficking", "form": form, "respondent_id": "r", "submission_id": "s",
-                "started_at": started, "completed_at": completed,
-                "attributes": {"region": region}, "answers": answers,
-            });
-            if let Ok(sub) = serde_json::from_value::<Submission>(doc)
-                && let Ok(rec) = validate(&catalog, &sub, &Limits::default())
-            {
-                let study = catalog.get("le-trafficking").expect("demo");
-                let checked = check(study, &rec);
-                prop_assert_eq!(checked.status.len(), study.forms[rec.form].items.len());
-                let mut state = crate::results::StudyState::new();
-                state.apply(study, &rec, &checked);
-                prop_assert!(crate::results::toplines(study, &state, Some("position")).is_ok());
-            }
-        }
-    }
-}
+mod tests;

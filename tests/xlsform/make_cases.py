@@ -67,8 +67,29 @@ CASES = {
     "diverge-repeat": ([H, ["begin repeat", "members", "Members", "", "", ""],
                         ["text", "member", "Name", "", "", ""], ["end repeat", "", "", "", "", ""]], CHOICES),
     "diverge-select-from-file": ([H, ["select_one_from_file towns.csv", "town", "Town", "", "", ""]], CHOICES),
-    "diverge-arithmetic": ([H, ["integer", "a", "A", "", "", ""],
-                            ["text", "b", "B", "", "${a} + 1 > 2", ""]], CHOICES),
+    "diverge-text-compare": ([H, ["date", "born", "Born", "", "", ". <= today()"]], CHOICES),
+    "ok-arithmetic-if-today": ([H,
+                                ["integer", "a", "A", "", "", ""],
+                                ["integer", "b", "B", "", "", ". <= ${a} div 2 + 1"],
+                                ["text", "c", "C", "", "${a} + ${b} * 2 > 10 and if(${a} > 1, ${b}, 0) != 3", ""],
+                                ["text", "d", "D", "", "-${a} < 0 and ${a} mod 2 = 0", ""],
+                                ["text", "e", "E", "", "today() >= date('2024-01-01')", ""]], CHOICES),
+    "ok-select-multiple-equals": ([H,
+                                   ["select_multiple col", "colours", "Colours", "", "", ""],
+                                   ["text", "why_red", "Why only red?", "", "${colours} = 'red'", ""]], CHOICES),
+    "ok-hard-constraint": ([H + ["constraint_message", "fieldwatch::constraint_hard"],
+                            ["integer", "adults", "Adults", "", "", ". >= 1 and . <= 20", "", ""],
+                            ["integer", "workers", "Workers", "", "", ". <= ${adults}", "At most the adults", "yes"]],
+                           CHOICES),
+    "ok-missing-numbers": ([H + ["fieldwatch::missing_numbers"],
+                            ["integer", "age", "Age", "", "", ". >= 0 and . <= 120", ""],
+                            ["decimal", "income", "Income", "", "", ". >= 0", "-98 -99"]], CHOICES,
+                           [["form_id", "fieldwatch::missing"], ["missing_numbers", "dk=dont_know -98=dont_know -99=refused 999=refused"]]),
+    "ok-quotas": ([H, ["integer", "age", "Age", "", "", ""]],
+                  CHOICES + [["region", "west", "West"], ["region", "east", "East"]],
+                  [["form_id", "fieldwatch::dimensions"], ["quotas", "region:attribute"]],
+                  {"quotas": [["quota", "dimensions", "values", "target", "cap"],
+                              ["region", "region", "west", 10, 12], ["region", "region", "east", 8, ""]]}),
     # The worked example of docs/xlsform.md.
     "ok-worked-example": (
         [["type", "name", "label", "required", "relevant", "constraint", "fieldwatch::code", "fieldwatch::scale"],
@@ -88,13 +109,13 @@ CASES = {
                      ["begin repeat", "members", "Members", "", "", ""],
                      ["text", "member", "Name", "", "", ""],
                      ["end repeat", "", "", "", "", ""],
-                     ["text", "x", "X", "sometimes", "${age} + 1 > 2", ""],
+                     ["text", "x", "X", "sometimes", "concat(${age}, 'y') = '1y'", ""],
                      ["select_one_from_file towns.csv", "town", "Town", "", "", ""],
                      ["select_one nolist", "y", "Y", "", "", ""]], CHOICES),
 }
 
 
-def workbook(name, survey, choices, setting_rows=None):
+def workbook(name, survey, choices, setting_rows=None, extra=None):
     wb = openpyxl.Workbook()
     first = wb.active
     if survey is None:
@@ -110,6 +131,10 @@ def workbook(name, survey, choices, setting_rows=None):
     s = wb.create_sheet("settings")
     for r in setting_rows or settings(name.replace("-", "_")):
         s.append(r)
+    for sheet, rows in (extra or {}).items():
+        x = wb.create_sheet(sheet)
+        for r in rows:
+            x.append(r)
     wb.properties.created = FIXED
     wb.properties.modified = FIXED
     return wb

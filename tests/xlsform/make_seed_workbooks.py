@@ -130,6 +130,15 @@ def form_workbook(study, form):
     cols = settings_row(study, form)
     settings.append([c for c, _ in cols])
     settings.append([v for _, v in cols])
+    # The study's quotas, one row per cell; every workbook carries the
+    # same sheet (quotas are study-wide and must agree).
+    if study.get("quotas"):
+        quotas = wb.create_sheet("quotas")
+        quotas.append(["quota", "dimensions", "values", "target", "cap"])
+        for q in study["quotas"]:
+            for c in q["cells"]:
+                quotas.append([q["name"], " ".join(q["dimensions"]), " ".join(c["values"]),
+                               c["target"], c.get("cap", "")])
     wb.properties.created = FIXED
     wb.properties.modified = FIXED
     return wb

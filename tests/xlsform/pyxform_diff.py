@@ -4,7 +4,8 @@ fieldwatch over the same workbooks must agree on accept or reject.
 
 Runs over tests/xlsform/cases/*.xlsx and tests/xlsform/seed/*.xlsx. A
 `diverge-*` case is a valid XLSForm that fieldwatch refuses on purpose
-(repeats, external choice files, arithmetic in conditions; docs/xlsform.md):
+(repeats, external choice files, comparing the value of a text or date
+question, which fieldwatch does not keep; docs/xlsform.md):
 for those pyxform must accept and fieldwatch must refuse, so a change on
 either side is noticed. Every case is run and printed; none is skipped.
 Ends with "N passed, N failed".

@@ -14,6 +14,8 @@
 //! `constraint`; [`survey`] turns survey rows into items; [`study`] reads
 //! the settings and assembles the study.
 
+mod kinds;
+mod quotas;
 pub mod read;
 mod sheet;
 mod study;
@@ -21,12 +23,17 @@ mod survey;
 mod xpath;
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
+mod rules_tests;
+#[cfg(test)]
 mod tests;
 
 use std::fmt;
 
 use super::StudyDef;
 
+pub use kinds::yes_no;
 pub use read::{WORKBOOK_EXTENSIONS, is_workbook, load_studies, read_workbook};
 pub use study::DEFAULT_MISSING_MAP;
 

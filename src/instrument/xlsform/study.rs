@@ -5,14 +5,16 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use super::quotas;
 use super::sheet::{self, Problems, Row, Table};
 use super::survey::{self, Labels, Lists};
 use super::{Workbook, XlsProblem};
+use crate::instrument::compile::{IdLines, compile};
+use crate::instrument::is_label_safe;
 use crate::instrument::model::{
     DimensionDef, DimensionSource, DimensionValue, EligibilityEstimate, EligibilityMethod, FieldworkDef,
     FormDef, MissingCodeDef, MissingKind, ReportingDef, StudyDef,
 };
-use crate::instrument::{Study, is_label_safe};
 
 /// The missing-code map used when a study sets no `fieldwatch::missing`:
 /// choice names and sentinel numbers real forms use for "don't know" and
@@ -50,7 +52,7 @@ const STUDY_KEYS: &[&str] = &[
 /// Per-form `fieldwatch::` settings.
 const FORM_KEYS: &[&str] = &["segments"];
 /// `fieldwatch::` columns of the survey sheet.
-const SURVEY_KEYS: &[&str] = &["code", "scale", "box_size"];
+const SURVEY_KEYS: &[&str] = &["code", "scale", "box_size", "constraint_hard", "missing_numbers"];
 
 /// The settings row of a workbook (empty when there is none).
 fn settings(wb: &Workbook, p: &mut Problems<'_>) -> (Table, Option<Row>) {
@@ -184,6 +186,9 @@ pub(super) fn assemble(wbs: &[Workbook], study: Option<&str>) -> Result<StudyDef
 
     let mut forms = Vec::new();
     let mut dimensions = Vec::new();
+    // Where each form came from, for problems found after assembly.
+    let mut places: Vec<FormPlace> = Vec::new();
+    let mut quota_sheets: Vec<(String, quotas::SheetQuotas)> = Vec::new();
     for (wb, (settings_t, srow)) in wbs.iter().zip(&rows) {
         let mut p = Problems::new(&wb.file);
         let get = |k: &str| srow.as_ref().map(|r| r.get(k).to_string()).unwrap_or_default();
@@ -273,6 +278,15 @@ pub(super) fn assemble(wbs: &[Workbook], study: Option<&str>) -> Result<StudyDef
                 }
             }
         }
+        if let Some(q) = quotas::read(wb, &mut p) {
+            quota_sheets.push((wb.file.clone(), q));
+        }
+        places.push(FormPlace {
+            file: wb.file.clone(),
+            settings: (settings_t.sheet.clone(), srow.as_ref().map_or(0, |r| r.row)),
+            survey: st.sheet.clone(),
+            item_rows: sv.rows,
+        });
         forms.push(FormDef { id: form_id, title: get("form_title"), segments, items: sv.items });
         let _ = sv.missing_used;
         p.list.sort_by(|a, b| (&a.sheet, a.row, a.column).cmp(&(&b.sheet, b.row, b.column)));
@@ -343,7 +357,7 @@ pub(super) fn assemble(wbs: &[Workbook], study: Option<&str>) -> Result<StudyDef
             label: default_label(*kind).to_string(),
         })
         .collect();
-    // Quotas are not read from workbooks (yet): declare them in YAML.
+    let quota_sheet = quotas::agree(&quota_sheets, &mut all);
     let def = StudyDef {
         study: id,
         title,
@@ -352,25 +366,86 @@ pub(super) fn assemble(wbs: &[Workbook], study: Option<&str>) -> Result<StudyDef
         reporting,
         fieldwork,
         forms,
-        quotas: Vec::new(),
+        quotas: quota_sheet.as_ref().map(|(_, q)| q.quotas.clone()).unwrap_or_default(),
     };
     if !all.is_empty() {
         return Err(all);
     }
-    // The study's own rules (pooling, labels, cycles) on the assembled
-    // definition; these name the form and item, not a cell.
-    if let Err(problems) = Study::from_def(def.clone()) {
+    // The study's own rules (pooling, labels, cycles, quotas) on the
+    // assembled definition, each placed at the cell it came from.
+    let lines = IdLines::numbered(&def);
+    if let Err(problems) = compile(def.clone(), &lines) {
+        let places =
+            Places { forms: &places, dims: study_set.get("dimensions"), quotas: quota_sheet.as_ref() };
         let files: Vec<&str> = wbs.iter().map(|w| w.file.as_str()).collect();
-        return Err(problems
-            .into_iter()
-            .map(|p| XlsProblem {
-                file: files.join(", "),
-                sheet: String::new(),
-                row: 0,
-                column: None,
-                message: p.message,
-            })
-            .collect());
+        return Err(problems.into_iter().map(|p| places.locate(&lines, &def, p, &files)).collect());
     }
     Ok(def)
+}
+
+/// Where one form's parts are in its workbook.
+struct FormPlace {
+    file: String,
+    /// The settings sheet and its row (0: none).
+    settings: (String, usize),
+    survey: String,
+    item_rows: Vec<usize>,
+}
+
+/// Where the parts of an assembled study came from.
+struct Places<'a> {
+    forms: &'a [FormPlace],
+    dims: Option<&'a Setting>,
+    quotas: Option<&'a (String, quotas::SheetQuotas)>,
+}
+
+impl Places<'_> {
+    /// A problem of the assembled study at its workbook, sheet, row and
+    /// column where it has one; else at every file of the study.
+    fn locate(
+        &self,
+        lines: &IdLines,
+        def: &StudyDef,
+        p: crate::instrument::Problem,
+        files: &[&str],
+    ) -> XlsProblem {
+        let at = |file: &str, sheet: &str, row: usize, column: Option<usize>| XlsProblem {
+            file: file.to_string(),
+            sheet: sheet.to_string(),
+            row,
+            column,
+            message: p.message.clone(),
+        };
+        for (fi, place) in self.forms.iter().enumerate() {
+            if lines.form(fi) == Some(p.line) {
+                return at(&place.file, &place.settings.0, place.settings.1, None);
+            }
+            let rows = lines.items_of(fi);
+            if let Some(ii) = rows.iter().position(|&l| l == p.line) {
+                let row = place.item_rows.get(ii).copied().unwrap_or(0);
+                return at(&place.file, &place.survey, row, None);
+            }
+        }
+        if p.line == lines.dims_line()
+            && let Some(s) = self.dims
+        {
+            return at(&s.file, &s.sheet, s.row, s.col);
+        }
+        if p.line == lines.quotas_line()
+            && let Some((file, q)) = self.quotas
+        {
+            // `quota `NAME` ... [v1, v2]`: the cell's row, else the quota's first.
+            let named = def.quotas.iter().position(|x| p.message.contains(&format!("quota `{}`", x.name)));
+            let row = named.map_or(0, |qi| {
+                let cell = def.quotas[qi]
+                    .cells
+                    .iter()
+                    .position(|c| p.message.contains(&format!("[{}]", c.values.join(", "))))
+                    .unwrap_or(0);
+                q.rows.get(qi).and_then(|r| r.get(cell)).copied().unwrap_or(0)
+            });
+            return at(file, &q.sheet, row, None);
+        }
+        at(&files.join(", "), "", 0, None)
+    }
 }

@@ -4,9 +4,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::MAX_EXPRESSION_CHARS;
+use super::kinds::{self, apply_bounds, is_xml_name, kind_of};
 use super::sheet::{Problems, Row, Table};
 use super::xpath::{self, RefKind, X};
-use crate::instrument::model::{Direction, ItemDef, KindDef, MissingKind, OptionDef};
+use crate::instrument::model::{ItemDef, KindDef, MissingKind};
 
 /// One choice of a list.
 #[derive(Debug, Clone)]
@@ -36,10 +37,6 @@ const IGNORED: &[&str] = &[
     "start-geopoint",
     "acknowledge",
 ];
-/// Types kept as text items (answers stored, never tabulated).
-const AS_TEXT: &[&str] =
-    &["text", "string", "date", "time", "datetime", "geopoint", "geotrace", "geoshape", "barcode"];
-
 /// The language the importer reads labels in.
 pub(super) struct Labels {
     pub language: String,
@@ -109,6 +106,8 @@ pub(super) fn lists(t: &Table, labels: &Labels, p: &mut Problems<'_>) -> Lists {
 /// What the survey sheet yields for one form.
 pub(super) struct Survey {
     pub items: Vec<ItemDef>,
+    /// The sheet row of each item (an `or_other` text item: its select's row).
+    pub rows: Vec<usize>,
     /// Missing codes the form's choice lists use, in first-use order.
     pub missing_used: Vec<String>,
 }
@@ -128,20 +127,6 @@ struct Pending {
     constraint: Option<(X, Option<usize>)>,
 }
 
-/// Whether a `required` cell says yes: an Excel boolean, `yes`, `true`,
-/// `true()` or 1.
-fn required(row: &Row) -> Result<bool, String> {
-    let Some(v) = row.values.get("required") else { return Ok(false) };
-    if let Some(b) = v.boolean {
-        return Ok(b);
-    }
-    match v.text.to_ascii_lowercase().as_str() {
-        "yes" | "true" | "true()" | "1" | "y" => Ok(true),
-        "no" | "false" | "false()" | "0" | "n" | "" => Ok(false),
-        other => Err(format!("`required` must be yes or no, not `{other}`")),
-    }
-}
-
 /// Reads the survey sheet of one form.
 pub(super) fn read(
     t: &Table,
@@ -159,7 +144,7 @@ pub(super) fn read(
     for key in ["type", "name"] {
         if !t.rows.is_empty() && !t.columns.contains_key(key) {
             p.at(&sheet, 1, None, format!("the survey sheet has no `{key}` column"));
-            return Survey { items: Vec::new(), missing_used };
+            return Survey { items: Vec::new(), rows: Vec::new(), missing_used };
         }
     }
     let parse_expr = |r: &Row, key: &str, p: &mut Problems<'_>| -> Option<(X, Option<usize>)> {
@@ -258,7 +243,12 @@ pub(super) fn read(
         let (kind, or_other) = kind;
         let mut kind = kind;
         // Bounds on `.` become the item's range; anything else is a
-        // condition checked as `constraint_violated`.
+        // condition checked as `constraint_violated`. A hard constraint is
+        // kept whole as the condition validation enforces.
+        let hard = kinds::flag(r, "fieldwatch::constraint_hard").unwrap_or_else(|e| {
+            p.at(&sheet, r.row, r.col(t, "fieldwatch::constraint_hard"), e);
+            false
+        });
         let mut constraint = None;
         if let Some((x, col)) = parse_expr(r, "constraint", p) {
             match xpath::bounds(&x) {
@@ -266,9 +256,20 @@ pub(super) fn read(
                     if let Err(e) = apply_bounds(&mut kind, b) {
                         p.at(&sheet, r.row, col, format!("`constraint` `{}`: {e}", r.get("constraint")));
                     }
+                    if hard {
+                        constraint = Some((x, col));
+                    }
                 }
                 Err(_) => constraint = Some((x, col)),
             }
+        }
+        if hard && constraint.is_none() {
+            p.at(
+                &sheet,
+                r.row,
+                r.col(t, "fieldwatch::constraint_hard"),
+                "`fieldwatch::constraint_hard` needs a `constraint`",
+            );
         }
         // An integer without an upper bound is a number (a count needs one);
         // with one, its lower bound defaults to 0 as a count's does.
@@ -279,7 +280,12 @@ pub(super) fn read(
                 *min = 0;
             }
         }
-        let req = required(r).unwrap_or_else(|e| {
+        let missing_numbers = kinds::missing_numbers(&kind, r.get("fieldwatch::missing_numbers"), missing)
+            .unwrap_or_else(|e| {
+                p.at(&sheet, r.row, r.col(t, "fieldwatch::missing_numbers"), e);
+                Vec::new()
+            });
+        let req = kinds::flag(r, "required").unwrap_or_else(|e| {
             p.at(&sheet, r.row, r.col(t, "required"), e);
             false
         });
@@ -302,6 +308,8 @@ pub(super) fn read(
                 relevant: None,
                 constraint: None,
                 constraint_message: (constraint.is_some() && !message.is_empty()).then_some(message),
+                constraint_hard: hard && constraint.is_some(),
+                missing_numbers,
             },
             relevant,
             other_of: None,
@@ -321,6 +329,8 @@ pub(super) fn read(
                     relevant: None,
                     constraint: None,
                     constraint_message: None,
+                    constraint_hard: false,
+                    missing_numbers: Vec::new(),
                 },
                 relevant: Vec::new(),
                 other_of: Some(name.clone()),
@@ -339,6 +349,7 @@ pub(super) fn read(
                 KindDef::MultiSelect { .. } => RefKind::Multi,
                 KindDef::SingleChoice { .. } | KindDef::YesNo | KindDef::YesNoNa => RefKind::Single,
                 KindDef::Scale { .. } => RefKind::Scale,
+                KindDef::Text => RefKind::Text,
                 _ => RefKind::Other,
             };
             (pd.item.id.clone(), k)
@@ -346,6 +357,7 @@ pub(super) fn read(
         .collect();
     let lookup = |n: &str| kinds.get(n).copied();
     let mut items = Vec::new();
+    let mut rows = Vec::new();
     for mut pd in pending {
         let mut parts = Vec::new();
         if let Some(of) = &pd.other_of {
@@ -397,198 +409,8 @@ pub(super) fn read(
                 }
             }
         }
+        rows.push(pd.row);
         items.push(pd.item);
     }
-    Survey { items, missing_used }
-}
-
-/// Whether a question name is an XML name as XLSForm requires (ASCII
-/// letters here; fieldwatch ids are ASCII).
-fn is_xml_name(s: &str) -> bool {
-    let mut c = s.chars();
-    c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
-        && c.all(|x| x.is_ascii_alphanumeric() || matches!(x, '_' | '-' | '.'))
-}
-
-/// Applies a constraint's bounds to the kind: numeric bounds become the
-/// item's range, `count-selected(.) <= n` its most picks.
-fn apply_bounds(kind: &mut KindDef, b: xpath::Bounds) -> Result<(), String> {
-    match kind {
-        KindDef::Count { min, max } => {
-            if let Some((v, strict)) = b.min {
-                *min = if strict { v.floor() as i64 + 1 } else { v.ceil() as i64 };
-            }
-            if let Some((v, strict)) = b.max {
-                *max = if strict { v.ceil() as i64 - 1 } else { v.floor() as i64 };
-            }
-        }
-        KindDef::Number { min, max } => {
-            if let Some((v, _)) = b.min {
-                *min = Some(v);
-            }
-            if let Some((v, _)) = b.max {
-                *max = Some(v);
-            }
-        }
-        KindDef::MultiSelect { max_picks, .. } if b.min.is_none() && b.max.is_none() => {
-            if let Some(n) = b.max_picks {
-                if n < 1.0 || n.fract() != 0.0 {
-                    return Err("the most picks must be a whole number of at least 1".into());
-                }
-                *max_picks = Some(n as u32);
-            }
-        }
-        _ => return Err(format!("bounds do not apply to a {} item", kind.name())),
-    }
-    if b.max_picks.is_some() && !matches!(kind, KindDef::MultiSelect { .. }) {
-        return Err("`count-selected(.)` applies only to select_multiple and rank".into());
-    }
-    Ok(())
-}
-
-/// The kind of a question type, and whether it adds an `or_other` question.
-fn kind_of(
-    ty: &str,
-    r: &Row,
-    t: &Table,
-    lists: &Lists,
-    missing: &BTreeMap<String, MissingKind>,
-    missing_used: &mut Vec<String>,
-) -> Result<(KindDef, bool), String> {
-    let words: Vec<&str> = ty.split(' ').collect();
-    let (base, list, or_other) = match words.as_slice() {
-        [b] => (*b, None, false),
-        [b, l] => (*b, Some(*l), false),
-        [b, l, "or_other"] => (*b, Some(*l), true),
-        ["select", "one", l] => ("select_one", Some(*l), false),
-        ["select", "all", "that", "apply", l] => ("select_multiple", Some(*l), false),
-        _ => return Err(format!("type `{ty}` is not an XLSForm type fieldwatch reads")),
-    };
-    let _ = t;
-    let need_list = |list: Option<&str>| -> Result<&Vec<Choice>, String> {
-        let l = list.ok_or_else(|| format!("type `{base}` needs a choice list"))?;
-        lists.get(l).ok_or_else(|| format!("choice list `{l}` is not on the choices sheet"))
-    };
-    let options = |choices: &Vec<Choice>, missing_used: &mut Vec<String>| -> Vec<OptionDef> {
-        let mut out = Vec::new();
-        for c in choices {
-            if missing.contains_key(&c.name) {
-                if !missing_used.contains(&c.name) {
-                    missing_used.push(c.name.clone());
-                }
-                continue;
-            }
-            out.push(OptionDef { code: c.name.clone(), label: c.label.clone() });
-        }
-        if or_other {
-            out.push(OptionDef { code: "other".into(), label: "Other".into() });
-        }
-        out
-    };
-    let kind = match base {
-        "select_one" | "select1" => {
-            let choices = need_list(list)?;
-            let mut raw: Vec<&str> = choices.iter().map(|c| c.name.as_str()).collect();
-            raw.sort_unstable();
-            let opts = options(choices, missing_used);
-            let scale = r.get("fieldwatch::scale");
-            if !scale.is_empty() {
-                if or_other {
-                    return Err("a scale cannot be `or_other`".into());
-                }
-                scale_of(&opts, scale, r.get("fieldwatch::box_size"))?
-            } else {
-                let mut codes: Vec<&str> = opts.iter().map(|o| o.code.as_str()).collect();
-                codes.sort_unstable();
-                // yes/no/na is a kind of its own (`na` an option, not the
-                // missing code); yes/no stays yes/no when missing codes go.
-                match (raw.as_slice(), codes.as_slice()) {
-                    (["na", "no", "yes"], _) if !or_other => KindDef::YesNoNa,
-                    (_, ["no", "yes"]) if !or_other => KindDef::YesNo,
-                    _ => KindDef::SingleChoice { options: opts },
-                }
-            }
-        }
-        "select_multiple" | "rank" => {
-            if base == "rank" && or_other {
-                return Err("`rank` cannot be `or_other`".into());
-            }
-            let choices = need_list(list)?;
-            KindDef::MultiSelect {
-                options: options(choices, missing_used),
-                ranked: base == "rank",
-                max_picks: None,
-            }
-        }
-        "select_one_from_file" | "select_multiple_from_file" | "select_one_external" => {
-            return Err(format!("type `{base}` is not supported: its choices are in another file"));
-        }
-        "integer" | "int" if list.is_none() => KindDef::Count { min: i64::MIN, max: i64::MAX },
-        "decimal" if list.is_none() => KindDef::Number { min: None, max: None },
-        "range" if list.is_none() => range_of(r.get("parameters"))?,
-        b if AS_TEXT.contains(&b) && list.is_none() => KindDef::Text,
-        "image" | "audio" | "video" | "file" | "background-audio" => {
-            return Err(format!("type `{base}` is not supported: fieldwatch takes no files"));
-        }
-        _ => return Err(format!("type `{ty}` is not an XLSForm type fieldwatch reads")),
-    };
-    if or_other && !matches!(kind, KindDef::SingleChoice { .. } | KindDef::MultiSelect { .. }) {
-        return Err("`or_other` applies only to select_one and select_multiple".into());
-    }
-    Ok((kind, or_other))
-}
-
-/// A select_one with `fieldwatch::scale`: whole-number choice names from
-/// min to max, labels where a choice's label is more than its number.
-fn scale_of(opts: &[OptionDef], direction: &str, box_size: &str) -> Result<KindDef, String> {
-    let direction = match direction.to_ascii_lowercase().as_str() {
-        "ascending" | "yes" | "true" => Direction::Ascending,
-        "descending" => Direction::Descending,
-        other => return Err(format!("`fieldwatch::scale` must be ascending or descending, not `{other}`")),
-    };
-    let mut points = Vec::new();
-    let mut labels = BTreeMap::new();
-    for o in opts {
-        let p: i64 =
-            o.code.parse().map_err(|_| format!("scale choice `{}` is not a whole number", o.code))?;
-        points.push(p);
-        if !o.label.is_empty() && o.label != o.code {
-            labels.insert(p, o.label.clone());
-        }
-    }
-    let (Some(&min), Some(&max)) = (points.iter().min(), points.iter().max()) else {
-        return Err("a scale needs choices".into());
-    };
-    if points.len() as i64 != max - min + 1 {
-        return Err(format!("scale choices must be every whole number from {min} to {max}"));
-    }
-    let box_size = match box_size {
-        "" => None,
-        b => Some(b.parse().map_err(|_| format!("`fieldwatch::box_size` `{b}` is not a whole number"))?),
-    };
-    Ok(KindDef::Scale { min, max, labels, direction, box_size })
-}
-
-/// A `range` question: `start`, `end` and `step` parameters; whole numbers
-/// make a count, else a number.
-fn range_of(params: &str) -> Result<KindDef, String> {
-    let mut v: BTreeMap<&str, f64> = BTreeMap::new();
-    for part in params.split([' ', ';', ',']).filter(|s| !s.is_empty()) {
-        let (k, x) =
-            part.split_once('=').ok_or_else(|| format!("range parameter `{part}` is not key=value"))?;
-        let x: f64 = x.trim().parse().map_err(|_| format!("range parameter `{part}` is not a number"))?;
-        if !x.is_finite() {
-            return Err(format!("range parameter `{part}` is not a number"));
-        }
-        v.insert(k.trim(), x);
-    }
-    let start = v.get("start").copied().unwrap_or(1.0);
-    let end = v.get("end").copied().unwrap_or(10.0);
-    let step = v.get("step").copied().unwrap_or(1.0);
-    let (lo, hi) = if start <= end { (start, end) } else { (end, start) };
-    if [lo, hi, step].iter().all(|x| x.fract() == 0.0 && x.abs() < 1e15) {
-        Ok(KindDef::Count { min: lo as i64, max: hi as i64 })
-    } else {
-        Ok(KindDef::Number { min: Some(lo), max: Some(hi) })
-    }
+    Survey { items, rows, missing_used }
 }

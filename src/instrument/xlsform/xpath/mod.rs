@@ -17,6 +17,10 @@
 
 use super::MAX_EXPRESSION_DEPTH;
 
+mod translate;
+
+pub(super) use translate::{Bounds, RefKind, bounds, to_condition};
+
 /// A parsed XPath expression.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum X {
@@ -44,7 +48,7 @@ pub(super) enum Cmp {
 }
 
 impl Cmp {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             Cmp::Eq => "==",
             Cmp::Ne => "!=",
@@ -55,7 +59,7 @@ impl Cmp {
         }
     }
     /// The operator with its sides swapped (`3 < x` is `x > 3`).
-    fn flip(self) -> Cmp {
+    pub(super) fn flip(self) -> Cmp {
         match self {
             Cmp::Lt => Cmp::Gt,
             Cmp::Le => Cmp::Ge,
@@ -334,182 +338,4 @@ pub(super) fn refs(x: &X) -> Vec<String> {
     let mut out = Vec::new();
     walk(x, &mut out);
     out
-}
-
-/// How a referenced question answers, as translation needs it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum RefKind {
-    /// A select_multiple or rank: `selected()` tests a pick.
-    Multi,
-    /// A select_one (or yes/no): `selected()` compares the code.
-    Single,
-    /// A scale (select_one with numeric names): `selected()` compares the point.
-    Scale,
-    /// Anything else.
-    Other,
-}
-
-/// Translates a `relevant` expression into a fieldwatch condition. `kind`
-/// tells how a referenced question answers (None: no such question);
-/// `this` is the question `.` stands for.
-pub(super) fn to_condition(
-    x: &X,
-    this: &str,
-    kind: &dyn Fn(&str) -> Option<RefKind>,
-) -> Result<String, String> {
-    let t = Tr { this, kind };
-    t.cond(x)
-}
-
-struct Tr<'a> {
-    this: &'a str,
-    kind: &'a dyn Fn(&str) -> Option<RefKind>,
-}
-
-impl Tr<'_> {
-    fn name(&self, x: &X) -> Option<String> {
-        match x {
-            X::Ref(n) => Some(n.clone()),
-            X::Dot => Some(self.this.to_string()),
-            _ => None,
-        }
-    }
-    fn cond(&self, x: &X) -> Result<String, String> {
-        match x {
-            X::Or(a, b) => Ok(format!("{} or {}", self.cond(a)?, self.cond(b)?)),
-            X::And(a, b) => {
-                let side = |x: &X| -> Result<String, String> {
-                    let s = self.cond(x)?;
-                    Ok(if matches!(x, X::Or(..)) { format!("({s})") } else { s })
-                };
-                Ok(format!("{} and {}", side(a)?, side(b)?))
-            }
-            X::Cmp(op, a, b) => self.compare(*op, a, b),
-            X::Call(f, args) => self.call(f, args),
-            X::Ref(n) => Err(format!("`${{{n}}}` alone is not a condition (compare it)")),
-            _ => Err("this is not a condition".into()),
-        }
-    }
-    fn operand(&self, x: &X) -> Result<String, String> {
-        match x {
-            X::Num(n) => Ok(super::sheet::number_text(*n)),
-            X::Str(s) if s.contains('"') => Err("strings with `\"` are not supported".into()),
-            X::Str(s) => Ok(format!("\"{s}\"")),
-            X::Ref(_) | X::Dot => Ok(self.name(x).unwrap_or_default()),
-            X::Arith(..) | X::Neg(_) => {
-                Err("arithmetic cannot be expressed in a fieldwatch condition".into())
-            }
-            X::Call(f, args) if args.is_empty() && (f == "true" || f == "false") => Ok(f.clone()),
-            X::Call(f, _) => Err(format!("`{f}()` cannot be compared in a fieldwatch condition")),
-            _ => Err("a condition cannot be compared".into()),
-        }
-    }
-    fn compare(&self, op: Cmp, a: &X, b: &X) -> Result<String, String> {
-        // `${q} = ''` and `${q} != ''`: blank or not (a missing code is an answer).
-        for (r, other) in [(a, b), (b, a)] {
-            if let (Some(n), X::Str(s)) = (self.name(r), other)
-                && s.is_empty()
-            {
-                return match op {
-                    Cmp::Ne => Ok(format!("(answered({n}) or missing({n}))")),
-                    Cmp::Eq => Ok(format!("not (answered({n}) or missing({n}))")),
-                    _ => Err("only `=` and `!=` compare with ''".into()),
-                };
-            }
-        }
-        // count-selected(${q}) and string-length(${q}) against 0 or 1.
-        for (f, other, op) in [(a, b, op), (b, a, op.flip())] {
-            if let X::Call(name, args) = f
-                && matches!(name.as_str(), "count-selected" | "string-length")
-            {
-                let [arg] = args.as_slice() else { return Err(format!("`{name}()` takes one argument")) };
-                let n = self.name(arg).ok_or_else(|| format!("`{name}()` of anything but a question"))?;
-                let X::Num(k) = other else {
-                    return Err(format!("`{name}()` compared with anything but a number"));
-                };
-                let answered = format!("answered({n})");
-                return match (op, *k) {
-                    (Cmp::Gt, 0.0) | (Cmp::Ge, 1.0) | (Cmp::Ne, 0.0) => Ok(answered),
-                    (Cmp::Eq, 0.0) | (Cmp::Lt, 1.0) | (Cmp::Le, 0.0) => Ok(format!("not {answered}")),
-                    _ => {
-                        Err(format!("`{name}()` is supported only as answered or not (compared with 0 or 1)"))
-                    }
-                };
-            }
-        }
-        Ok(format!("{} {} {}", self.operand(a)?, op.as_str(), self.operand(b)?))
-    }
-    fn call(&self, f: &str, args: &[X]) -> Result<String, String> {
-        match (f, args) {
-            ("not", [a]) => {
-                let s = self.cond(a)?;
-                Ok(if matches!(a, X::Call(..)) { format!("not {s}") } else { format!("not ({s})") })
-            }
-            ("true" | "false", []) => Ok(f.to_string()),
-            ("selected", [q, X::Str(v)]) => {
-                let n = self.name(q).ok_or("`selected()` of anything but a question")?;
-                if v.contains('"') {
-                    return Err("strings with `\"` are not supported".into());
-                }
-                match (self.kind)(&n) {
-                    Some(RefKind::Multi) => Ok(format!("selected({n}, \"{v}\")")),
-                    Some(RefKind::Scale) if v.parse::<i64>().is_ok() => Ok(format!("{n} == {v}")),
-                    Some(_) | None => Ok(format!("{n} == \"{v}\"")),
-                }
-            }
-            ("selected", _) => Err("`selected()` takes a question and a quoted choice name".into()),
-            ("if" | "today" | "now" | "coalesce" | "concat" | "regex" | "jr:choice-name" | "position", _) => {
-                Err(format!("`{f}()` cannot be expressed in a fieldwatch condition"))
-            }
-            _ => Err(format!("`{f}()` is not supported")),
-        }
-    }
-}
-
-/// What a constraint says about `.`, when it is made only of bounds on
-/// `.` (`. >= 0 and . <= 120`) and a most-picks limit (`count-selected(.) <= 3`).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub(super) struct Bounds {
-    /// Lower bound and whether it is strict.
-    pub min: Option<(f64, bool)>,
-    /// Upper bound and whether it is strict.
-    pub max: Option<(f64, bool)>,
-    /// Most options one answer may pick.
-    pub max_picks: Option<f64>,
-}
-
-/// Reads a constraint as bounds on `.`, or says why it cannot.
-pub(super) fn bounds(x: &X) -> Result<Bounds, String> {
-    let mut b = Bounds::default();
-    fn walk(x: &X, b: &mut Bounds) -> Result<(), String> {
-        match x {
-            X::And(l, r) => {
-                walk(l, b)?;
-                walk(r, b)
-            }
-            X::Cmp(op, l, r) => {
-                let (op, other, picks) = match (&**l, &**r) {
-                    (X::Dot, o) => (*op, o, false),
-                    (o, X::Dot) => (op.flip(), o, false),
-                    (X::Call(f, a), o) if f == "count-selected" && a == &[X::Dot] => (*op, o, true),
-                    (o, X::Call(f, a)) if f == "count-selected" && a == &[X::Dot] => (op.flip(), o, true),
-                    _ => return Err("only bounds on `.` are supported in constraints".into()),
-                };
-                let X::Num(n) = other else { return Err("a bound must be a number".into()) };
-                match (op, picks) {
-                    (Cmp::Ge | Cmp::Gt, false) => b.min = Some((*n, op == Cmp::Gt)),
-                    (Cmp::Le | Cmp::Lt, false) => b.max = Some((*n, op == Cmp::Lt)),
-                    (Cmp::Le, true) => b.max_picks = Some(*n),
-                    (Cmp::Lt, true) => b.max_picks = Some(*n - 1.0),
-                    _ => {
-                        return Err("only `<`, `<=`, `>` and `>=` bounds are supported in constraints".into());
-                    }
-                }
-                Ok(())
-            }
-            _ => Err("only bounds on `.` joined with `and` are supported in constraints".into()),
-        }
-    }
-    walk(x, &mut b)?;
-    Ok(b)
 }

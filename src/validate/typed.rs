@@ -1,0 +1,108 @@
+//! An answer as submitted becomes the typed [`Value`] its item takes, or
+//! the rule it breaks.
+
+use super::{Answer, Limits, MAX_NUMBER, Rule, Value};
+use crate::instrument::{Item, KindDef, Study};
+
+fn wrong(kind: &KindDef, expected: &str) -> (Rule, String) {
+    (Rule::WrongKind, format!("a {} item takes {expected}", kind.name()))
+}
+
+fn check_len(s: &str, limits: &Limits) -> Result<(), (Rule, String)> {
+    // A string has at most as many characters as bytes: count only long ones.
+    if s.len() > limits.max_text_chars && s.chars().count() > limits.max_text_chars {
+        Err((Rule::TooLong, format!("longer than {} characters", limits.max_text_chars)))
+    } else {
+        Ok(())
+    }
+}
+
+/// The typed value of one answer to `item`.
+pub(crate) fn typed(
+    study: &Study,
+    item: &Item,
+    answer: &Answer,
+    limits: &Limits,
+) -> Result<Value, (Rule, String)> {
+    let kind = &item.kind;
+    let as_int = |a: &Answer| match a {
+        Answer::Integer(i) => Some(*i),
+        Answer::Number(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(*f as i64),
+        _ => None,
+    };
+    match answer {
+        Answer::Blank => return Ok(Value::Blank),
+        Answer::Missing(m) => {
+            return match study.missing_kind(&m.missing) {
+                Some(k) => Ok(Value::Missing(k)),
+                None => Err((Rule::UnknownMissingCode, "not one of the study's missing codes".into())),
+            };
+        }
+        _ => {}
+    }
+    // A raw number the item takes as a missing code (`-99`): that code.
+    let raw = match answer {
+        Answer::Integer(i) => Some(*i as f64),
+        Answer::Number(f) => Some(*f),
+        _ => None,
+    };
+    if let Some(n) = raw
+        && let Some((_, k)) = item.missing_numbers.iter().find(|(m, _)| *m == n)
+    {
+        return Ok(Value::Missing(*k));
+    }
+    match kind {
+        KindDef::Scale { .. } | KindDef::Count { .. } => {
+            as_int(answer).map(Value::Int).ok_or_else(|| wrong(kind, "a whole number"))
+        }
+        KindDef::Number { .. } => match answer {
+            Answer::Integer(i) => Ok(Value::Num(*i as f64)),
+            Answer::Number(f) if f.is_finite() && f.abs() <= MAX_NUMBER => Ok(Value::Num(*f)),
+            _ => Err(wrong(kind, "a number within ±2^53")),
+        },
+        KindDef::YesNo | KindDef::YesNoNa | KindDef::SingleChoice { .. } => match answer {
+            Answer::Text(s) => {
+                check_len(s, limits)?;
+                Ok(Value::Code(item.option(s)))
+            }
+            _ => Err(wrong(kind, "one option code as a string")),
+        },
+        KindDef::Text => match answer {
+            Answer::Text(s) => {
+                check_len(s, limits)?;
+                Ok(Value::Text)
+            }
+            _ => Err(wrong(kind, "a string")),
+        },
+        KindDef::MultiSelect { ranked, .. } => {
+            let too_many = || (Rule::TooMany, format!("at most {} choices are allowed", limits.max_choices));
+            match answer {
+                Answer::Choices(list) => {
+                    if list.len() > limits.max_choices {
+                        return Err(too_many());
+                    }
+                    for s in list {
+                        check_len(s, limits)?;
+                    }
+                    let picks = list.iter().map(|s| item.option(s));
+                    if *ranked {
+                        Ok(Value::Ranked(picks.zip(1..).collect()))
+                    } else {
+                        Ok(Value::Choices(picks.collect()))
+                    }
+                }
+                Answer::Ranked(r) if *ranked => {
+                    if r.ranked.len() > limits.max_choices {
+                        return Err(too_many());
+                    }
+                    for s in r.ranked.keys() {
+                        check_len(s, limits)?;
+                    }
+                    Ok(Value::Ranked(r.ranked.iter().map(|(k, v)| (item.option(k), *v)).collect()))
+                }
+                _ if *ranked => Err(wrong(kind, "a list of option codes or {\"ranked\": {code: rank}}")),
+                _ => Err(wrong(kind, "a list of option codes")),
+            }
+        }
+    }
+}
