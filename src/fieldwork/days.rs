@@ -160,9 +160,10 @@ forms:
             r.groups.iter().find(|g| g.segment == "int01").and_then(|g| g.quality.as_ref()).expect("int01");
         assert_eq!((q.median_duration_secs, q.mean_duration_secs), (Some(1200.0), Some(1400.0)));
         assert_eq!(r.interviews_per_day, days);
-        assert!(
-            r.to_table().contains("interviews per day: 2025-03-01 1, 2025-03-02 3, 2025-03-05 2; undated 1")
-        );
+        let table = r.to_table();
+        let want =
+            "interviews per day (3 days; undated 1):\n  2025-03-01   1  2025-03-02   3  2025-03-05   2\n";
+        assert!(table.contains(want), "{table}");
     }
 
     #[test]

@@ -242,14 +242,14 @@ impl FieldworkReport {
         }
         let days = &self.interviews_per_day;
         if !days.days.is_empty() || days.undated > 0 {
-            let list: Vec<String> =
-                days.days.iter().map(|d| format!("{} {}", d.date, d.interviews)).collect();
-            let _ = writeln!(
-                out,
-                "interviews per day: {}{}",
-                list.join(", "),
-                if days.undated > 0 { format!("; undated {}", days.undated) } else { String::new() }
-            );
+            let undated =
+                if days.undated > 0 { format!("; undated {}", days.undated) } else { String::new() };
+            let _ = writeln!(out, "interviews per day ({} days{undated}):", days.days.len());
+            for week in days.days.chunks(7) {
+                let list: Vec<String> =
+                    week.iter().map(|d| format!("{} {:>3}", d.date, d.interviews)).collect();
+                let _ = writeln!(out, "  {}", list.join("  "));
+            }
         }
         for f in &self.forms {
             if let Some(m) = f.median_duration_secs {
