@@ -178,4 +178,19 @@ forms:
         assert_eq!(date_of(day_of(ms("9999-12-31T23:59:59Z")).expect("a day")), "9999-12-31");
         assert_eq!(date_of(day_of(ms("0000-01-01T00:00:00Z")).expect("a day")), "0000-01-01");
     }
+
+    #[test]
+    fn the_openapi_document_describes_the_per_day_counts_and_the_interviewer_median() {
+        use utoipa::OpenApi;
+        let doc = serde_json::to_value(crate::http::openapi::ApiDoc::openapi()).expect("json");
+        let schemas = &doc["components"]["schemas"];
+        assert!(
+            schemas["FieldworkReport"]["properties"]["interviews_per_day"].is_object(),
+            "{}",
+            schemas["FieldworkReport"]
+        );
+        assert!(schemas["InterviewsPerDay"]["properties"]["undated"].is_object());
+        assert!(schemas["DayCount"]["properties"]["date"].is_object());
+        assert!(schemas["InterviewerQuality"]["properties"]["median_duration_secs"].is_object());
+    }
 }
