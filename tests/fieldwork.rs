@@ -195,6 +195,25 @@ mod live {
         let n = |k: &str| c[k].as_u64().expect("count");
         assert_eq!((n("complete"), n("refusal"), n("non_contact"), n("not_eligible")), (121, 11, 78, 82));
 
+        // Interviews per day and each interviewer's median duration: live
+        // (merged over the partitions) exactly as `report` gives them offline.
+        let catalog = Catalog::demo();
+        let study = catalog.get(DEMO_STUDY_ID).expect("demo");
+        let input = super::seed_input();
+        let tally = report::tally(study, BufReader::new(input.as_slice()), &Limits::default()).expect("tally");
+        let offline = report::fieldwork(study, &tally, Some("interviewer")).expect("by interviewer");
+        let want = serde_json::to_value(&offline.interviews_per_day).expect("json");
+        assert_eq!(f["interviews_per_day"], want);
+        assert_eq!(want["undated"], 0);
+        assert_eq!(want["days"].as_array().map(Vec::len), Some(80), "the seed's 80 fieldwork days");
+        let by = get(http, &format!("{path}?by=interviewer")).await;
+        for g in &offline.groups {
+            let median = g.quality.as_ref().and_then(|q| q.median_duration_secs);
+            assert!(median.is_some(), "{}: the seed's interviews are timed", g.segment);
+            let live = by["groups"].as_array().expect("groups").iter().find(|x| x["segment"] == g.segment.as_str());
+            assert_eq!(live.map(|x| x["quality"]["median_duration_secs"].as_f64()), Some(median), "{}", g.segment);
+        }
+
         // /metrics: the disposition counts the recording rules read (the
         // input series of deploy/prometheus/tests/fieldwork-rules-test.yaml).
         let metrics =

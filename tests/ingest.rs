@@ -64,6 +64,15 @@ where
     F: FnOnce(Ctx) -> Fut,
     Fut: Future<Output = ()>,
 {
+    with_ingest_config(tokens, |_| {}, body).await;
+}
+
+/// [`with_ingest`] with the ingest config changed by `tweak` first.
+async fn with_ingest_config<F, Fut>(tokens: Vec<TokenConfig>, tweak: impl FnOnce(&mut IngestConfig), body: F)
+where
+    F: FnOnce(Ctx) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let dir = tempfile::tempdir().expect("tempdir");
     let broker =
         EmbeddedBroker::start(BrokerConfig::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), dir.path()))
@@ -78,7 +87,8 @@ where
     let publisher = Publisher::from_kafka(&kafka, &bootstrap).expect("publisher");
     let listener = ingest::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let config = IngestConfig { hmac_key: Some(HMAC_KEY.into()), tokens, ..IngestConfig::default() };
+    let mut config = IngestConfig { hmac_key: Some(HMAC_KEY.into()), tokens, ..IngestConfig::default() };
+    tweak(&mut config);
     // Stops the server; the receiver is the server's shutdown future.
     let (stop, stopped) = oneshot::channel::<()>();
     let server =
@@ -233,6 +243,27 @@ async fn an_invalid_interview_gets_one_field_violation_per_problem_and_publishes
             text.contains(r#"fieldwatch_ingest_requests_total{code="InvalidArgument",method="submit"} 1"#)
         );
     })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configured_error_detail_cap_lists_fewer_violations_and_says_how_many_there_are() {
+    with_ingest_config(
+        Vec::new(),
+        |c| c.max_error_violations = 2,
+        |ctx| async move {
+            let status =
+                client(&ctx).await.submit(request(invalid("sub-capped"))).await.expect_err("rejected");
+            assert_eq!(status.code(), Code::InvalidArgument);
+            let bad = status.get_details_bad_request().expect("BadRequest details");
+            assert_eq!(bad.field_violations.len(), 2, "ingest.max_error_violations = 2");
+            let info = status.get_details_error_info().expect("ErrorInfo");
+            assert_eq!(info.metadata.get("violations").map(String::as_str), Some("3"));
+            assert_eq!(info.metadata.get("listed").map(String::as_str), Some("2"));
+            assert!(status.message().contains("the first 2 are listed"), "{}", status.message());
+            assert_eq!(stored_count(&ctx), 0);
+        },
+    )
     .await;
 }
 

@@ -40,7 +40,11 @@ use crate::results::wire::WireError;
 
 /// Snapshot format version. Bump it whenever what a state encodes to
 /// changes, and add that version's golden file (the golden test says so).
-pub const FORMAT_VERSION: u32 = 4;
+/// 5: interviews per day (`Fieldwork.days`) and each interviewer's
+/// durations (`InterviewerStats.durations`); a format-4 snapshot lacks
+/// both and still reads (its interviews count as undated and the medians
+/// of its timed interviewers are unknown, see `docs/fieldwork.md`).
+pub const FORMAT_VERSION: u32 = 5;
 /// The oldest format version this build reads: the first protobuf one.
 /// Older snapshots are refused and their partition replayed.
 pub const OLDEST_READABLE: u32 = 4;
@@ -329,6 +333,11 @@ forms:
         }
         assert_eq!((state.interviews(), state.retries, state.duplicate_respondents), (4, 1, 1));
         assert_eq!(state.possible_duplicates(), 1);
+        if version < 5 {
+            // What format 4 did not keep.
+            state.fieldwork.days.clear();
+            state.fieldwork.interviewer_durations.clear();
+        }
         Snapshot {
             version,
             catalog: 0x0123_4567_89ab_cdef,
@@ -380,6 +389,30 @@ forms:
             assert_eq!(snap.version, version);
             assert_eq!(snap.studies, golden_snapshot(version).studies, "format {version}");
         }
+    }
+
+    #[test]
+    fn format_4_reads_with_its_interviews_undated_and_interviewer_medians_unknown() {
+        let bytes = std::fs::read(golden_path("format-4.pb")).expect("golden file");
+        let snap = decode(&bytes).expect("format 4 still decodes");
+        let fw = &snap.studies["golden"].fieldwork;
+        let days = crate::fieldwork::days::per_day(fw);
+        assert!(days.days.is_empty());
+        assert_eq!(days.undated, 4, "every counted interview, without a day");
+        assert!(fw.interviewers["int01"].timed > 0);
+        assert_eq!(fw.interviewer_median("int01"), None, "a median of none of the durations is not known");
+
+        // Format 5 keeps both.
+        let now = golden_snapshot(FORMAT_VERSION);
+        let fw = &now.studies["golden"].fieldwork;
+        let days = crate::fieldwork::days::per_day(fw);
+        assert_eq!(days.undated, 0);
+        assert_eq!(
+            days.days.iter().map(|d| (d.date.as_str(), d.interviews)).collect::<Vec<_>>(),
+            [("2025-03-01", 4)]
+        );
+        // int01 counted r1 (20 min) and r3 (30 min): r1's second submission is a duplicate.
+        assert_eq!(fw.interviewer_median("int01"), Some(1500.0));
     }
 
     #[test]

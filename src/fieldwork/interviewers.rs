@@ -26,7 +26,7 @@ pub const UNKNOWN: &str = "unknown";
 pub struct InterviewerStats {
     /// Counted interviews.
     pub interviews: u64,
-    /// Interviews with both timestamps.
+    /// Interviews with both timestamps (and a duration under 136 years).
     pub timed: u64,
     /// Sum of their durations in seconds.
     pub duration_secs: u64,
@@ -52,9 +52,10 @@ impl InterviewerStats {
     /// Counts one counted interview of `form`.
     pub fn add_interview(&mut self, form: &Form, rec: &Record, checked: &Checked, speeder: bool) {
         self.interviews += 1;
-        if let Some(secs) = rec.duration_secs.and_then(|d| u64::try_from(d).ok()) {
+        // The same durations the medians keep (see `FieldworkState::apply_interview`).
+        if let Some(secs) = rec.duration_secs.and_then(|d| u32::try_from(d).ok()) {
             self.timed += 1;
-            self.duration_secs += secs;
+            self.duration_secs += u64::from(secs);
         }
         self.speeders += u64::from(speeder);
         for (i, status) in checked.status.iter().enumerate() {
@@ -173,6 +174,19 @@ pub fn by_interviewer(study: &Study, state: &FieldworkState) -> Vec<InterviewerR
     out
 }
 
+impl FieldworkState {
+    /// The exact median duration in seconds of an interviewer label's timed
+    /// counted interviews; none without any, and none when the durations
+    /// kept are fewer than the interviews timed (a state restored from a
+    /// format-4 snapshot, which kept only the sum): a median of a part
+    /// would not be the interviewer's.
+    pub fn interviewer_median(&self, label: &str) -> Option<f64> {
+        let timed = self.interviewers.get(label).map_or(0, |s| s.timed);
+        let d = self.interviewer_durations.get(label)?;
+        (d.len() as u64 == timed).then(|| d.median()).flatten()
+    }
+}
+
 /// One quality rate of an interviewer beside the rate of the rest.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Measure {
@@ -193,6 +207,9 @@ pub struct InterviewerQuality {
     pub interviews: u64,
     /// Mean duration of timed interviews, in seconds.
     pub mean_duration_secs: Option<f64>,
+    /// Exact median duration of timed interviews, in seconds; null without
+    /// any, or while the durations of some are not known (see `docs/fieldwork.md`).
+    pub median_duration_secs: Option<f64>,
     /// `speeding`, `nonresponse`, `dont_know`, `refused`, `straightlining`, `extreme`.
     pub measures: BTreeMap<&'static str, Measure>,
     /// Names of the measures that are outliers.
@@ -203,8 +220,14 @@ fn share(n: u64, d: u64) -> Option<f64> {
     (d > 0).then(|| n as f64 / d as f64)
 }
 
-/// `row`'s quality beside `total - row`.
-pub fn quality(row: &InterviewerStats, total: &InterviewerStats, cfg: &FieldworkDef) -> InterviewerQuality {
+/// `row`'s quality beside `total - row`; `median` is the row's median
+/// duration ([`FieldworkState::interviewer_median`]).
+pub fn quality(
+    row: &InterviewerStats,
+    total: &InterviewerStats,
+    median: Option<f64>,
+    cfg: &FieldworkDef,
+) -> InterviewerQuality {
     let rest = total.minus(row);
     let mut measures = BTreeMap::new();
     let mut outliers = Vec::new();
@@ -224,6 +247,7 @@ pub fn quality(row: &InterviewerStats, total: &InterviewerStats, cfg: &Fieldwork
     InterviewerQuality {
         interviews: row.interviews,
         mean_duration_secs: share(row.duration_secs, row.timed),
+        median_duration_secs: median,
         measures,
         outliers,
     }

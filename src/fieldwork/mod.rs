@@ -15,11 +15,13 @@
 //!
 //! - [`rates`]: AAPOR RR1–RR6, COOP1–COOP4, REF1–REF3, CON1–CON3 and `e`.
 //! - [`interviewers`]: interviewer labels, quality counts, outliers.
+//! - [`days`]: counted interviews per UTC day of their end.
 //! - [`review`]: the flagged interviews listed for review.
 //! - [`summary`]: the fieldwork report of the JSON API and `report`.
 //!
 //! Pure: no I/O, no clocks.
 
+pub mod days;
 pub mod durations;
 pub mod interviewers;
 pub mod rates;
@@ -330,6 +332,13 @@ pub struct FieldworkState {
     /// Per form index: durations in seconds of its timed counted
     /// interviews, with their exact median.
     pub durations: Vec<Durations>,
+    /// Interviewer label -> durations in seconds of their timed counted
+    /// interviews, for their exact median (see [`FieldworkState::interviewer_median`]).
+    pub interviewer_durations: BTreeMap<String, Durations>,
+    /// UTC day (days since 1970-01-01) -> counted interviews that ended
+    /// that day (`ended_at`: `completed_at`, else `started_at`). An
+    /// interview with neither timestamp has no day (see [`days`]).
+    pub days: BTreeMap<i32, u64>,
     /// Disposition records and counted interviews applied.
     pub records: u64,
     /// Records older than their case's latest: they changed nothing.
@@ -343,6 +352,8 @@ impl PartialEq for FieldworkState {
         self.counts == other.counts
             && self.interviewers == other.interviewers
             && self.durations == other.durations
+            && self.interviewer_durations == other.interviewer_durations
+            && self.days == other.days
             && self.records == other.records
             && self.superseded == other.superseded
             && self.cases.len() == other.cases.len()
@@ -423,8 +434,10 @@ impl FieldworkState {
         let key = (segment_key(&rec.segments), interviewer.clone());
         self.update(&rec.respondent, key, Disposition::Complete, rec.ended_at);
 
+        if let Some(day) = rec.ended_at.and_then(days::day_of) {
+            *self.days.entry(day).or_default() += 1;
+        }
         let cfg = &study.def.fieldwork;
-        let stats = self.interviewers.entry(interviewer).or_default();
         let mut speeder = false;
         if let Some(secs) = rec.duration_secs.and_then(|d| u32::try_from(d).ok()) {
             if self.durations.len() < study.forms.len() {
@@ -434,7 +447,11 @@ impl FieldworkState {
                 speeder = interviewers::is_speeder(secs, durations, cfg);
                 durations.insert(secs);
             }
+            if study.forms.get(rec.form).is_some() {
+                self.interviewer_durations.entry(interviewer.clone()).or_default().insert(secs);
+            }
         }
+        let stats = self.interviewers.entry(interviewer).or_default();
         if let Some(form) = study.forms.get(rec.form) {
             stats.add_interview(form, rec, checked, speeder);
         }
@@ -483,6 +500,12 @@ impl FieldworkState {
         }
         for (mine, theirs) in self.durations.iter_mut().zip(&other.durations) {
             mine.merge(theirs);
+        }
+        for (k, d) in &other.interviewer_durations {
+            self.interviewer_durations.entry(k.clone()).or_default().merge(d);
+        }
+        for (day, n) in &other.days {
+            *self.days.entry(*day).or_default() += n;
         }
         self.records += other.records;
         self.superseded += other.superseded;

@@ -1,10 +1,12 @@
 //! The fieldwork report: cases by disposition and the AAPOR rates, overall
 //! or by one dimension (a declared one, or `interviewer`), with each
-//! interviewer's quality beside the rest, and the forms' median durations.
+//! interviewer's quality beside the rest (with their median durations), the
+//! forms' median durations and the counted interviews per day.
 //! `GET /api/v1/studies/{study}/fieldwork` and `fieldwatch report` show it.
 
 use serde::Serialize;
 
+use super::days::{InterviewsPerDay, per_day};
 use super::interviewers::{self, InterviewerQuality, InterviewerStats, by_interviewer, quality};
 use super::rates::{self, DispositionCounts, Rates};
 use super::{Counts, FieldworkState};
@@ -43,6 +45,8 @@ pub struct FieldworkReport {
     pub groups: Vec<FieldworkGroup>,
     /// Median interview duration per form.
     pub forms: Vec<FormDurations>,
+    /// Counted interviews per UTC day of their end (whatever `by` is).
+    pub interviews_per_day: InterviewsPerDay,
     /// Disposition records and counted interviews applied.
     pub records: u64,
     /// Records older than their case's latest disposition (no effect).
@@ -140,7 +144,8 @@ pub fn report(
                         })
                         .filter(|l| !l.is_empty())
                         .unwrap_or(&r.label);
-                    group(&r.label, label, r.counts, e, Some(quality(&r.stats, &total, cfg)))
+                    let median = state.interviewer_median(&r.label);
+                    group(&r.label, label, r.counts, e, Some(quality(&r.stats, &total, median, cfg)))
                 })
                 .collect()
         }
@@ -177,6 +182,7 @@ pub fn report(
         response_rate_target: cfg.response_rate_target,
         groups,
         forms,
+        interviews_per_day: per_day(state),
         records: state.records,
         superseded: state.superseded,
     })
@@ -229,7 +235,20 @@ impl FieldworkReport {
                         )
                     })
                     .collect();
-                let _ = writeln!(out, "{:<24} {} interviews: {}", "", q.interviews, measures.join(", "));
+                let median = q.median_duration_secs.map(|m| format!(", median {m:.0} s")).unwrap_or_default();
+                let _ =
+                    writeln!(out, "{:<24} {} interviews{median}: {}", "", q.interviews, measures.join(", "));
+            }
+        }
+        let days = &self.interviews_per_day;
+        if !days.days.is_empty() || days.undated > 0 {
+            let undated =
+                if days.undated > 0 { format!("; undated {}", days.undated) } else { String::new() };
+            let _ = writeln!(out, "interviews per day ({} days{undated}):", days.days.len());
+            for week in days.days.chunks(7) {
+                let list: Vec<String> =
+                    week.iter().map(|d| format!("{} {:>3}", d.date, d.interviews)).collect();
+                let _ = writeln!(out, "  {}", list.join("  "));
             }
         }
         for f in &self.forms {

@@ -133,11 +133,17 @@ impl FieldworkState {
                     straightlining: s.straightlining,
                     scale_answers: s.scale_answers,
                     extreme_answers: s.extreme_answers,
+                    durations: self
+                        .interviewer_durations
+                        .get(label)
+                        .map(Durations::sorted)
+                        .unwrap_or_default(),
                 })
                 .collect(),
             durations: self.durations.iter().map(|d| pb::FormDurations { secs: d.sorted() }).collect(),
             records: self.records,
             superseded: self.superseded,
+            days: self.days.iter().map(|(&day, &interviews)| pb::DayCount { day, interviews }).collect(),
         }
     }
 
@@ -170,7 +176,11 @@ impl FieldworkState {
         st.interviewers = w
             .interviewers
             .into_iter()
-            .map(|s| {
+            .map(|mut s| {
+                if !s.durations.is_empty() {
+                    let d = Durations::from_vec(std::mem::take(&mut s.durations));
+                    st.interviewer_durations.insert(s.label.clone(), d);
+                }
                 let stats = InterviewerStats {
                     interviews: s.interviews,
                     timed: s.timed,
@@ -190,6 +200,9 @@ impl FieldworkState {
         st.durations = w.durations.into_iter().map(|d| Durations::from_vec(d.secs)).collect();
         st.records = w.records;
         st.superseded = w.superseded;
+        for d in w.days {
+            *st.days.entry(d.day).or_default() += d.interviews;
+        }
         Ok(st)
     }
 }

@@ -12,16 +12,42 @@ use tonic::{Code, Status};
 
 use crate::validate::{Rule, Violation};
 
-/// Most field violations listed in a status's `BadRequest` detail; the
-/// message and an `ErrorInfo` detail give the total. A stream's
-/// `SubmitResult` lists all of them.
+/// Default of `ingest.max_error_violations`: most field violations listed
+/// in a status's `BadRequest` detail; the message and an `ErrorInfo` detail
+/// give the total. A stream's `SubmitResult` lists all of them.
 pub const MAX_DETAIL_VIOLATIONS: usize = 50;
 
-/// Most bytes of encoded `BadRequest` detail in a status. With the message
-/// and base64 in the `grpc-status-details-bin` trailer the whole status
-/// stays far below the 16 KiB metadata limit of standard gRPC clients, so a
-/// rejection never arrives as RESOURCE_EXHAUSTED (which says "retry").
+/// Default of `ingest.max_error_detail_bytes`: most bytes of encoded
+/// `BadRequest` detail in a status. With the message and base64 in the
+/// `grpc-status-details-bin` trailer the whole status stays far below the
+/// 16 KiB metadata limit of standard gRPC clients, so a rejection never
+/// arrives as RESOURCE_EXHAUSTED (which says "retry").
 pub const MAX_DETAIL_BYTES: usize = 6 * 1024;
+
+/// The accepted range of `ingest.max_error_violations`.
+pub const DETAIL_VIOLATIONS_RANGE: std::ops::RangeInclusive<usize> = 1..=1000;
+
+/// The accepted range of `ingest.max_error_detail_bytes`: room for one
+/// violation at least (two texts of [`MAX_VIOLATION_TEXT_BYTES`]), and at
+/// most what keeps the base64 trailer, the `ErrorInfo` and the message
+/// under 16 KiB.
+pub const DETAIL_BYTES_RANGE: std::ops::RangeInclusive<usize> = 1024..=10 * 1024;
+
+/// The caps on the error details of one status (`ingest.max_error_violations`,
+/// `ingest.max_error_detail_bytes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DetailLimits {
+    /// Most violations listed.
+    pub violations: usize,
+    /// Most bytes of encoded `BadRequest`.
+    pub bytes: usize,
+}
+
+impl Default for DetailLimits {
+    fn default() -> DetailLimits {
+        DetailLimits { violations: MAX_DETAIL_VIOLATIONS, bytes: MAX_DETAIL_BYTES }
+    }
+}
 
 /// Longest field name or description in a listed violation, in bytes
 /// (field names carry request keys, which may be long).
@@ -211,15 +237,22 @@ impl IngestError {
     ///
     /// At most [`MAX_DETAIL_VIOLATIONS`] violations (and
     /// [`MAX_DETAIL_BYTES`] of them) are listed; the message says how many
-    /// there are in all and how many are listed.
+    /// there are in all and how many are listed. [`IngestError::to_status_with`]
+    /// takes the configured caps.
     pub fn to_status(&self) -> Status {
+        self.to_status_with(&DetailLimits::default())
+    }
+
+    /// [`IngestError::to_status`] with the caps of `ingest.max_error_violations`
+    /// and `ingest.max_error_detail_bytes`.
+    pub fn to_status_with(&self, caps: &DetailLimits) -> Status {
         let code = self.code();
         let message = self.to_string();
         if code != Code::InvalidArgument && code != Code::NotFound {
             return Status::new(code, message);
         }
         let violations = self.violations();
-        let listed = listed_violations(&violations);
+        let listed = listed_violations(&violations, caps);
         // The message inside the details must equal the status message
         // (grpcio's rpc_status checks it).
         let message = if listed.len() < violations.len() {
@@ -238,13 +271,15 @@ impl From<IngestError> for Status {
     }
 }
 
-/// The violations a status lists: in order, until
-/// [`MAX_DETAIL_VIOLATIONS`] or [`MAX_DETAIL_BYTES`] is reached, with long
-/// texts cut.
-fn listed_violations(violations: &[Violation]) -> Vec<tonic_types::pb::bad_request::FieldViolation> {
+/// The violations a status lists: in order, until `caps.violations` or
+/// `caps.bytes` is reached, with long texts cut.
+fn listed_violations(
+    violations: &[Violation],
+    caps: &DetailLimits,
+) -> Vec<tonic_types::pb::bad_request::FieldViolation> {
     let mut listed = Vec::new();
     let mut bytes = 0;
-    for v in violations.iter().take(MAX_DETAIL_VIOLATIONS) {
+    for v in violations.iter().take(caps.violations) {
         let fv = tonic_types::pb::bad_request::FieldViolation {
             field: cut(&v.field),
             description: cut(&v.message),
@@ -253,7 +288,7 @@ fn listed_violations(violations: &[Violation]) -> Vec<tonic_types::pb::bad_reque
         };
         // Field tag, length prefix and the message itself.
         let size = fv.encoded_len() + 4;
-        if bytes + size > MAX_DETAIL_BYTES {
+        if bytes + size > caps.bytes {
             break;
         }
         bytes += size;
@@ -378,10 +413,75 @@ mod tests {
     }
 
     #[test]
+    fn configured_caps_list_fewer_or_more_and_the_largest_still_fit_16_kib() {
+        let long_id = "y".repeat(300);
+        let violations: Vec<Violation> =
+            (0..2000).map(|i| violation(&format!("answers.{long_id}{i}"), Rule::UnknownItem)).collect();
+        let e = IngestError::from_violations(violations);
+        let listed = |caps: &DetailLimits| {
+            let status = e.to_status_with(caps);
+            let size: usize = status
+                .clone()
+                .into_http::<()>()
+                .headers()
+                .iter()
+                .map(|(k, v)| k.as_str().len() + v.as_bytes().len() + 32)
+                .sum();
+            (status.get_details_bad_request().expect("details").field_violations.len(), size)
+        };
+        assert_eq!(listed(&DetailLimits { violations: 3, bytes: MAX_DETAIL_BYTES }).0, 3);
+        let (n, _) = listed(&DetailLimits::default());
+        assert!(n > 0 && n <= MAX_DETAIL_VIOLATIONS);
+        let widest =
+            DetailLimits { violations: *DETAIL_VIOLATIONS_RANGE.end(), bytes: *DETAIL_BYTES_RANGE.end() };
+        let (n, size) = listed(&widest);
+        assert!(n > listed(&DetailLimits::default()).0, "a larger byte cap lists more ({n})");
+        assert!(size < 16 * 1024, "the widest caps keep the trailer under 16 KiB ({size} bytes)");
+        let narrowest = DetailLimits { violations: 1, bytes: *DETAIL_BYTES_RANGE.start() };
+        assert_eq!(listed(&narrowest).0, 1, "the smallest byte cap still lists one violation");
+    }
+
+    #[test]
     fn broker_trouble_and_shedding_are_retryable_codes() {
         let e = IngestError::Publish { reason: PublishFailure::Timeout, source: None };
         assert_eq!(e.to_status().code(), Code::Unavailable);
         assert_eq!(IngestError::Overloaded.to_status().code(), Code::ResourceExhausted);
         assert_eq!(IngestError::Unauthenticated.to_status().code(), Code::Unauthenticated);
+    }
+
+    #[test]
+    fn error_detail_caps_default_to_50_and_6_kib_and_must_stay_in_range() {
+        let ok = crate::ingest::IngestConfig {
+            hmac_key: Some("unit-test-key-0123456789".into()),
+            ..crate::ingest::IngestConfig::default()
+        };
+        assert_eq!(ok.detail_limits(), DetailLimits { violations: 50, bytes: 6 * 1024 });
+        assert!(ok.validate().is_ok());
+        for (violations, bytes, bad) in [
+            (0, 6144, "max_error_violations"),
+            (1001, 6144, "max_error_violations"),
+            (50, 1023, "max_error_detail_bytes"),
+            (50, 10 * 1024 + 1, "max_error_detail_bytes"),
+        ] {
+            let c = crate::ingest::IngestConfig {
+                max_error_violations: violations,
+                max_error_detail_bytes: bytes,
+                ..ok.clone()
+            };
+            let Err(IngestError::Config(m)) = c.validate() else {
+                panic!("{violations}/{bytes} must be refused")
+            };
+            assert!(m.contains(bad), "{m}");
+        }
+        let edges = crate::ingest::IngestConfig {
+            max_error_violations: 1000,
+            max_error_detail_bytes: 10 * 1024,
+            ..ok
+        };
+        assert!(edges.validate().is_ok());
+        let parsed: crate::ingest::IngestConfig =
+            serde_json::from_str(r#"{"max_error_violations": 7, "max_error_detail_bytes": 2048}"#)
+                .expect("parses");
+        assert_eq!(parsed.detail_limits(), DetailLimits { violations: 7, bytes: 2048 });
     }
 }

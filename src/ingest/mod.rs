@@ -152,6 +152,16 @@ pub struct IngestConfig {
     /// is read whole.
     #[serde(default = "default_max_http_body_bytes")]
     pub max_http_body_bytes: usize,
+    /// Most field violations listed in a rejection's `BadRequest` detail
+    /// (1 to 1000); the message and `ErrorInfo` give the total, and a
+    /// stream's `SubmitResult` lists all of them.
+    #[serde(default = "default_max_error_violations")]
+    pub max_error_violations: usize,
+    /// Most bytes of encoded `BadRequest` detail in a rejection (1024 to
+    /// 10240), so the status trailer stays under the 16 KiB metadata limit
+    /// of standard gRPC clients.
+    #[serde(default = "default_max_error_detail_bytes")]
+    pub max_error_detail_bytes: usize,
 }
 
 /// TLS of the gRPC listener (`ingest.tls`). The files are read once, at
@@ -224,6 +234,12 @@ fn default_max_message_bytes() -> usize {
 fn default_max_http_body_bytes() -> usize {
     8 * 1024 * 1024
 }
+fn default_max_error_violations() -> usize {
+    error::MAX_DETAIL_VIOLATIONS
+}
+fn default_max_error_detail_bytes() -> usize {
+    error::MAX_DETAIL_BYTES
+}
 fn default_shutdown_grace_ms() -> u64 {
     10_000
 }
@@ -278,6 +294,8 @@ impl Default for IngestConfig {
             max_connection_age_ms: default_max_connection_age_ms(),
             cors_origins: Vec::new(),
             max_http_body_bytes: default_max_http_body_bytes(),
+            max_error_violations: default_max_error_violations(),
+            max_error_detail_bytes: default_max_error_detail_bytes(),
         }
     }
 }
@@ -347,6 +365,17 @@ impl IngestConfig {
         if self.max_http_body_bytes == 0 {
             problems.push("max_http_body_bytes must be at least 1".into());
         }
+        let (v, b) = (error::DETAIL_VIOLATIONS_RANGE, error::DETAIL_BYTES_RANGE);
+        if !v.contains(&self.max_error_violations) {
+            problems.push(format!("max_error_violations must be {} to {}", v.start(), v.end()));
+        }
+        if !b.contains(&self.max_error_detail_bytes) {
+            problems.push(format!(
+                "max_error_detail_bytes must be {} to {} (the status must fit 16 KiB)",
+                b.start(),
+                b.end()
+            ));
+        }
         let l = &self.limits;
         if l.max_answers == 0 || l.max_text_chars == 0 || l.max_choices == 0 {
             problems.push("limits must be at least 1".into());
@@ -376,6 +405,11 @@ impl IngestConfig {
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
             connection_bytes: self.connection_inflight_bytes,
         }
+    }
+
+    /// The caps on a rejection's error details.
+    pub fn detail_limits(&self) -> error::DetailLimits {
+        error::DetailLimits { violations: self.max_error_violations, bytes: self.max_error_detail_bytes }
     }
 
     /// [`Self::shutdown_grace_ms`] as a duration.

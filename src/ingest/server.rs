@@ -81,6 +81,9 @@ struct Shared {
     /// Most interviews of one stream in flight at once (see
     /// [`IngestConfig::stream_window`]).
     stream_window: usize,
+    /// Caps on a rejection's error details (`ingest.max_error_violations`,
+    /// `ingest.max_error_detail_bytes`).
+    details: super::error::DetailLimits,
     /// `true` once shutdown has begun; the sender is [`IngestServer::draining`].
     draining: watch::Receiver<bool>,
     /// The aggregator whose study-wide view answers `CheckQuota`; set once
@@ -150,6 +153,7 @@ impl IngestServer {
             metrics,
             inflight: Arc::new(Semaphore::new(config.max_inflight)),
             stream_window: config.stream_window,
+            details: config.detail_limits(),
             draining: draining_rx,
             quotas: std::sync::OnceLock::new(),
             publish_failures: AtomicU32::new(0),
@@ -538,7 +542,7 @@ impl Shared {
                 read_token: response.read_token,
             },
             Err(e) => {
-                let status = e.to_status();
+                let status = e.to_status_with(&self.details);
                 SubmitResult {
                     index,
                     accepted: false,
@@ -621,7 +625,7 @@ impl IngestService for Service {
         };
         let code = result.as_ref().map_or_else(IngestError::code, |_| Code::Ok);
         self.shared.metrics.request(Method::Submit, code, start.elapsed().as_secs_f64());
-        result.map(Response::new).map_err(|e| e.to_status())
+        result.map(Response::new).map_err(|e| e.to_status_with(&self.shared.details))
     }
 
     async fn submit_disposition(
@@ -641,7 +645,7 @@ impl IngestService for Service {
         self.shared.metrics.request(Method::SubmitDisposition, code, start.elapsed().as_secs_f64());
         result
             .map(|t| Response::new(SubmitDispositionResponse { received_at: Some(t.into()) }))
-            .map_err(|e| e.to_status())
+            .map_err(|e| e.to_status_with(&self.shared.details))
     }
 
     type SubmitStreamStream = ReceiverStream<Result<SubmitResult, Status>>;
@@ -655,7 +659,7 @@ impl IngestService for Service {
             Ok(f) => f,
             Err(e) => {
                 self.shared.metrics.request(Method::SubmitStream, e.code(), start.elapsed().as_secs_f64());
-                return Err(e.to_status());
+                return Err(e.to_status_with(&self.shared.details));
             }
         };
         // Results on their way to the client. Bounded by the stream window:
@@ -683,7 +687,7 @@ impl IngestService for Service {
         });
         let code = result.as_ref().map_or_else(IngestError::code, |_| Code::Ok);
         self.shared.metrics.request(Method::GetInstrument, code, start.elapsed().as_secs_f64());
-        result.map(Response::new).map_err(|e| e.to_status())
+        result.map(Response::new).map_err(|e| e.to_status_with(&self.shared.details))
     }
 
     async fn check_quota(
@@ -696,7 +700,7 @@ impl IngestService for Service {
         });
         let code = result.as_ref().map_or_else(IngestError::code, |_| Code::Ok);
         self.shared.metrics.request(Method::CheckQuota, code, start.elapsed().as_secs_f64());
-        result.map(Response::new).map_err(|e| e.to_status())
+        result.map(Response::new).map_err(|e| e.to_status_with(&self.shared.details))
     }
 }
 

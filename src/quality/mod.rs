@@ -43,11 +43,15 @@ pub enum Check {
     Speeder,
     /// A substantive answer that does not meet its item's `constraint`.
     ConstraintViolated,
+    /// The aggregator could not process the record (validation or the
+    /// checks failed on it): counted here, flagged and skipped, never in
+    /// the results (see `docs/security.md`).
+    Unprocessable,
 }
 
 impl Check {
     /// Every check, for pre-registering metric label values.
-    pub const ALL: [Check; 12] = [
+    pub const ALL: [Check; 13] = [
         Check::ItemNonresponse,
         Check::OutOfRange,
         Check::UnknownOption,
@@ -60,6 +64,7 @@ impl Check {
         Check::PossibleDuplicate,
         Check::Speeder,
         Check::ConstraintViolated,
+        Check::Unprocessable,
     ];
 
     /// Stable snake_case name.
@@ -77,6 +82,7 @@ impl Check {
             Check::PossibleDuplicate => "possible_duplicate",
             Check::Speeder => "speeder",
             Check::ConstraintViolated => "constraint_violated",
+            Check::Unprocessable => "unprocessable",
         }
     }
 

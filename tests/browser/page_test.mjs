@@ -51,6 +51,36 @@ try {
   check("the page shows the interviews the API counts",
     (await text(page, "#total-interviews")) === String(interviews));
 
+  // Interviews per day: the figure (latest day), every bar, and the days
+  // add up to the interviews counted.
+  const perDay = fieldwork.interviews_per_day;
+  const dayTotal = perDay.days.reduce((n, d) => n + d.interviews, 0) + perDay.undated;
+  check("the API's interviews per day add up to the interviews", dayTotal === interviews, `(${dayTotal})`);
+  check("the seed's interviews all have a day", perDay.undated === 0 && perDay.days.length > 1,
+    `(${perDay.days.length} days, ${perDay.undated} undated)`);
+  const lastDay = perDay.days[perDay.days.length - 1];
+  const figure = page.locator("#per-day");
+  check("the per-day figure shows the API's latest day",
+    (await figure.getAttribute("data-date")) === lastDay.date
+      && (await figure.getAttribute("data-interviews")) === String(lastDay.interviews)
+      && (await text(page, "#per-day")).startsWith(`${lastDay.interviews} on ${lastDay.date}`),
+    `(${lastDay.date}: ${lastDay.interviews})`);
+  const bars = await page.locator("#per-day-chart rect").evaluateAll((rs) =>
+    rs.map((r) => [r.dataset.date, Number(r.dataset.interviews)]));
+  check("the per-day chart draws one bar per API day with its count",
+    JSON.stringify(bars) === JSON.stringify(perDay.days.map((d) => [d.date, d.interviews])),
+    `(${bars.length} bars, ${perDay.days.length} days)`);
+
+  // The interviewer table's median duration is the API's.
+  const byInt = await api(`studies/${STUDY}/fieldwork?by=interviewer`);
+  const timed = byInt.groups.filter((g) => g.quality && g.quality.median_duration_secs != null);
+  check("the API gives interviewers' median durations", timed.length > 0, `(${timed.length})`);
+  for (const g of timed.slice(0, 2)) {
+    const cellText = await page.locator(`#interviewer-table tr[data-interviewer="${g.segment}"] td`).nth(2).innerText();
+    const want = `${(g.quality.median_duration_secs / 60).toFixed(1)} min`;
+    check(`the interviewer table shows ${g.segment}'s median duration (${want})`, cellText === want, `(${cellText})`);
+  }
+
   const rr1 = fieldwork.groups[0].rates.rr1;
   check("the API's RR1 is 57.6 %", pct(rr1) === "57.6 %", pct(rr1));
   check("the page shows RR1 57.6 %", (await text(page, "#rr1")) === pct(rr1));

@@ -99,6 +99,54 @@ function renderProgress(all, seg, quotas) {
   }));
 }
 
+// Days drawn in the per-day chart: the latest day and the ones before it.
+const CHART_DAYS = 400;
+const SVG = "http://www.w3.org/2000/svg";
+function svg(tag, attrs, text) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+// The API's interviews per day as a figure (the latest day) and a bar per
+// day, placed on a calendar axis so that days without interviews show as gaps.
+function renderPerDay(fw) {
+  const pd = fw.interviews_per_day || { days: [], undated: 0 };
+  const last = pd.days[pd.days.length - 1];
+  $("per-day").textContent = last ? `${last.interviews} on ${last.date} (latest day)` : "none yet";
+  $("per-day").dataset.date = last ? last.date : "";
+  $("per-day").dataset.interviews = last ? last.interviews : "";
+  const notes = [`${pd.days.length} days with interviews`];
+  if (pd.undated) notes.push(`${pd.undated} without a date`);
+  const root = $("per-day-chart");
+  if (!last) { $("per-day-note").textContent = pd.undated ? `· ${pd.undated} without a date` : ""; root.replaceChildren(); return; }
+  const dayMs = 86400000;
+  const end = Date.parse(last.date);
+  const shown = pd.days.filter((d) => end - Date.parse(d.date) < CHART_DAYS * dayMs);
+  if (shown.length < pd.days.length) notes.push(`${pd.days.length - shown.length} earlier days not drawn`);
+  $("per-day-note").textContent = `· ${notes.join(" · ")}`;
+  const start = Date.parse(shown[0].date);
+  const span = Math.round((end - start) / dayMs) + 1;
+  const max = Math.max(...shown.map((d) => d.interviews));
+  const W = 600, H = 100, top = 4, base = 86;
+  const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img",
+    "aria-label": `Interviews per day from ${shown[0].date} to ${last.date}, at most ${max} a day` });
+  const w = W / span;
+  for (const d of shown) {
+    const x = (Math.round((Date.parse(d.date) - start) / dayMs)) * w;
+    const h = Math.max(1, ((base - top) * d.interviews) / max);
+    const bar = svg("rect", { x: x.toFixed(2), y: (base - h).toFixed(2), width: Math.max(0.8, w * 0.85).toFixed(2), height: h.toFixed(2) });
+    bar.dataset.date = d.date;
+    bar.dataset.interviews = d.interviews;
+    bar.append(svg("title", {}, `${d.date}: ${d.interviews}`));
+    chart.append(bar);
+  }
+  chart.append(svg("text", { x: 0, y: H - 2 }, shown[0].date),
+    svg("text", { x: W, y: H - 2, "text-anchor": "end" }, last.date),
+    svg("text", { x: 2, y: 12 }, `max ${max}`));
+  root.replaceChildren(chart);
+}
+
 const DISPOSITIONS = ["complete", "partial", "refusal", "non_contact", "other", "unknown_household", "unknown_other", "not_eligible"];
 function renderRates(all, seg) {
   const g = all.groups[0];
@@ -115,7 +163,7 @@ function renderRates(all, seg) {
 const MEASURES = ["speeding", "nonresponse", "dont_know", "straightlining", "extreme"];
 function renderInterviewers(byInt) {
   fill($("interviewer-table"),
-    ["interviewer", { text: "interviews", cls: "num" }, { text: "mean duration", cls: "num" },
+    ["interviewer", { text: "interviews", cls: "num" }, { text: "median duration", cls: "num" },
       ...MEASURES.map((m) => ({ text: m.replace("_", " "), cls: "num" })), "outlier marks"],
     byInt.groups.map((x) => {
       const q = x.quality || { measures: {}, outliers: [] };
@@ -125,9 +173,11 @@ function renderInterviewers(byInt) {
         const v = q.measures[m];
         return { text: v && v.rate != null ? pct(v.rate) + (v.outlier ? " ▲" : "") : "–", cls: "num" };
       };
-      return row([x.label || x.segment, x.counts.complete,
-        num(q.mean_duration_secs == null ? null : `${(q.mean_duration_secs / 60).toFixed(1)} min`),
+      const tr = row([x.label || x.segment, x.counts.complete,
+        num(q.median_duration_secs == null ? null : `${(q.median_duration_secs / 60).toFixed(1)} min`),
         ...MEASURES.map(cell), marks]);
+      tr.dataset.interviewer = x.segment;
+      return tr;
     }));
 }
 
@@ -212,6 +262,7 @@ async function refresh() {
       api(`studies/${study()}/quality`),
     ]);
     renderProgress(all, bySeg, quotas);
+    renderPerDay(fw);
     renderRates(fw, fwSeg);
     renderInterviewers(fwInt);
     options($("f-interviewer"), fwInt.groups.map((g) => [g.segment, g.label || g.segment]), $("f-interviewer").value);
