@@ -90,7 +90,18 @@ pub fn apply(study: &Study, state: &mut StudyState, line: &Line, limits: &Limits
         Ok(Err(violations)) => return Step { fate: Fate::Invalid(violations), flagged: None },
         Err(_) => return Step { fate: Fate::Unprocessable, flagged: None },
     };
-    let applied = state.apply(study, &rec, &checked);
+    // The record's place in the stream orders copies of the same answers
+    // across partitions (see `results::Origin`).
+    let origin = crate::results::Origin {
+        received_at_ms: source
+            .received_at
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map_or(0, |t| t.timestamp_millis()),
+        partition: source.partition,
+        offset: source.offset,
+    };
+    let applied = state.apply_at(study, &rec, &checked, origin);
     let fate = match applied {
         Applied::Counted { .. } => Fate::Counted,
         Applied::Retry => Fate::Retry,
