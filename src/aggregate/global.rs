@@ -20,6 +20,7 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use super::flag_publisher::QualityRecord;
+use super::state::OwnedCache;
 use super::view::{Part, Source, View};
 use super::{LiveState, late, snapshot};
 
@@ -45,7 +46,7 @@ pub(crate) struct Global {
     /// read and the part read then (none: no usable snapshot).
     snapshots: BTreeMap<i32, (i64, Option<Arc<Part>>)>,
     /// Per owned partition: (generation, next offset) of the last copy, and the copy.
-    owned: BTreeMap<i32, ((u64, i64, u64), Arc<Part>)>,
+    owned: OwnedCache,
     /// The parts the last late-flag scan saw (partition, address of the
     /// part): the scan is skipped while they are the same, for at most
     /// [`RESCAN_EVERY`] builds.

@@ -96,7 +96,7 @@ pub fn scrape(shared: &LiveState) -> prometheus::Result<Registry> {
     let dups = gauge(
         &reg,
         "fieldwatch_duplicates",
-        "Duplicates by kind: retry (same submission id, counted once), respondent (same respondent, new submission), possible (identical answers).",
+        "Duplicates by kind: retry (same submission id, counted once), respondent (same respondent, new submission), possible (identical answers: the possible-duplicate flags raised in the owned partitions, so the sum over instances is the study's).",
         &["study", "kind"],
     )?;
     let records = counter(

@@ -28,6 +28,10 @@ pub(super) fn received_at_of(envelope: &v1::Envelope) -> Option<String> {
     })
 }
 
+/// The view builder's copies of the owned partitions: per partition the
+/// (generation, next offset, revision) it was copied at, and the copy.
+pub(crate) type OwnedCache = BTreeMap<i32, ((u64, i64, u64), Arc<Part>)>;
+
 /// What happened to one record; a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {
@@ -408,10 +412,7 @@ impl LiveState {
     /// (generation, next offset, revision) did not change since the copy in `cache`
     /// is not copied again. Holds the lock only while copying changed ones
     /// (counts only, see [`StudyState::counts_only`]).
-    pub(crate) fn owned_parts(
-        &self,
-        cache: &mut BTreeMap<i32, ((u64, i64, u64), Arc<Part>)>,
-    ) -> Vec<(i32, Arc<Part>)> {
+    pub(crate) fn owned_parts(&self, cache: &mut OwnedCache) -> Vec<(i32, Arc<Part>)> {
         let g = self.lock();
         cache.retain(|p, _| g.partitions.contains_key(p));
         let mut out = Vec::with_capacity(g.partitions.len());
