@@ -147,7 +147,8 @@ def check_app(docs: list[dict], values: dict) -> None:
 
     grace_ms = cfg.get("ingest", {}).get("shutdown_grace_ms", 10000)
     app_bound = math.ceil((grace_ms * 2 + 5000) / 1000)
-    for dep in by_kind(docs, "Deployment"):
+    check_instance_ids(docs)
+    for dep in by_kind(docs, "Deployment") + by_kind(docs, "StatefulSet"):
         name = dep["metadata"]["name"]
         spec = dep["spec"]["template"]["spec"]
         (container,) = spec["containers"]
@@ -189,6 +190,23 @@ def check_app(docs: list[dict], values: dict) -> None:
                 fail(f"{name}: readiness should be /readyz: {ready}")
         if container.get("livenessProbe", {}).get("httpGet", {}).get("path") != "/healthz":
             fail(f"{name}: liveness should be /healthz")
+
+
+def check_instance_ids(docs: list[dict]) -> None:
+    """The aggregator is a StatefulSet passing each pod's stable name as aggregate.instance_id."""
+    services = {s["metadata"]["name"] for s in by_kind(docs, "Service")}
+    for w in by_kind(docs, "Deployment") + by_kind(docs, "StatefulSet"):
+        name, kind = w["metadata"]["name"], w["kind"]
+        (container,) = w["spec"]["template"]["spec"]["containers"]
+        if container.get("args", [""])[0] != "aggregate":
+            continue
+        env = {e["name"]: e for e in container.get("env", [])}.get("FIELDWATCH__AGGREGATE__INSTANCE_ID", {})
+        if kind == "StatefulSet" and env.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name" \
+                and w["spec"].get("serviceName") in services:
+            ok(f"{name}: a StatefulSet; aggregate.instance_id is the pod's stable name (static membership)")
+        else:
+            fail(f"{name}: the aggregator must be a StatefulSet with FIELDWATCH__AGGREGATE__INSTANCE_ID from "
+                 f"metadata.name and a serviceName of the chart: {kind}, {env}")
 
 
 def check_rules(docs: list[dict], values: dict, out: Path) -> None:
@@ -379,8 +397,9 @@ def smoke(binary: Path, work: Path) -> None:
                 if time.monotonic() > deadline or broker.poll() is not None:
                     raise RuntimeError("the local broker did not start")
                 time.sleep(0.2)
-        # What the aggregator Deployment passes: the config file and the common env.
-        agg, out = start("aggregate", ["aggregate", "--config", str(cfg_path), "--http-addr", f"127.0.0.1:{http_agg}"], {})
+        # What the aggregator StatefulSet passes: the config file and the common env.
+        agg, out = start("aggregate", ["aggregate", "--config", str(cfg_path), "--http-addr", f"127.0.0.1:{http_agg}"],
+                         {"FIELDWATCH__AGGREGATE__INSTANCE_ID": "fieldwatch-aggregator-0"})
         wait_line(out, "fieldwatch ready:", agg)
         ok("aggregate starts with the rendered fieldwatch.yaml")
         # What the ingest Deployment passes: the config file, the HMAC key and the tokens from the Secret.

@@ -119,7 +119,18 @@ fn apply_with(
             return Step { fate: Fate::Unprocessable, flagged: Some(flagged) };
         }
     };
-    let applied = state.apply(study, &rec, &checked);
+    // The record's place in the stream orders copies of the same answers
+    // across partitions (see `results::Origin`).
+    let origin = crate::results::Origin {
+        received_at_ms: source
+            .received_at
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map_or(0, |t| t.timestamp_millis()),
+        partition: source.partition,
+        offset: source.offset,
+    };
+    let applied = state.apply_at(study, &rec, &checked, origin);
     let fate = match applied {
         Applied::Counted { .. } => Fate::Counted,
         Applied::Retry => Fate::Retry,

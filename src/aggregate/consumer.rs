@@ -216,8 +216,9 @@ pub async fn run(
 
     // Flagged interviews on their way to the quality topic. Bounded: when
     // the publisher falls behind, the consumer loop waits here instead of
-    // piling up records. The receiver is the publisher task; the sender is
-    // dropped after the loop, which ends the task once it has drained.
+    // piling up records. The receiver is the publisher task; the senders are
+    // this loop's (dropped after the loop) and the view task's (late flags,
+    // dropped when it is aborted), which ends the task once it has drained.
     let (quality_tx, quality_rx) = tokio::sync::mpsc::channel(flag_publisher::CHANNEL_CAPACITY);
     let publisher = flag_publisher::QualityPublisher::new(kafka, bootstrap, shared.clone())?;
     let publisher = tokio::spawn(publisher.run(quality_rx));
@@ -234,6 +235,7 @@ pub async fn run(
         global,
         shared.clone(),
         Duration::from_millis(config.view_interval_ms.max(50)),
+        quality_tx.clone(),
     ));
 
     tokio::pin!(shutdown);

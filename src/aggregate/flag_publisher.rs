@@ -12,6 +12,13 @@
 //! across restarts, rebalances and interviews ingested while no aggregator
 //! ran, which an in-memory watermark taken at assignment would lose.
 //!
+//! Late flags (a possible duplicate found after the fact, see
+//! [`super::late`]) name an older source offset: they bypass the watermark
+//! (nothing was published for them before) and carry the partition's
+//! current watermark in a `fieldwatch-mark` header, which the watermark
+//! reader prefers to the record's own `source_offset`, so a late record
+//! last in its partition does not make the next owner republish.
+//!
 //! Limits, documented in `docs/fieldwork.md`: the quality topic needs at
 //! least as many partitions as the responses topic (fieldwatch creates both
 //! alike); when the last record cannot be read (the topic's retention
@@ -26,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
@@ -41,6 +49,10 @@ pub const CHANNEL_CAPACITY: usize = 1024;
 /// partitions and never commits, so the group holds no state.
 const MARKER_GROUP: &str = "fieldwatch-quality-marker";
 
+/// Header of a late flag's record: the watermark (highest source offset
+/// published for the partition) when it was written, in decimal.
+const MARK_HEADER: &str = "fieldwatch-mark";
+
 /// A flagged interview to publish, with the assignment it came from.
 #[derive(Debug, Clone)]
 pub struct QualityRecord {
@@ -48,6 +60,9 @@ pub struct QualityRecord {
     pub generation: u64,
     /// The flagged interview (names its source partition and offset).
     pub flagged: FlaggedInterview,
+    /// Flagged after the fact (see [`super::late`]): published whatever the
+    /// watermark, which it leaves as it is.
+    pub late: bool,
 }
 
 /// What the publisher did, since start.
@@ -125,19 +140,34 @@ impl QualityPublisher {
                 upto
             }
         };
+        if record.late {
+            self.send(&record.flagged, Some(upto)).await;
+            return;
+        }
         if offset <= upto {
             counters.replayed.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let Ok(payload) = serde_json::to_vec(&record.flagged) else { return };
-        let key = format!("{}/{}", record.flagged.study, record.flagged.submission_id);
-        let sent = self
-            .producer
-            .send(
-                FutureRecord::to(&self.topic).partition(partition).key(&key).payload(&payload),
-                self.timeout,
-            )
-            .await;
+        self.send(&record.flagged, None).await;
+        // Later flags of the partition go out either way: the mark only
+        // tells what an earlier owner published.
+        self.marks.insert(partition, (record.generation, offset));
+    }
+
+    /// Writes one quality record (with the mark header for a late flag),
+    /// counting the outcome.
+    async fn send(&self, flagged: &FlaggedInterview, mark: Option<i64>) {
+        let (partition, offset) = (flagged.source_partition, flagged.source_offset);
+        let counters = self.shared.quality_counters();
+        let Ok(payload) = serde_json::to_vec(flagged) else { return };
+        let key = format!("{}/{}", flagged.study, flagged.submission_id);
+        let mark = mark.map(|m| m.to_string());
+        let mut record = FutureRecord::to(&self.topic).partition(partition).key(&key).payload(&payload);
+        if let Some(m) = &mark {
+            record = record
+                .headers(OwnedHeaders::new().insert(Header { key: MARK_HEADER, value: Some(m.as_str()) }));
+        }
+        let sent = self.producer.send(record, self.timeout).await;
         match sent {
             Ok(_) => {
                 counters.published.fetch_add(1, Ordering::Relaxed);
@@ -147,9 +177,6 @@ impl QualityPublisher {
                 tracing::warn!(partition, offset, error = %e, "quality record not published");
             }
         }
-        // Later flags of the partition go out either way: the mark only
-        // tells what an earlier owner published.
-        self.marks.insert(partition, (record.generation, offset));
     }
 
     /// The highest source offset published for `partition`, or -1.
@@ -207,6 +234,15 @@ fn last_source_offset(
     while Instant::now() < deadline {
         match reader.poll(Duration::from_millis(100)) {
             Some(Ok(m)) if m.partition() == partition && m.offset() >= high - 1 => {
+                // A late flag's record carries the watermark of its time.
+                let marked = m.headers().and_then(|hs| {
+                    hs.iter()
+                        .find(|h| h.key == MARK_HEADER)
+                        .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse::<i64>().ok())
+                });
+                if let Some(upto) = marked {
+                    return Ok(upto);
+                }
                 #[derive(serde::Deserialize)]
                 struct Mark {
                     source_offset: i64,

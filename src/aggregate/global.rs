@@ -19,8 +19,14 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
+use super::flag_publisher::QualityRecord;
+use super::state::OwnedCache;
 use super::view::{Part, Source, View};
-use super::{LiveState, snapshot};
+use super::{LiveState, late, snapshot};
+
+/// Builds after which the late-flag scan runs even when no part changed (an
+/// address reused by a new part cannot hide a change for longer).
+const RESCAN_EVERY: u32 = 10;
 
 /// The reader's state between builds.
 pub(crate) struct Global {
@@ -29,6 +35,9 @@ pub(crate) struct Global {
     store: snapshot::Store,
     /// A group-less client for metadata and watermarks.
     meta: BaseConsumer,
+    /// Reads back the records to flag late ([`late::read_records`]);
+    /// assigned only while reading, never commits.
+    records: BaseConsumer,
     responses_topic: String,
     state_topic: String,
     /// Bounds each blocking Kafka call.
@@ -37,7 +46,13 @@ pub(crate) struct Global {
     /// read and the part read then (none: no usable snapshot).
     snapshots: BTreeMap<i32, (i64, Option<Arc<Part>>)>,
     /// Per owned partition: (generation, next offset) of the last copy, and the copy.
-    owned: BTreeMap<i32, ((u64, i64), Arc<Part>)>,
+    owned: OwnedCache,
+    /// The parts the last late-flag scan saw (partition, address of the
+    /// part): the scan is skipped while they are the same, for at most
+    /// [`RESCAN_EVERY`] builds.
+    scanned: Vec<(i32, usize)>,
+    /// Builds since the last scan.
+    unscanned: u32,
 }
 
 impl std::fmt::Debug for Global {
@@ -58,19 +73,24 @@ impl Global {
         Ok(Global {
             store: snapshot::Store::new(state_topic.clone(), producer, reader, timeout)?,
             meta: reader.create()?,
+            records: reader.create()?,
             responses_topic,
             state_topic,
             timeout,
             snapshots: BTreeMap::new(),
             owned: BTreeMap::new(),
+            scanned: Vec::new(),
+            unscanned: 0,
         })
     }
 
     /// Builds a view as of now. Blocking (Kafka metadata, watermarks,
     /// snapshot reads, each bounded by the timeout). A partition whose
     /// watermark cannot be read counts as not caught up; one whose snapshot
-    /// cannot be read keeps the part read before.
-    pub(crate) fn build_blocking(&mut self, shared: &LiveState) -> View {
+    /// cannot be read keeps the part read before. Also returns the late
+    /// possible-duplicate flags raised on the owned partitions
+    /// ([`late`]), for the quality topic.
+    pub(crate) fn build_blocking(&mut self, shared: &LiveState) -> (View, Vec<QualityRecord>) {
         let partitions: Vec<i32> = match self.meta.fetch_metadata(Some(&self.responses_topic), self.timeout) {
             Ok(md) => md
                 .topics()
@@ -116,13 +136,70 @@ impl Global {
                 .filter_map(|(p, (_, part))| part.as_deref().map(|x| (*p, Source::Snapshot, x))),
         );
         let now_ms = chrono::Utc::now().timestamp_millis();
-        View::build(parts, &partitions, &high, now_ms)
+        let view = View::build(parts, &partitions, &high, now_ms);
+        let late = self.flag_late(shared, &view, &owned);
+        (view, late)
+    }
+
+    /// Flags, on the owned partitions, the first copies of answers that
+    /// came first elsewhere ([`late`]). Scans only when a part changed
+    /// since the last scan.
+    fn flag_late(
+        &mut self,
+        shared: &LiveState,
+        view: &View,
+        owned: &[(i32, Arc<Part>)],
+    ) -> Vec<QualityRecord> {
+        let seen: Vec<(i32, usize)> = owned
+            .iter()
+            .map(|(p, part)| (*p, Arc::as_ptr(part) as usize))
+            .chain(
+                self.snapshots
+                    .iter()
+                    .filter_map(|(p, (_, part))| part.as_ref().map(|x| (*p, Arc::as_ptr(x) as usize))),
+            )
+            .collect();
+        if seen == self.scanned && self.unscanned < RESCAN_EVERY {
+            self.unscanned += 1;
+            return Vec::new();
+        }
+        self.scanned = seen;
+        self.unscanned = 0;
+        let mut out = Vec::new();
+        for (p, wanted) in late::late_candidates(view, owned) {
+            let mut offsets: Vec<i64> = wanted.iter().map(|(_, o)| o.offset).collect();
+            offsets.dedup();
+            let read = late::read_records(&self.records, &self.responses_topic, p, &offsets, self.timeout);
+            for (hash, origin) in wanted {
+                if let Some(record) = read.get(&origin.offset).and_then(|r| shared.late_flag(hash, origin, r))
+                {
+                    out.push(record);
+                }
+            }
+            if read.len() < offsets.len() {
+                // Not all read in time: scan again next build.
+                self.scanned.clear();
+            }
+        }
+        if !out.is_empty() {
+            tracing::info!(
+                flags = out.len(),
+                "possible duplicates of earlier copies in other partitions flagged"
+            );
+        }
+        out
     }
 }
 
 /// Rebuilds the view every `interval` until `shutdown` resolves; each view
-/// replaces the previous one in `shared`.
-pub(crate) async fn run(mut global: Global, shared: Arc<LiveState>, interval: Duration) {
+/// replaces the previous one in `shared`, and late flags go to `quality`
+/// (the flag publisher).
+pub(crate) async fn run(
+    mut global: Global,
+    shared: Arc<LiveState>,
+    interval: Duration,
+    quality: tokio::sync::mpsc::Sender<QualityRecord>,
+) {
     loop {
         let s = shared.clone();
         // Kafka calls and merging block: on the blocking pool, one build at a time.
@@ -132,9 +209,14 @@ pub(crate) async fn run(mut global: Global, shared: Arc<LiveState>, interval: Du
         })
         .await;
         match built {
-            Ok((g, view)) => {
+            Ok((g, (view, late))) => {
                 global = g;
                 shared.set_view(view);
+                for record in late {
+                    if quality.send(record).await.is_err() {
+                        tracing::warn!("quality publisher is gone; late flag not published");
+                    }
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, "view builder failed; the view stays as it was");

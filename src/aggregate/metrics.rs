@@ -96,7 +96,7 @@ pub fn scrape(shared: &LiveState) -> prometheus::Result<Registry> {
     let dups = gauge(
         &reg,
         "fieldwatch_duplicates",
-        "Duplicates by kind: retry (same submission id, counted once), respondent (same respondent, new submission), possible (identical answers).",
+        "Duplicates by kind: retry (same submission id, counted once), respondent (same respondent, new submission), possible (identical answers: the possible-duplicate flags raised in the owned partitions, so the sum over instances is the study's).",
         &["study", "kind"],
     )?;
     let records = counter(
@@ -292,5 +292,7 @@ fn export_study(
     }
     dups.with_label_values(&[sid, "retry"]).add_u64(state.retries);
     dups.with_label_values(&[sid, "respondent"]).add_u64(state.duplicate_respondents);
-    dups.with_label_values(&[sid, "possible"]).add_u64(state.possible_duplicates());
+    // The flags raised in the owned partitions (late ones included): a sum
+    // over instances is exact and equals the possible-duplicate flags.
+    dups.with_label_values(&[sid, "possible"]).add_u64(state.possible_duplicate_flags());
 }

@@ -33,14 +33,16 @@
 //! [`stall`] (rejoining when partitions stall), [`snapshot`] (the state
 //! topic), [`flag_publisher`] (the quality topic), [`metrics`] and
 //! [`fieldwork_metrics`] (the Prometheus export), [`view`] (the study-wide
-//! view every JSON answer comes from, pure) and `global` (which builds it
-//! from the owned partitions and the state topic once per interval).
+//! view every JSON answer comes from, pure), `global` (which builds it
+//! from the owned partitions and the state topic once per interval) and
+//! `late` (possible duplicates across partitions, flagged after each build).
 
 pub mod config;
 pub mod consumer;
 pub mod fieldwork_metrics;
 pub mod flag_publisher;
 pub(crate) mod global;
+pub(crate) mod late;
 pub mod metrics;
 pub mod offsets;
 pub mod snapshot;

@@ -40,10 +40,12 @@ use crate::results::wire::WireError;
 
 /// Snapshot format version. Bump it whenever what a state encodes to
 /// changes, and add that version's golden file (the golden test says so).
-/// 5: interviews per day (`Fieldwork.days`) and each interviewer's
-/// durations (`InterviewerStats.durations`); a format-4 snapshot lacks
-/// both and still reads (its interviews count as undated and the medians
-/// of its timed interviewers are unknown, see `docs/fieldwork.md`).
+/// 5: interviews per day (`Fieldwork.days`), each interviewer's
+/// durations (`InterviewerStats.durations`) and each fingerprint's first
+/// copy (`StudyState.fingerprint_firsts`); a format-4 snapshot lacks them
+/// and still reads (its interviews count as undated, the medians of its
+/// timed interviewers are unknown, see `docs/fieldwork.md`, and its
+/// fingerprints' first copies read as the earliest place).
 pub const FORMAT_VERSION: u32 = 5;
 /// The oldest format version this build reads: the first protobuf one.
 /// Older snapshots are refused and their partition replayed.
@@ -337,6 +339,10 @@ forms:
             // What format 4 did not keep.
             state.fieldwork.days.clear();
             state.fieldwork.interviewer_durations.clear();
+            // Format 4 kept no first copy per fingerprint: what it reads as.
+            let mut w = state.to_wire();
+            w.fingerprint_firsts.clear();
+            state = StudyState::from_wire(w).expect("reads");
         }
         Snapshot {
             version,

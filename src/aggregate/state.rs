@@ -20,6 +20,18 @@ use crate::proto::v1;
 use crate::results::StudyState;
 use crate::validate::Limits;
 
+/// When ingest received the record, RFC 3339 with milliseconds.
+pub(super) fn received_at_of(envelope: &v1::Envelope) -> Option<String> {
+    envelope.received_at.as_ref().and_then(|t| {
+        chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    })
+}
+
+/// The view builder's copies of the owned partitions: per partition the
+/// (generation, next offset, revision) it was copied at, and the copy.
+pub(crate) type OwnedCache = BTreeMap<i32, ((u64, i64, u64), Arc<Part>)>;
+
 /// What happened to one record; a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {
@@ -110,11 +122,17 @@ pub struct PartitionState {
     pub generation: u64,
     /// The flagged interviews of the partition, in offset order.
     pub flagged: Vec<FlaggedInterview>,
+    /// Changes made without a new record (late possible-duplicate flags,
+    /// [`LiveState::late_flag`]): the view recopies and the next snapshot
+    /// saves a partition whose revision moved.
+    pub revision: u64,
+    /// The revision the last snapshot taken holds.
+    pub snapshot_revision: u64,
 }
 
 #[derive(Debug, Default)]
-struct Inner {
-    partitions: BTreeMap<i32, PartitionState>,
+pub(super) struct Inner {
+    pub(super) partitions: BTreeMap<i32, PartitionState>,
     /// Owning no partition while partitions stall with unread records (see
     /// [`super::stall`]): not ready until a partition is assigned or nothing
     /// is left unread.
@@ -169,7 +187,7 @@ impl LiveState {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave counts half-applied
         // (apply mutates one partition's state and is not interrupted), so a
         // poisoned lock is still usable.
@@ -179,6 +197,11 @@ impl LiveState {
     /// The catalog.
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
+    }
+
+    /// The validation limits records are applied with.
+    pub(super) fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// Takes ownership of a partition with a restored snapshot (or empty).
@@ -226,11 +249,21 @@ impl LiveState {
     /// Snapshots of the owned partitions (all, or only those changed since
     /// their last snapshot).
     pub(crate) fn snapshots(&self, only_changed: bool, which: Option<&[i32]>) -> Vec<snapshot::Snapshot> {
-        let g = self.lock();
+        let mut g = self.lock();
         g.partitions
-            .iter()
+            .iter_mut()
             .filter(|(p, s)| {
-                which.is_none_or(|w| w.contains(p)) && (!only_changed || s.offsets.changed_since_snapshot())
+                which.is_none_or(|w| w.contains(p))
+                    && (!only_changed
+                        || s.offsets.changed_since_snapshot()
+                        || s.revision != s.snapshot_revision)
+            })
+            .map(|(p, s)| {
+                // A snapshot that fails to save leaves the late flags to the
+                // next one (a record or a revoke); lost in a crash, they are
+                // raised again by the next owner (its view finds them again).
+                s.snapshot_revision = s.revision;
+                (p, &*s)
             })
             .map(|(p, s)| snapshot::Snapshot {
                 version: snapshot::FORMAT_VERSION,
@@ -302,6 +335,7 @@ impl LiveState {
         let Some(envelope) = envelope else {
             return (Outcome::DecodeError, None);
         };
+        let received_at = received_at_of(&envelope);
         let line = match (envelope.disposition, envelope.submission) {
             (Some(d), _) => Line::Disposition(d.into()),
             (None, Some(s)) => Line::Interview(Box::new(s.into())),
@@ -310,10 +344,6 @@ impl LiveState {
         let Some(study) = self.catalog.get(line.study()) else {
             return (Outcome::UnknownStudy, None);
         };
-        let received_at = envelope.received_at.and_then(|t| {
-            chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
-                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        });
         let state = ps.studies.entry(study.id().to_string()).or_default();
         let source = pipeline::Source { partition, offset, received_at };
         let step = pipeline::apply(study, state, &line, &self.limits, source);
@@ -325,7 +355,7 @@ impl LiveState {
             return (outcome, None);
         };
         ps.flagged.push(flagged.clone());
-        (outcome, Some(QualityRecord { generation: ps.generation, flagged }))
+        (outcome, Some(QualityRecord { generation: ps.generation, flagged, late: false }))
     }
 
     /// One page of the study's flagged interviews in the partitions owned now.
@@ -379,18 +409,15 @@ impl LiveState {
     }
 
     /// Copies of the owned partitions for the view: a partition whose
-    /// (generation, next offset) did not change since the copy in `cache`
+    /// (generation, next offset, revision) did not change since the copy in `cache`
     /// is not copied again. Holds the lock only while copying changed ones
     /// (counts only, see [`StudyState::counts_only`]).
-    pub(crate) fn owned_parts(
-        &self,
-        cache: &mut BTreeMap<i32, ((u64, i64), Arc<Part>)>,
-    ) -> Vec<(i32, Arc<Part>)> {
+    pub(crate) fn owned_parts(&self, cache: &mut OwnedCache) -> Vec<(i32, Arc<Part>)> {
         let g = self.lock();
         cache.retain(|p, _| g.partitions.contains_key(p));
         let mut out = Vec::with_capacity(g.partitions.len());
         for (p, ps) in &g.partitions {
-            let key = (ps.generation, ps.offsets.next());
+            let key = (ps.generation, ps.offsets.next(), ps.revision);
             let part = match cache.get(p) {
                 Some((k, part)) if *k == key => part.clone(),
                 _ => {

@@ -91,7 +91,37 @@ pub struct StudyState {
     pub fieldwork: FieldworkState,
     seen_submissions: HashSet<u128>,
     respondents: HashSet<u128>,
-    fingerprints: HashMap<u128, u32>,
+    fingerprints: HashMap<u128, Fingerprint>,
+}
+
+/// Where a record sits in the stream, for ordering copies of the same
+/// answers across partitions: when ingest received it (Unix ms; 0
+/// offline), then partition, then offset (offline: partition 0 and the line
+/// number, so line order decides). Compared in that field order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Origin {
+    /// When ingest received the record, Unix milliseconds (0 when unknown).
+    pub received_at_ms: i64,
+    /// Responses partition.
+    pub partition: i32,
+    /// Offset in the partition.
+    pub offset: i64,
+}
+
+/// One answer fingerprint of a state: how many counted interviews gave
+/// these answers and where the first of them sits. In a partition's state
+/// `first` is the partition's first copy (the one left unflagged at apply)
+/// and `superseded` says it was flagged later because a copy in another
+/// partition came first study-wide (see [`StudyState::late_duplicates`]).
+/// In a merged state `first` is the earliest over the merged states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint {
+    /// Counted interviews with these answers.
+    pub count: u32,
+    /// The first of them (the smallest [`Origin`]).
+    pub first: Origin,
+    /// The first one was flagged as a possible duplicate after the fact.
+    pub superseded: bool,
 }
 
 /// Appends the bytes that identify one valid answer to an interview's
@@ -170,7 +200,7 @@ impl StudyState {
     /// Possible duplicates: interviews whose answers equal an earlier one's.
     /// Derived from the fingerprints, so it survives merging.
     pub fn possible_duplicates(&self) -> u64 {
-        self.fingerprints.values().map(|&n| u64::from(n.saturating_sub(1))).sum()
+        self.fingerprints.values().map(|f| u64::from(f.count.saturating_sub(1))).sum()
     }
 
     /// Submission ids seen (counted, retried or duplicate).
@@ -178,8 +208,77 @@ impl StudyState {
         self.seen_submissions.len()
     }
 
-    /// Applies one validated and checked record.
+    /// Possible-duplicate flags raised (at apply, and late ones, see
+    /// [`StudyState::late_duplicates`]): additive over partitions, so a sum
+    /// over instances is exact. Equals [`StudyState::possible_duplicates`]
+    /// study-wide once every late flag is raised.
+    pub fn possible_duplicate_flags(&self) -> u64 {
+        self.flags.iter().filter(|((_, c, _), _)| *c == Check::PossibleDuplicate).map(|(_, n)| n).sum()
+    }
+
+    /// The answer fingerprints (hash -> entry).
+    pub fn fingerprints(&self) -> &HashMap<u128, Fingerprint> {
+        &self.fingerprints
+    }
+
+    /// The fingerprints whose first copy in this state (a partition's) is
+    /// not the first study-wide in `merged` (the merge of every partition's
+    /// state known, this one included) and was not flagged yet: each is a
+    /// possible duplicate of an earlier copy in another partition, to flag
+    /// late with [`StudyState::supersede`]. The earliest known copy can only
+    /// get earlier as more records are seen, so a fingerprint listed once
+    /// stays listed until superseded: every copy but the study-wide first is
+    /// flagged exactly once.
+    pub fn late_duplicates(&self, merged: &StudyState) -> Vec<(u128, Origin)> {
+        let mut out: Vec<(u128, Origin)> = self
+            .fingerprints
+            .iter()
+            .filter(|(_, f)| !f.superseded && f.count > 0)
+            .filter(|(k, f)| merged.fingerprints.get(k).is_some_and(|m| m.first < f.first))
+            .map(|(k, f)| (*k, f.first))
+            .collect();
+        out.sort_unstable_by_key(|(_, o)| *o);
+        out
+    }
+
+    /// Flags the first copy of fingerprint `hash` (of form index `form`) as a
+    /// possible duplicate after the fact; false (nothing changed) when the
+    /// fingerprint is unknown or already superseded.
+    pub fn supersede(&mut self, hash: u128, form: usize) -> bool {
+        match self.fingerprints.get_mut(&hash) {
+            Some(f) if !f.superseded => {
+                f.superseded = true;
+                *self.flags.entry((form, Check::PossibleDuplicate, None)).or_default() += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The answer fingerprint of a record, as [`StudyState::apply`] keys it;
+    /// none when it has too few substantive answers to be compared.
+    pub fn fingerprint_of(study: &Study, rec: &Record, checked: &Checked) -> Option<u128> {
+        let form = study.forms.get(rec.form)?;
+        let mut fp = Vec::with_capacity(256);
+        let mut substantive = 0u32;
+        for (i, item) in form.items.iter().enumerate() {
+            let value = rec.answers.get(i).unwrap_or(&Value::Blank);
+            if checked.status.get(i).copied() == Some(Status::Valid) && !matches!(value, Value::Text) {
+                substantive += 1;
+                value_hash(&study.codes[item.code], item.code, value, &mut fp);
+            }
+        }
+        (substantive >= study.def.reporting.fingerprint_min_answers.max(1)).then(|| xxh3_128(&fp))
+    }
+
+    /// Applies one validated and checked record from an unknown place in
+    /// the stream ([`Origin::default`]).
     pub fn apply(&mut self, study: &Study, rec: &Record, checked: &Checked) -> Applied {
+        self.apply_at(study, rec, checked, Origin::default())
+    }
+
+    /// Applies one validated and checked record found at `origin`.
+    pub fn apply_at(&mut self, study: &Study, rec: &Record, checked: &Checked, origin: Origin) -> Applied {
         if !self.seen_submissions.insert(xxh3_128(rec.submission_id.as_bytes())) {
             self.retries += 1;
             return Applied::Retry;
@@ -272,9 +371,13 @@ impl StudyState {
         }
         let mut possible_duplicate = false;
         if substantive >= study.def.reporting.fingerprint_min_answers.max(1) {
-            let n = self.fingerprints.entry(xxh3_128(&fp)).or_default();
-            *n += 1;
-            if *n > 1 {
+            let n = self.fingerprints.entry(xxh3_128(&fp)).or_insert(Fingerprint {
+                count: 0,
+                first: origin,
+                superseded: false,
+            });
+            n.count += 1;
+            if n.count > 1 {
                 possible_duplicate = true;
                 *self.flags.entry((rec.form, Check::PossibleDuplicate, None)).or_default() += 1;
             }
@@ -342,8 +445,17 @@ impl StudyState {
         self.duplicate_respondents += other.duplicate_respondents;
         self.seen_submissions.extend(&other.seen_submissions);
         self.respondents.extend(&other.respondents);
-        for (k, n) in &other.fingerprints {
-            *self.fingerprints.entry(*k).or_default() += n;
+        for (k, f) in &other.fingerprints {
+            match self.fingerprints.get_mut(k) {
+                Some(m) => {
+                    m.count += f.count;
+                    m.first = m.first.min(f.first);
+                    m.superseded |= f.superseded;
+                }
+                None => {
+                    self.fingerprints.insert(*k, *f);
+                }
+            }
         }
         self.fieldwork.merge(&other.fieldwork);
     }

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{Cell, ItemCounts, StudyState};
+use super::{Cell, Fingerprint, ItemCounts, Origin, StudyState};
 use crate::fieldwork::FieldworkState;
 pub use crate::fieldwork::wire::WireError;
 use crate::fieldwork::wire::{entries, le, pack_keys, segments_in, segments_out, to_array};
@@ -14,6 +14,9 @@ use crate::quality::Check;
 
 /// Size of one entry of [`pb::StudyState::fingerprints`]: hash and count.
 const FINGERPRINT_BYTES: usize = 16 + 4;
+/// Size of one entry of [`pb::StudyState::fingerprint_firsts`]: received
+/// at (ms), partition, offset, superseded.
+const FIRST_BYTES: usize = 8 + 4 + 8 + 1;
 
 fn unpack_keys(bytes: &[u8], field: &'static str) -> Result<HashSet<u128>, WireError> {
     let entries = entries(bytes, 16, field)?;
@@ -27,12 +30,18 @@ impl StudyState {
     pub fn to_wire(&self) -> pb::StudyState {
         let mut cells: Vec<(&Vec<u16>, &Cell)> = self.cells.iter().collect();
         cells.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let mut fingerprints: Vec<(u128, u32)> = self.fingerprints.iter().map(|(k, n)| (*k, *n)).collect();
-        fingerprints.sort_unstable();
+        let mut fingerprints: Vec<(u128, Fingerprint)> =
+            self.fingerprints.iter().map(|(k, f)| (*k, *f)).collect();
+        fingerprints.sort_unstable_by_key(|(k, _)| *k);
         let mut packed = Vec::with_capacity(fingerprints.len() * FINGERPRINT_BYTES);
-        for (k, n) in fingerprints {
+        let mut firsts = Vec::with_capacity(fingerprints.len() * FIRST_BYTES);
+        for (k, f) in fingerprints {
             packed.extend_from_slice(&k.to_le_bytes());
-            packed.extend_from_slice(&n.to_le_bytes());
+            packed.extend_from_slice(&f.count.to_le_bytes());
+            firsts.extend_from_slice(&f.first.received_at_ms.to_le_bytes());
+            firsts.extend_from_slice(&f.first.partition.to_le_bytes());
+            firsts.extend_from_slice(&f.first.offset.to_le_bytes());
+            firsts.push(u8::from(f.superseded));
         }
         pb::StudyState {
             cells: cells
@@ -70,6 +79,7 @@ impl StudyState {
             seen_submissions: pack_keys(self.seen_submissions.iter().copied()),
             respondents: pack_keys(self.respondents.iter().copied()),
             fingerprints: packed,
+            fingerprint_firsts: firsts,
         }
     }
 
@@ -106,8 +116,34 @@ impl StudyState {
         st.seen_submissions = unpack_keys(&w.seen_submissions, "seen_submissions")?;
         st.respondents = unpack_keys(&w.respondents, "respondents")?;
         let fps = entries(&w.fingerprints, FINGERPRINT_BYTES, "fingerprints")?;
+        // Format 4 kept no first copies: each fingerprint's first then
+        // reads as the earliest possible one (so it is never flagged late).
+        let mut firsts = if w.fingerprint_firsts.is_empty() {
+            None
+        } else {
+            let f = entries(&w.fingerprint_firsts, FIRST_BYTES, "fingerprint_firsts")?;
+            // One entry per fingerprint, or the two fields do not belong together.
+            if f.len() != fps.len() {
+                return Err(WireError::OutOfRange("fingerprint_firsts"));
+            }
+            Some(f)
+        };
         let mut fingerprints = HashMap::with_capacity(fps.len());
-        fingerprints.extend(fps.map(|e| (u128::from_le_bytes(le(e, 0)), u32::from_le_bytes(le(e, 16)))));
+        for e in fps {
+            let (first, superseded) = match firsts.as_mut().and_then(|f| f.next()) {
+                Some(x) => (
+                    Origin {
+                        received_at_ms: i64::from_le_bytes(le(x, 0)),
+                        partition: i32::from_le_bytes(le(x, 8)),
+                        offset: i64::from_le_bytes(le(x, 12)),
+                    },
+                    x[20] != 0,
+                ),
+                None => (Origin { received_at_ms: i64::MIN, partition: i32::MIN, offset: i64::MIN }, false),
+            };
+            let count = u32::from_le_bytes(le(e, 16));
+            fingerprints.insert(u128::from_le_bytes(le(e, 0)), Fingerprint { count, first, superseded });
+        }
         st.fingerprints = fingerprints;
         Ok(st)
     }

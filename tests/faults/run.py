@@ -12,6 +12,14 @@ Scenarios (all by default; pick with --only NAME):
   broker    the broker process stopped and restarted during ingest while
             `submit` retries; nothing lost, nothing counted twice
   twice     the same file submitted twice: only the retry counter moves
+  three     three aggregators, one SIGKILLed and restarted; every instance
+            answers for the whole study exactly as `report` does (toplines,
+            fieldwork, quotas, flags), planted possible duplicates across
+            partitions are flagged, no `_total` series goes down
+            (tests/faults/studywide.py)
+
+The sums over instances include the quota gauges; the kill scenario also
+compares the quotas JSON with the offline report's.
 
 Usage: tests/faults/run.py --bin target/debug/fieldwatch [--records 50000] [--seed 7] [--only kill]
 Standard library only. Every process is killed at the end, whatever happens, and
@@ -33,6 +41,8 @@ import shutil
 import tempfile
 import time
 import urllib.request
+
+import studywide
 
 STUDY = "le-trafficking"
 PROCS = []
@@ -230,6 +240,10 @@ def expected(binary, path, workdir):
                     exp[("fieldwatch_interviews", tuple(sorted(dict(study=STUDY, form=form).items())))] = n
     d = lambda kind: ("fieldwatch_duplicates", tuple(sorted(dict(study=STUDY, kind=kind).items())))
     exp[d("respondent")] = report["duplicate_respondents"]
+    for q in report.get("quotas", []):
+        for cell in q["cells"]:
+            labels = dict(study=STUDY, quota=q["name"], cell=",".join(cell["values"]))
+            exp[("fieldwatch_quota_achieved_interviews", tuple(sorted(labels.items())))] = cell["achieved"]
     return exp, report
 
 
@@ -242,10 +256,36 @@ def compare(exp, live, retries):
     return not bad, len(exp)
 
 
+def quotas_match(a, report, timeout=60):
+    """The instance's quotas JSON, once complete, equals the offline report's."""
+    end = time.time() + timeout
+    got = None
+    while time.time() < end:
+        _, text = http(f"http://127.0.0.1:{a.port}/api/v1/studies/{STUDY}/quotas")
+        v = json.loads(text)
+        got = v["quotas"]
+        if v.get("complete") is True and got == report.get("quotas", []):
+            return True
+        time.sleep(0.5)
+    log(f"  MISMATCH quotas: offline {report.get('quotas')}, live {got}")
+    return False
+
+
 def run_scenario(name, binary, data, n, seed, workdir):
     rng = random.Random(seed)
     wd = os.path.join(workdir, name)
     os.makedirs(wd)
+    if name == "three":
+        planted_file = os.path.join(wd, "interviews-planted.jsonl")
+        planted = studywide.plant_copies(data, planted_file, max(10, n // 2000), rng)
+        c = Cluster(binary, wd, name)
+        t0 = time.time()
+        ok, summary = studywide.run_three(c, log, subprocess.run, binary, planted_file, wd, rng, planted)
+        for pr in list(PROCS):
+            pr.stop(signal.SIGTERM, timeout=20)
+        PROCS.clear()
+        log(f"{name}: {'PASS' if ok else 'FAIL'}: {summary}, {time.time() - t0:.0f}s")
+        return ok
     exp, report = expected(binary, data, wd)
     c = Cluster(binary, wd, name)
     a1 = c.start_aggregator("agg1")
@@ -299,6 +339,8 @@ def run_scenario(name, binary, data, n, seed, workdir):
     retries = int(sum(v for (m, l), v in live.items()
                       if m == "fieldwatch_duplicates" and ("kind", "retry") in l))
     ok, series = compare(exp, live, retries if name == "broker" else resubmits)
+    if name == "kill":
+        ok = quotas_match(a1, report) and ok
     if name == "broker" and retries:
         log(f"broker: {retries} records were published twice after lost acks and counted once")
     elapsed = time.time() - t0
@@ -353,7 +395,7 @@ def run_all(args, run_dir):
         subprocess.run([binary, "generate", "--count", str(args.records), "--seed", str(args.seed)],
                        stdout=f, check=True)
     passed = failed = 0
-    for name in args.only or ["kill", "scale", "broker", "twice"]:
+    for name in args.only or ["kill", "scale", "broker", "twice", "three"]:
         try:
             ok = run_scenario(name, binary, data, args.records, args.seed, run_dir)
         except Exception as e:  # a scenario that cannot finish is a failure

@@ -137,7 +137,7 @@ Call with (dict "root" $ "component" .Values.ingest).
 {{- end -}}
 {{- end -}}
 
-{{/* Volumes both Deployments mount. */}}
+{{/* Volumes both workloads (ingest Deployment, aggregator StatefulSet) mount. */}}
 {{- define "fieldwatch.volumes" -}}
 - name: config
   configMap:
@@ -188,7 +188,7 @@ Call with (dict "root" $ "component" .Values.ingest).
   mountPath: /tmp
 {{- end -}}
 
-{{/* Environment both Deployments get. */}}
+{{/* Environment both workloads (ingest Deployment, aggregator StatefulSet) get. */}}
 {{- define "fieldwatch.commonEnv" -}}
 - name: RUST_LOG
   value: info
