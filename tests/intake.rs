@@ -327,16 +327,26 @@ async fn kobo_keys_the_form_lacks_are_left_out_and_counted_while_json_stays_stri
         assert_eq!(stored["submission_id"], format!("uuid:{uuid}"));
         let t = toplines_after(&s, &[stored["read_token"].as_str().expect("token")]).await;
         assert_eq!(interviews(&t), 1, "stored and counted despite the extra keys");
-        let metrics =
-            reqwest::get(format!("http://{}/metrics", s.http)).await.expect("GET").text().await.expect("text");
+        let metrics = reqwest::get(format!("http://{}/metrics", s.http))
+            .await
+            .expect("GET")
+            .text()
+            .await
+            .expect("text");
         let line = format!("fieldwatch_ingest_kobo_ignored_keys_total{{study=\"{DEMO_STUDY_ID}\"}} 4");
         assert!(metrics.contains(&line), "{line} in /metrics");
-        assert!(!metrics.contains("score_calc") && !metrics.contains("project_code"), "no key names in metrics");
+        assert!(
+            !metrics.contains("score_calc") && !metrics.contains("project_code"),
+            "no key names in metrics"
+        );
 
         // Without the wrapper key the wrapped body has no submission in it.
         let r = post(format!("{base}&wrapper=data"), json!({"fields": kobo_payload(uuid, uuid, "4")})).await;
         assert_eq!(r.status(), 400);
-        assert_eq!(json_violations(&r.json().await.expect("json")), vec![("body".into(), "malformed".into())]);
+        assert_eq!(
+            json_violations(&r.json().await.expect("json")),
+            vec![("body".into(), "malformed".into())]
+        );
 
         // The JSON route refuses an answer to an item the form lacks.
         let mut strict = interview("J-1", "JS-1");

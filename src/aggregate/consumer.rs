@@ -63,7 +63,9 @@ pub(crate) async fn save_snapshots(
                     let _ = tpl.add_partition_offset(topic, s.partition, Offset::Offset(commit));
                 }
             }
-            Err(e) => tracing::warn!(partition = s.partition, error = %crate::errors::chain(&e), "snapshot failed"),
+            Err(e) => {
+                tracing::warn!(partition = s.partition, error = %crate::errors::chain(&e), "snapshot failed")
+            }
         }
     }
     tpl

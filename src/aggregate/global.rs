@@ -107,7 +107,9 @@ impl Global {
                     let part = snap.and_then(|s| shared.part_of_snapshot(s)).map(Arc::new);
                     self.snapshots.insert(p, (end, part));
                 }
-                Err(e) => tracing::warn!(partition = p, error = %crate::errors::chain(&e), "view: snapshot read failed"),
+                Err(e) => {
+                    tracing::warn!(partition = p, error = %crate::errors::chain(&e), "view: snapshot read failed")
+                }
             }
         }
         let parts = owned.iter().map(|(p, part)| (*p, Source::Owned, part.as_ref())).chain(

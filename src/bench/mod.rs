@@ -257,7 +257,8 @@ struct Env {
 
 impl Env {
     async fn start(opts: &BenchOptions) -> Result<Env, BenchError> {
-        let broker = BenchBroker::start(&KafkaConfig::default(), opts.brokers.as_deref(), "bench", &run_id()).await?;
+        let broker =
+            BenchBroker::start(&KafkaConfig::default(), opts.brokers.as_deref(), "bench", &run_id()).await?;
         Ok(Env { bootstrap: broker.broker.servers().to_owned(), describe: broker.broker.describe(), broker })
     }
 

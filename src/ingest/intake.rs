@@ -256,9 +256,12 @@ impl Shared {
     }
 }
 
-
 /// The reply for a stored record: where it went and its read token.
-pub(super) fn submit_response(submission_id: String, received_at: SystemTime, published: Published) -> SubmitResponse {
+pub(super) fn submit_response(
+    submission_id: String,
+    received_at: SystemTime,
+    published: Published,
+) -> SubmitResponse {
     let token = crate::read_token::ReadToken { partition: published.partition, offset: published.offset };
     SubmitResponse {
         submission_id,

@@ -48,10 +48,10 @@ use tokio::net::TcpListener;
 
 pub use auth::{Authenticator, TokenConfig};
 pub use error::{IngestError, PublishFailure};
+pub use intake::Intake;
 pub use metrics::IngestMetrics;
 pub use pseudonym::{Pseudonymizer, record_key};
 pub use publisher::Publisher;
-pub use intake::Intake;
 pub use server::IngestServer;
 
 use crate::instrument::Catalog;

@@ -199,9 +199,10 @@ async fn intake(web: &Web, route: Route, study: &str, headers: HeaderMap, body: 
             Route::Submissions { ndjson } => match std::str::from_utf8(&bytes) {
                 Ok(text) if ndjson => batch(web, &frontend, study, text).await,
                 Ok(text) => single(web, &frontend, study, text).await,
-                Err(_) => {
-                    (Code::InvalidArgument, malformed("the body is not UTF-8").into_response(web.max_body_bytes))
-                }
+                Err(_) => (
+                    Code::InvalidArgument,
+                    malformed("the body is not UTF-8").into_response(web.max_body_bytes),
+                ),
             },
             Route::Kobo(q) => kobo_post(web, &frontend, study, &q, &bytes).await,
         },

@@ -216,7 +216,8 @@ pub async fn run(opts: &RestoreOptions, out: &mut impl Write) -> Result<(), Rest
         ..KafkaConfig::default()
     };
     kafka.client_properties.extend(opts.kafka_properties.iter().cloned());
-    let broker = BenchBroker::start(&kafka, opts.brokers.as_deref(), "bench-restore", &run_id.to_string()).await?;
+    let broker =
+        BenchBroker::start(&kafka, opts.brokers.as_deref(), "bench-restore", &run_id.to_string()).await?;
     let result = measure(opts, tail, &catalog, &study, &kafka, &broker.broker, out).await;
     broker.shutdown().await;
     result
