@@ -24,13 +24,20 @@ pub fn chain<'a>(e: &'a (dyn Error + 'static)) -> Chain<'a> {
 
 impl fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
+        // Some library errors break our rule and do both: rdkafka's
+        // `KafkaError` shows its code in the message and returns it as
+        // `source()`. A cause the text already ends with is not repeated.
+        let mut shown = self.0.to_string();
         let mut cause = self.0.source();
         while let Some(e) = cause {
-            write!(f, ": {e}")?;
+            let text = e.to_string();
+            if !shown.ends_with(&text) {
+                shown.push_str(": ");
+                shown.push_str(&text);
+            }
             cause = e.source();
         }
-        Ok(())
+        f.write_str(&shown)
     }
 }
 
@@ -48,6 +55,20 @@ mod tests {
     fn a_chain_shows_every_cause_after_a_colon() {
         let e = Outer::Read("x.yaml", std::io::Error::new(std::io::ErrorKind::NotFound, "No such file"));
         assert_eq!(chain(&e).to_string(), "cannot read config file x.yaml: No such file");
+    }
+
+    /// Shows its cause in its message and returns it as the source, as
+    /// rdkafka's `KafkaError` does.
+    #[derive(Debug, thiserror::Error)]
+    #[error("consumer commit error: {0}")]
+    struct Both(#[source] std::io::Error);
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let e = Outer::Read("x.yaml", std::io::Error::other("disk full"));
+        let both = Both(std::io::Error::other("unknown member"));
+        assert_eq!(chain(&both).to_string(), "consumer commit error: unknown member");
+        assert_eq!(chain(&e).to_string(), "cannot read config file x.yaml: disk full");
     }
 
     #[test]

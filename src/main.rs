@@ -164,8 +164,9 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            // `{:#}`: the error and every cause, `a: b: c`.
-            eprintln!("error: {e:#}");
+            // The error and every cause, `a: b: c` (as anyhow's `{:#}`, but
+            // without repeating a cause the message already shows).
+            eprintln!("error: {}", fieldwatch::errors::chain(&*e));
             ExitCode::FAILURE
         }
     }

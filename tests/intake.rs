@@ -300,6 +300,65 @@ async fn a_kobo_payload_is_counted_once_and_a_bad_one_refused_like_grpc() {
     .await;
 }
 
+/// A Kobo form carries more than the instrument's items: a calculate
+/// field, an `*_other` text, custom metadata, a repeat group. The Kobo
+/// route leaves them out and counts them (no label from the request); the
+/// JSON route stays strict. A REST service's custom wrapper
+/// (`payload_template` `{"fields": %SUBMISSION%}`) is taken off with
+/// `?wrapper=fields`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kobo_keys_the_form_lacks_are_left_out_and_counted_while_json_stays_strict() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    common::with_service(config(dir.path()), WAIT, |s| async move {
+        let uuid = "3e5a9c1d-2b4f-4e6a-8c0d-1f2e3a4b5c6d";
+        let mut payload = kobo_payload(uuid, uuid, "4");
+        payload["knowledge/score_calc"] = json!("17");
+        payload["background/q2_other"] = json!("a language nobody listed");
+        payload["project_code"] = json!("ET-2026-03");
+        payload["visits"] = json!([{"visits/when": "2"}, {"visits/when": "5"}]);
+        let base = format!("http://{}/api/v1/studies/{DEMO_STUDY_ID}/kobo?form=investigator", s.grpc);
+        let post = |url: String, body: Value| async move {
+            reqwest::Client::new().post(url).bearer_auth(TOKEN).json(&body).send().await.expect("POST")
+        };
+
+        let r = post(format!("{base}&wrapper=fields"), json!({"fields": payload})).await;
+        assert_eq!(r.status(), 200);
+        let stored: Value = r.json().await.expect("json");
+        assert_eq!(stored["submission_id"], format!("uuid:{uuid}"));
+        let t = toplines_after(&s, &[stored["read_token"].as_str().expect("token")]).await;
+        assert_eq!(interviews(&t), 1, "stored and counted despite the extra keys");
+        let metrics = reqwest::get(format!("http://{}/metrics", s.http))
+            .await
+            .expect("GET")
+            .text()
+            .await
+            .expect("text");
+        let line = format!("fieldwatch_ingest_kobo_ignored_keys_total{{study=\"{DEMO_STUDY_ID}\"}} 4");
+        assert!(metrics.contains(&line), "{line} in /metrics");
+        assert!(
+            !metrics.contains("score_calc") && !metrics.contains("project_code"),
+            "no key names in metrics"
+        );
+
+        // Without the wrapper key the wrapped body has no submission in it.
+        let r = post(format!("{base}&wrapper=data"), json!({"fields": kobo_payload(uuid, uuid, "4")})).await;
+        assert_eq!(r.status(), 400);
+        assert_eq!(
+            json_violations(&r.json().await.expect("json")),
+            vec![("body".into(), "malformed".into())]
+        );
+
+        // The JSON route refuses an answer to an item the form lacks.
+        let mut strict = interview("J-1", "JS-1");
+        strict["answers"]["score_calc"] = json!(17);
+        let r = post_json(&s, &strict, Some(TOKEN)).await;
+        assert_eq!(r.status(), 400);
+        let v = json_violations(&r.json().await.expect("json"));
+        assert_eq!(v, vec![("answers.score_calc".into(), "unknown_item".into())]);
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grpc_web_client_submits_with_the_same_tokens_and_codes() {
     use hyper_util::client::legacy::Client;

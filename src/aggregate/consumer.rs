@@ -38,7 +38,7 @@ impl Ctx {
         if tpl.count() > 0
             && let Err(e) = consumer.commit(&tpl, CommitMode::Sync)
         {
-            tracing::warn!(error = %e, "offset commit failed");
+            tracing::warn!(error = %crate::errors::chain(&e), "offset commit failed");
         }
     }
 }
@@ -63,7 +63,9 @@ pub(crate) async fn save_snapshots(
                     let _ = tpl.add_partition_offset(topic, s.partition, Offset::Offset(commit));
                 }
             }
-            Err(e) => tracing::warn!(partition = s.partition, error = %e, "snapshot failed"),
+            Err(e) => {
+                tracing::warn!(partition = s.partition, error = %crate::errors::chain(&e), "snapshot failed")
+            }
         }
     }
     tpl
@@ -97,7 +99,7 @@ impl ConsumerContext for Ctx {
                 self.save_and_commit(c, &ps);
                 self.shared.revoke(&ps);
                 if let Err(e) = c.unassign() {
-                    tracing::warn!(error = %e, "unassign failed");
+                    tracing::warn!(error = %crate::errors::chain(&e), "unassign failed");
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
@@ -106,16 +108,16 @@ impl ConsumerContext for Ctx {
                 for p in ps {
                     // Restored before any record of the partition is applied.
                     let restored = self.store.load_blocking(p).unwrap_or_else(|e| {
-                        tracing::warn!(partition = p, error = %e, "snapshot restore failed; replaying");
+                        tracing::warn!(partition = p, error = %crate::errors::chain(&e), "snapshot restore failed; replaying");
                         None
                     });
                     let next = self.shared.assign(p, restored);
                     if let Err(e) = tpl.set_partition_offset(&self.topic, p, Offset::Offset(next)) {
-                        tracing::warn!(partition = p, error = %e, "cannot set the start offset");
+                        tracing::warn!(partition = p, error = %crate::errors::chain(&e), "cannot set the start offset");
                     }
                 }
                 if let Err(e) = c.assign(tpl) {
-                    tracing::warn!(error = %e, "assign failed");
+                    tracing::warn!(error = %crate::errors::chain(&e), "assign failed");
                 }
             }
             other => tracing::warn!(error = ?other, "rebalance error"),
@@ -145,7 +147,7 @@ async fn assign_all(
         let mut tpl = TopicPartitionList::new();
         for &p in &parts {
             let restored = st.load_blocking(p).unwrap_or_else(|e| {
-                tracing::warn!(partition = p, error = %e, "snapshot restore failed; replaying");
+                tracing::warn!(partition = p, error = %crate::errors::chain(&e), "snapshot restore failed; replaying");
                 None
             });
             let next = sh.assign(p, restored);
@@ -156,7 +158,7 @@ async fn assign_all(
     })
     .await
     .unwrap_or_else(|e| {
-        tracing::error!(error = %e, "assigning the partitions panicked");
+        tracing::error!(error = %crate::errors::chain(&e), "assigning the partitions panicked");
         Ok(Vec::new())
     })?;
     tracing::info!(partitions = ?assigned, "every partition assigned (serve: no consumer group)");
@@ -250,7 +252,7 @@ pub async fn run(
             _ = snapshot_tick.tick() => {
                 let tpl = save_snapshots(&shared, &store, &kafka.responses_topic, true, None).await;
                 if tpl.count() > 0 && let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
-                    tracing::warn!(error = %e, "offset commit failed");
+                    tracing::warn!(error = %crate::errors::chain(&e), "offset commit failed");
                 }
                 if idle.due(shared.partitions().is_empty(), std::time::Instant::now()) {
                     rejoin_if_stalled(&consumer, &shared, &mut idle, &kafka.responses_topic).await;
@@ -268,7 +270,7 @@ pub async fn run(
                         if let Err(e) =
                             consumer.seek(&kafka.responses_topic, partition, Offset::Offset(next), Duration::from_secs(5))
                         {
-                            tracing::warn!(partition, error = %e, "seek failed");
+                            tracing::warn!(partition, error = %crate::errors::chain(&e), "seek failed");
                         }
                     } else if let Some(record) = flagged {
                         tokio::select! {
@@ -280,7 +282,7 @@ pub async fn run(
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "consume error");
+                    tracing::warn!(error = %crate::errors::chain(&e), "consume error");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
@@ -295,7 +297,7 @@ pub async fn run(
         // A synchronous commit blocks: off the async workers.
         let committed = tokio::task::spawn_blocking(move || c.commit(&tpl, CommitMode::Sync)).await;
         if let Ok(Err(e)) = committed {
-            tracing::warn!(error = %e, "final offset commit failed");
+            tracing::warn!(error = %crate::errors::chain(&e), "final offset commit failed");
         }
     }
     consumer.unsubscribe();

@@ -174,7 +174,7 @@ impl QualityPublisher {
             }
             Err((e, _)) => {
                 counters.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(partition, offset, error = %e, "quality record not published");
+                tracing::warn!(partition, offset, error = %crate::errors::chain(&e), "quality record not published");
             }
         }
     }
@@ -193,11 +193,11 @@ impl QualityPublisher {
                 upto
             }
             Ok(Err(e)) => {
-                tracing::warn!(partition, error = %e, "cannot read the quality watermark; flags may be republished");
+                tracing::warn!(partition, error = %crate::errors::chain(&e), "cannot read the quality watermark; flags may be republished");
                 -1
             }
             Err(e) => {
-                tracing::warn!(partition, error = %e, "quality watermark read failed; flags may be republished");
+                tracing::warn!(partition, error = %crate::errors::chain(&e), "quality watermark read failed; flags may be republished");
                 -1
             }
         }

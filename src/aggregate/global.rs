@@ -98,7 +98,7 @@ impl Global {
                 .map(|t| t.partitions().iter().map(|p| p.id()).collect())
                 .unwrap_or_default(),
             Err(e) => {
-                tracing::warn!(error = %e, "view: topic metadata unavailable");
+                tracing::warn!(error = %crate::errors::chain(&e), "view: topic metadata unavailable");
                 Vec::new()
             }
         };
@@ -127,7 +127,9 @@ impl Global {
                     let part = snap.and_then(|s| shared.part_of_snapshot(s)).map(Arc::new);
                     self.snapshots.insert(p, (end, part));
                 }
-                Err(e) => tracing::warn!(partition = p, error = %e, "view: snapshot read failed"),
+                Err(e) => {
+                    tracing::warn!(partition = p, error = %crate::errors::chain(&e), "view: snapshot read failed")
+                }
             }
         }
         let parts = owned.iter().map(|(p, part)| (*p, Source::Owned, part.as_ref())).chain(
@@ -219,7 +221,7 @@ pub(crate) async fn run(
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "view builder failed; the view stays as it was");
+                tracing::error!(error = %crate::errors::chain(&e), "view builder failed; the view stays as it was");
                 return;
             }
         }

@@ -231,7 +231,7 @@ impl Store {
             Ok(s) if s.partition == partition => Ok(Some(s)),
             Ok(_) => Ok(None),
             Err(e) => {
-                tracing::warn!(partition, error = %e, "snapshot does not decode; replaying the partition instead");
+                tracing::warn!(partition, error = %crate::errors::chain(&e), "snapshot does not decode; replaying the partition instead");
                 Ok(None)
             }
         }

@@ -113,7 +113,7 @@ pub(super) async fn rejoin_if_stalled(
         tracing::warn!("owning no partition while partitions stall with unread records; rejoining the group");
         consumer.unsubscribe();
         if let Err(e) = consumer.subscribe(&[topic]) {
-            tracing::warn!(error = %e, "subscribe after rejoin failed");
+            tracing::warn!(error = %crate::errors::chain(&e), "subscribe after rejoin failed");
         }
     }
 }

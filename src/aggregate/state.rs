@@ -218,7 +218,7 @@ impl LiveState {
                     offsets: Offsets::starting_at(s.next_offset),
                     studies: s.studies.into_iter().collect(),
                     flagged: serde_json::from_slice(&s.flagged_json).unwrap_or_else(|e| {
-                        tracing::warn!(partition, error = %e, "flags in the snapshot do not decode");
+                        tracing::warn!(partition, error = %crate::errors::chain(&e), "flags in the snapshot do not decode");
                         Vec::new()
                     }),
                     generation,
@@ -443,7 +443,7 @@ impl LiveState {
             return None;
         }
         let flagged = serde_json::from_slice(&s.flagged_json).unwrap_or_else(|e| {
-            tracing::warn!(partition = s.partition, error = %e, "view: flags in the snapshot do not decode");
+            tracing::warn!(partition = s.partition, error = %crate::errors::chain(&e), "view: flags in the snapshot do not decode");
             Vec::new()
         });
         Some(Part {

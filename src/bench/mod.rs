@@ -24,11 +24,14 @@
 //! Entry point: [`run`] with [`BenchOptions`]. The phases are in
 //! `phases` (set-up and order), `produce` ((a), (b)), `latency` ((c)) and
 //! `consume` ((d)); the figures and their table in [`report`]; CPU clocks
-//! and progress lines in `clock`. [`restore`] is `bench-restore`.
+//! and progress lines in `clock`; the broker (or the embedded one in a
+//! temporary directory) in `broker`, for both benches. [`restore`] is
+//! `bench-restore`.
 //!
 //! The bench writes its report to the `impl Write` it is given and its
 //! progress as `tracing` events; it prints nothing itself.
 
+mod broker;
 mod clock;
 mod consume;
 mod latency;
@@ -38,7 +41,6 @@ pub mod report;
 pub mod restore;
 
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -48,7 +50,8 @@ use crate::kafka::{KafkaConfig, KafkaError};
 
 pub use report::{BenchReport, CpuUse, Latency, Throughput};
 
-use clock::{load_average, progress};
+use broker::BenchBroker;
+use clock::load_average;
 
 /// (b)/(a) must reach this share: ingest may cost at most 30% of the raw producer.
 pub const TARGET_INGEST_RATIO: f64 = 0.70;
@@ -170,19 +173,9 @@ pub enum BenchError {
     /// The options are out of range.
     #[error("invalid options: {0}")]
     Options(String),
-    /// The temporary directory of the embedded broker could not be created.
-    #[error("cannot create the temporary directory {path}")]
-    TempDir {
-        /// The directory.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The `--brokers` did not answer, the embedded broker did not start,
-    /// or there are neither (no `--brokers` and no embedded broker in this build).
-    #[error("broker")]
-    Broker(#[from] crate::broker::BootstrapError),
+    /// No broker: the embedded one's directory or start, or `--brokers`.
+    #[error("broker set-up")]
+    Broker(#[from] broker::SetupError),
     /// Waiting for the broker or creating the topics failed.
     #[error("kafka set-up")]
     Kafka(#[from] KafkaError),
@@ -259,53 +252,18 @@ pub async fn run(opts: &BenchOptions, out: &mut impl Write) -> Result<BenchRepor
 struct Env {
     bootstrap: String,
     describe: String,
-    broker: crate::broker::Bootstrap,
-    /// Removed at shutdown.
-    temp: Option<PathBuf>,
+    broker: BenchBroker,
 }
 
 impl Env {
     async fn start(opts: &BenchOptions) -> Result<Env, BenchError> {
-        // The embedded broker's database goes to a fresh temporary directory.
-        let temp = match opts.brokers {
-            Some(_) => None,
-            None => {
-                let temp = std::env::temp_dir().join(format!("fieldwatch-bench-{}", run_id()));
-                std::fs::create_dir_all(&temp)
-                    .map_err(|source| BenchError::TempDir { path: temp.clone(), source })?;
-                progress(format_args!("starting the embedded broker in {}", temp.display()));
-                Some(temp)
-            }
-        };
-        let data_dir = temp.clone().unwrap_or_default();
-        let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-        match crate::broker::bootstrap_or_embedded(
-            &KafkaConfig::default(),
-            opts.brokers.as_deref(),
-            listen,
-            &data_dir,
-        )
-        .await
-        {
-            Ok(broker) => {
-                Ok(Env { bootstrap: broker.servers().to_owned(), describe: broker.describe(), broker, temp })
-            }
-            Err(e) => {
-                if let Some(t) = temp {
-                    let _ = std::fs::remove_dir_all(&t);
-                }
-                Err(e.into())
-            }
-        }
+        let broker =
+            BenchBroker::start(&KafkaConfig::default(), opts.brokers.as_deref(), "bench", &run_id()).await?;
+        Ok(Env { bootstrap: broker.broker.servers().to_owned(), describe: broker.broker.describe(), broker })
     }
 
     async fn shutdown(self) {
         self.broker.shutdown().await;
-        if let Some(t) = self.temp
-            && let Err(e) = std::fs::remove_dir_all(&t)
-        {
-            tracing::warn!(dir = %t.display(), error = %crate::errors::chain(&e), "cannot remove the bench directory");
-        }
     }
 }
 

@@ -285,7 +285,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
         match crate::aggregate::metrics::scrape(a) {
             Ok(reg) => families.extend(reg.gather()),
             Err(e) => {
-                tracing::error!(error = %e, "metrics scrape failed");
+                tracing::error!(error = %crate::errors::chain(&e), "metrics scrape failed");
                 return (StatusCode::INTERNAL_SERVER_ERROR, "metrics scrape failed").into_response();
             }
         }
@@ -294,7 +294,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
     let mut buf = Vec::new();
     let enc = TextEncoder::new();
     if let Err(e) = enc.encode(&families, &mut buf) {
-        tracing::error!(error = %e, "metrics encoding failed");
+        tracing::error!(error = %crate::errors::chain(&e), "metrics encoding failed");
         return (StatusCode::INTERNAL_SERVER_ERROR, "metrics encoding failed").into_response();
     }
     ([(header::CONTENT_TYPE, enc.format_type().to_string())], buf).into_response()

@@ -24,10 +24,18 @@
 //! - a question named like a segment dimension of the study (and no item)
 //!   goes into `attributes`;
 //! - keys starting with `_`, `meta/` or `formhub/`, and the ODK metadata
-//!   questions (`today`, `deviceid`, `username`, ...) are ignored; any other
-//!   key that is no item of the form is kept as an answer and so rejected
-//!   as `unknown_item`; so is a repeat group (an array of objects under the
-//!   repeat's name).
+//!   questions (`today`, `deviceid`, `username`, ...) are metadata, left
+//!   out;
+//! - any other key that names no item of the form (a `calculate` field,
+//!   an `*_other` text, a note, custom metadata, a repeat group, an item of
+//!   another form) is left out and counted in [`Mapped::ignored`]: a
+//!   webhook has nobody to read a refusal, and the form in Kobo may carry
+//!   more than the instrument. The JSON route stays strict (such a key is
+//!   `unknown_item` there).
+//!
+//! A REST service may wrap each submission in a custom template
+//! (`payload_template`, e.g. `{"fields": %SUBMISSION%}`); [`unwrap`] takes
+//! it out of the key the route is told.
 
 use serde_json::{Map, Value};
 
@@ -56,9 +64,28 @@ fn text(v: Option<&Value>) -> Option<String> {
     }
 }
 
+/// A KoboToolbox payload, mapped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mapped {
+    /// The submission, to validate like any other.
+    pub submission: Submission,
+    /// Keys of the payload left out because they name no item of the form
+    /// (nor a field, a segment dimension or Kobo metadata).
+    pub ignored: usize,
+}
+
+/// The submission inside a REST service's custom wrapper: the object under
+/// `key`, or `None` when there is none.
+pub fn unwrap(mut payload: Map<String, Value>, key: &str) -> Option<Map<String, Value>> {
+    match payload.remove(key) {
+        Some(Value::Object(inner)) => Some(inner),
+        _ => None,
+    }
+}
+
 /// The submission a KoboToolbox payload stands for, in `study`, with
 /// `form` from the route when given.
-pub fn submission(study: &Study, form: Option<&str>, payload: &Map<String, Value>) -> Submission {
+pub fn submission(study: &Study, form: Option<&str>, payload: &Map<String, Value>) -> Mapped {
     // Questions by their name (last key segment), metadata left out.
     let questions = payload.iter().filter_map(|(key, value)| {
         if key.starts_with('_') || key.starts_with("meta/") || key.starts_with("formhub/") {
@@ -90,6 +117,7 @@ pub fn submission(study: &Study, form: Option<&str>, payload: &Map<String, Value
     let form_def = study.form(&form_id).map(|i| &study.forms[i]);
     let mut answers = std::collections::BTreeMap::new();
     let mut attributes = std::collections::BTreeMap::new();
+    let mut ignored = 0;
     for (name, value) in named {
         let item = form_def.and_then(|f| f.item(name).map(|i| &f.items[i]));
         match item {
@@ -101,13 +129,11 @@ pub fn submission(study: &Study, form: Option<&str>, payload: &Map<String, Value
                     attributes.insert(name.to_string(), v);
                 }
             }
-            // Not in the form: kept, so validation names it (`unknown_item`).
-            None => {
-                answers.insert(name.to_string(), as_is(value));
-            }
+            // No item of this form: left out, counted.
+            None => ignored += 1,
         }
     }
-    Submission {
+    let submission = Submission {
         study: study.id().to_string(),
         form: form_id,
         respondent_id: respondent_id.unwrap_or_default(),
@@ -117,7 +143,8 @@ pub fn submission(study: &Study, form: Option<&str>, payload: &Map<String, Value
         interviewer,
         attributes,
         answers,
-    }
+    };
+    Mapped { submission, ignored }
 }
 
 /// `_submission_time` is UTC without an offset (`2024-03-05T09:14:42`);
@@ -208,7 +235,9 @@ mod tests {
             "_submission_time": "2024-03-05T09:14:42", "_submitted_by": "enum07",
             "_attachments": [], "_geolocation": [null, null], "today": "2024-03-05", "deviceid": "ee:1"
         }));
-        let s = submission(&st, Some(&form), &p);
+        let m = submission(&st, Some(&form), &p);
+        assert_eq!(m.ignored, 0, "metadata is not counted as ignored");
+        let s = m.submission;
         assert_eq!(s.study, DEMO_STUDY_ID);
         assert_eq!(s.form, form);
         assert_eq!(s.respondent_id, "0f5d-uuid");
@@ -228,13 +257,57 @@ mod tests {
         let p = payload(serde_json::json!({
             format!("grp_a/sub/{scale}"): "4",
             format!("grp_b/{multi}"): "x y",
-            "respondent_id": "R-1", "grp_c/unknown_q": "3",
+            "respondent_id": "R-1",
         }));
-        let s = submission(&st, Some(&form), &p);
+        let m = submission(&st, Some(&form), &p);
+        assert_eq!(m.ignored, 0);
+        let s = m.submission;
         assert_eq!(s.respondent_id, "R-1");
         assert_eq!(s.answers[&scale], Answer::Integer(4));
         assert_eq!(s.answers[&multi], Answer::Choices(vec!["x".into(), "y".into()]));
-        assert_eq!(s.answers["unknown_q"], Answer::Text("3".into()), "kept for validation to reject");
+    }
+
+    /// What a real Kobo form carries beside its questions: calculate
+    /// fields, `*_other` texts, notes, custom metadata, a repeat group, and
+    /// here also a question of another form of the study.
+    #[test]
+    fn keys_that_name_no_item_of_the_form_are_left_out_and_counted() {
+        let st = demo();
+        let scale = item_of(&st, |k| matches!(k, KindDef::Scale { .. }));
+        let form = st.forms[0].id.clone();
+        let other_form_only = st.forms[1..]
+            .iter()
+            .flat_map(|f| &f.items)
+            .map(|i| i.id.clone())
+            .find(|id| st.forms[0].item(id).is_none())
+            .expect("an item of another form only");
+        let p = payload(serde_json::json!({
+            format!("grp/{scale}"): "4",
+            "grp/total_score_calc": "17",
+            "grp/q2_other": "a language nobody listed",
+            "note_thanks": "",
+            "project_code": "ET-2025-07",
+            "visits": [{"visits/when": "2"}, {"visits/when": "5"}],
+            format!("grp/{other_form_only}"): "yes",
+            "_uuid": "u-1", "meta/instanceID": "uuid:u-1", "start": "2025-11-18T08:41:07+03:00",
+        }));
+        let m = submission(&st, Some(&form), &p);
+        assert_eq!(m.ignored, 6, "{:?}", m.submission.answers);
+        assert_eq!(m.submission.answers.len(), 1, "{:?}", m.submission.answers);
+        assert_eq!(m.submission.answers[&scale], Answer::Integer(4));
+        let v = crate::validate::validate_in(&st, &m.submission, &crate::validate::Limits::default())
+            .err()
+            .unwrap_or_default();
+        assert!(v.iter().all(|v| v.rule != crate::validate::Rule::UnknownItem), "{v:?}");
+    }
+
+    #[test]
+    fn a_custom_wrapper_is_taken_off_and_a_missing_one_is_none() {
+        let p = payload(serde_json::json!({"fields": {"_uuid": "u-1", "grp/q6": "4"}, "source": "kobo"}));
+        let inner = unwrap(p.clone(), "fields").expect("unwrapped");
+        assert_eq!(inner.get("_uuid"), Some(&Value::String("u-1".into())));
+        assert_eq!(unwrap(p.clone(), "data"), None, "no such key");
+        assert_eq!(unwrap(p, "source"), None, "not an object");
     }
 
     #[test]
@@ -287,7 +360,9 @@ mod tests {
             "_validation_status": {"uid": "validation_status_approved", "label": "Approved"},
             "_submitted_by": "fieldteam_b"
         }));
-        let s = submission(&st, Some(&form), &p);
+        let m = submission(&st, Some(&form), &p);
+        assert_eq!(m.ignored, 0, "all of Kobo's own keys are metadata");
+        let s = m.submission;
         assert_eq!(s.respondent_id, "11d0c3f4-8e2a-4b7c-9d1f-6a5e3c2b1a09", "an edit keeps its respondent");
         assert_eq!(s.submission_id, "uuid:5a7c1e90-3b2d-4f6a-8c1e-0d9f2b4a6c8e");
         assert_eq!(s.started_at.as_deref(), Some("2025-11-18T08:41:07.512+03:00"));
@@ -301,17 +376,11 @@ mod tests {
             .unwrap_or_default();
         assert!(v.iter().all(|v| !v.field.ends_with("_at")), "times parse: {v:?}");
 
-        // A repeat group is no item: kept, so validation names it.
+        // A repeat group is no item: left out and counted.
         let mut with_repeat = p.clone();
         with_repeat.insert("visits".into(), serde_json::json!([{"visits/when": "2"}, {"visits/when": "5"}]));
-        let s = submission(&st, Some(&form), &with_repeat);
-        assert!(matches!(s.answers["visits"], Answer::Other(_)), "{:?}", s.answers["visits"]);
-        let v =
-            crate::validate::validate_in(&st, &s, &crate::validate::Limits::default()).expect_err("refused");
-        assert!(
-            v.iter().any(|v| v.field == "answers.visits" && v.rule == crate::validate::Rule::UnknownItem),
-            "{v:?}"
-        );
+        let m = submission(&st, Some(&form), &with_repeat);
+        assert_eq!((m.ignored, m.submission.answers.len()), (1, 2));
     }
 
     #[test]

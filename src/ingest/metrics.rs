@@ -108,6 +108,7 @@ pub struct IngestMetrics {
     rejections: IntCounterVec,
     duration: HistogramVec,
     publish_failures: IntCounterVec,
+    kobo_ignored: IntCounterVec,
     shed: IntCounter,
     inflight: IntGauge,
     inflight_limit: IntGauge,
@@ -158,6 +159,13 @@ impl IngestMetrics {
             ),
             &["reason"],
         )?;
+        let kobo_ignored = IntCounterVec::new(
+            Opts::new(
+                "fieldwatch_ingest_kobo_ignored_keys_total",
+                "Keys of KoboToolbox posts left out because they name no item of the form (calculate fields, *_other texts, notes, repeats), by study.",
+            ),
+            &["study"],
+        )?;
         let shed = IntCounter::new(
             "fieldwatch_ingest_shed_records_total",
             "Interviews refused with RESOURCE_EXHAUSTED because the in-flight limit was reached.",
@@ -182,6 +190,7 @@ impl IngestMetrics {
         registry.register(Box::new(rejections.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(publish_failures.clone()))?;
+        registry.register(Box::new(kobo_ignored.clone()))?;
         registry.register(Box::new(shed.clone()))?;
         registry.register(Box::new(inflight.clone()))?;
         registry.register(Box::new(inflight_limit_g.clone()))?;
@@ -196,6 +205,9 @@ impl IngestMetrics {
             }
         }
         let studies = catalog.studies().map(|s| s.id()).chain([UNKNOWN_STUDY]);
+        for s in catalog.studies() {
+            kobo_ignored.with_label_values(&[s.id()]);
+        }
         for s in studies {
             for outcome in ["accepted", "rejected"] {
                 records.with_label_values(&[s, outcome]);
@@ -213,6 +225,7 @@ impl IngestMetrics {
             rejections,
             duration,
             publish_failures,
+            kobo_ignored,
             shed,
             inflight,
             inflight_limit: inflight_limit_g,
@@ -251,12 +264,18 @@ impl IngestMetrics {
         self.publish_duration.observe(seconds);
     }
 
+    /// Counts keys of a KoboToolbox post that named no item of the form.
+    /// `study` must be a study label (see [`study_label`]).
+    pub fn kobo_keys_ignored(&self, study: &str, keys: usize) {
+        self.kobo_ignored.with_label_values(&[study]).inc_by(u64::try_from(keys).unwrap_or(u64::MAX));
+    }
+
     /// Counts a shed interview.
     pub fn shed(&self) {
         self.shed.inc();
     }
 
-    /// The in-flight gauge (moved by [`super::server`]'s permit guard).
+    /// The in-flight gauge (moved by [`super::intake`]'s permit guard).
     pub fn inflight(&self) -> &IntGauge {
         &self.inflight
     }

@@ -4,7 +4,10 @@
 //! versioned envelope to Kafka and replies only after the broker
 //! acknowledged it.
 //!
-//! - [`server`]: the tonic service, load shedding, streaming, shutdown.
+//! - [`server`]: the listener (gRPC, gRPC-Web, HTTP routes), health, shutdown.
+//! - [`intake`]: one record's path (in-flight slot or shed, validate,
+//!   pseudonymise, publish, reply), shared by every front door.
+//! - `service`: the tonic `IngestService`, streaming in request order.
 //! - [`publisher`]: the Kafka producer and delivery reports.
 //! - [`pseudonym`]: respondent id -> respondent key (keyed HMAC).
 //! - [`auth`]: bearer tokens -> front-end identity.
@@ -13,6 +16,7 @@
 //! - [`error`]: [`IngestError`] and its one mapping to `tonic::Status`.
 //! - [`metrics`]: `fieldwatch_ingest_*` metrics.
 //! - [`web`]: gRPC-Web, CORS and the JSON/NDJSON and KoboToolbox HTTP routes on the same port.
+//! - [`reply`]: those routes' HTTP statuses and JSON replies.
 //! - [`kobo`]: KoboToolbox submission JSON -> submission (pure).
 //!
 //! Entry points: [`serve`] (or [`IngestServer::new`] + [`IngestServer::run`])
@@ -22,12 +26,15 @@
 pub mod admission;
 pub mod auth;
 pub mod error;
+pub mod intake;
 pub mod kobo;
 pub mod metrics;
 pub mod pseudonym;
 pub mod publisher;
 pub mod quota;
+pub mod reply;
 pub mod server;
+mod service;
 pub mod web;
 
 use std::future::Future;
@@ -41,10 +48,11 @@ use tokio::net::TcpListener;
 
 pub use auth::{Authenticator, TokenConfig};
 pub use error::{IngestError, PublishFailure};
+pub use intake::Intake;
 pub use metrics::IngestMetrics;
 pub use pseudonym::{Pseudonymizer, record_key};
 pub use publisher::Publisher;
-pub use server::{IngestServer, Intake};
+pub use server::IngestServer;
 
 use crate::instrument::Catalog;
 use crate::validate::Limits;

@@ -9,31 +9,37 @@
 //! - `POST /api/v1/studies/{study}/kobo?form=FORM`: the JSON a KoboToolbox
 //!   REST service posts per submission, mapped by [`super::kobo`].
 //!
+//! Both routes are one handler, [`intake`]: admit (token, study, body
+//! size), read the body the route's way, submit, count the request.
 //! Every record goes through [`Intake::submit`], the path gRPC takes:
 //! the same tokens, in-flight limit, validation, idempotency and
 //! ack-after-broker-ack. The HTTP status comes from the gRPC code of
-//! [`IngestError::to_status`] (the one mapping) via [`http_status`].
+//! [`IngestError::to_status`] (the one mapping) via [`http_status`]; the
+//! reply bodies are in [`super::reply`].
 
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, Method as HttpMethod, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method as HttpMethod, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tonic::Code;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::error::IngestError;
+use super::intake::Intake;
 use super::metrics::{Method, code_label};
-use super::server::Intake;
+use super::reply::{
+    BatchReply, Early, JsonViolation, LineResult, Refusal, Stored, bounded, http_status, malformed, refusal,
+    refusal_response, stored,
+};
 use super::{IngestConfig, kobo};
 use crate::fieldwork::{Line, parse_line};
-use crate::proto::v1::{SubmitRequest, SubmitResponse};
-use crate::validate::Violation;
+use crate::proto::v1::SubmitRequest;
 
 /// What the HTTP side of the ingest port needs from `ingest.*`.
 #[derive(Debug, Clone)]
@@ -43,11 +49,6 @@ pub struct WebConfig {
     /// Largest request body of the HTTP intake routes, in bytes.
     max_body_bytes: usize,
 }
-
-/// How long a client should wait before retrying a shed (429) or
-/// unavailable (503) request, in seconds: a hint in `Retry-After`, as
-/// `fieldwatch submit` starts its backoff well below it.
-const RETRY_AFTER_SECONDS: &str = "1";
 
 /// How long browsers may cache a CORS preflight answer.
 const CORS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(600);
@@ -94,6 +95,7 @@ impl WebConfig {
     }
 }
 
+/// The state of the intake routes.
 #[derive(Clone)]
 pub(crate) struct Web {
     intake: Intake,
@@ -108,184 +110,133 @@ pub fn routes(intake: Intake, config: &WebConfig) -> axum::Router {
         .with_state(Web { intake, max_body_bytes: config.max_body_bytes })
 }
 
-/// The HTTP status for a gRPC code, as the JSON intake answers it.
-pub fn http_status(code: Code) -> StatusCode {
-    match code {
-        Code::Ok => StatusCode::OK,
-        Code::InvalidArgument => StatusCode::BAD_REQUEST,
-        Code::NotFound => StatusCode::NOT_FOUND,
-        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
-        Code::PermissionDenied => StatusCode::FORBIDDEN,
-        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
-        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
+/// Which intake route a request came by, and what it takes from the query.
+enum Route {
+    /// JSON (one submission) or NDJSON (several).
+    Submissions { ndjson: bool },
+    /// A KoboToolbox REST service's post.
+    Kobo(KoboQuery),
 }
 
-/// One problem, as JSON (the gRPC `FieldViolation`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct JsonViolation {
-    /// Path of the field (`answers.q6`), `body` for an unreadable body.
-    pub field: String,
-    /// The rule broken (`wrong_kind`); `malformed` for an unreadable body,
-    /// `study_mismatch` when the body names another study than the path.
-    pub rule: String,
-    /// A sentence for people.
-    pub message: String,
-}
-
-impl From<Violation> for JsonViolation {
-    fn from(v: Violation) -> Self {
-        JsonViolation { field: v.field, rule: v.rule.as_str().to_string(), message: v.message }
-    }
-}
-
-/// A stored record: where it went, and the read token for `?after=`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Stored {
-    /// The submission id, as sent (empty for a disposition).
-    pub submission_id: String,
-    /// When ingest received it, RFC 3339.
-    pub received_at: String,
-    /// Partition of the responses topic.
-    pub partition: i32,
-    /// Offset in that partition.
-    pub offset: i64,
-    /// Read-your-writes token: `GET /api/v1/...?after=TOKEN`.
-    pub read_token: String,
-}
-
-/// The body of every refusal.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Refusal {
-    /// A sentence; never echoes submitted values.
-    pub error: String,
-    /// The gRPC code name the same record gets over gRPC (`InvalidArgument`).
-    pub code: String,
-    /// One entry per problem; empty unless the record is invalid or the
-    /// study unknown.
-    pub violations: Vec<JsonViolation>,
-}
-
-/// One line's outcome in an NDJSON reply.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct LineResult {
-    /// Line number in the body, from 1.
-    pub line: usize,
-    /// True when stored (the broker acknowledged it).
-    pub accepted: bool,
-    /// The HTTP status this line alone would get (200, 400, 404, 429, 503).
-    pub status: u16,
-    /// Where it was stored, when accepted.
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub stored: Option<Stored>,
-    /// Why not, when not accepted.
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub refusal: Option<Refusal>,
-}
-
-/// The reply to an NDJSON post.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct BatchReply {
-    /// Lines stored.
-    pub accepted: usize,
-    /// Lines not stored (invalid, or 429/503: worth resending).
-    pub rejected: usize,
-    /// One entry per non-empty line, in body order.
-    pub results: Vec<LineResult>,
-}
-
-/// Why a request was refused before any record was submitted.
-enum Early {
-    /// Refused with a mapped ingest error.
-    Ingest(IngestError),
-    /// The body is larger than the limit.
-    TooLarge,
-    /// The body is not what the route takes.
-    Malformed(JsonViolation),
-}
-
-impl Early {
-    fn code(&self) -> Code {
+impl Route {
+    fn method(&self) -> Method {
         match self {
-            Early::Ingest(e) => e.code(),
-            Early::TooLarge => Code::ResourceExhausted,
-            Early::Malformed(_) => Code::InvalidArgument,
-        }
-    }
-
-    fn into_response(self, max_body_bytes: usize) -> Response {
-        match self {
-            Early::Ingest(e) => refusal_response(&e),
-            Early::TooLarge => {
-                let body = Refusal {
-                    error: format!("the request body is larger than {max_body_bytes} bytes"),
-                    code: code_label(Code::ResourceExhausted).into(),
-                    violations: Vec::new(),
-                };
-                (StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response()
-            }
-            Early::Malformed(v) => {
-                let body = Refusal {
-                    error: "the request body is not a submission".into(),
-                    code: code_label(Code::InvalidArgument).into(),
-                    violations: vec![v],
-                };
-                (StatusCode::BAD_REQUEST, Json(body)).into_response()
-            }
+            Route::Submissions { .. } => Method::HttpSubmissions,
+            Route::Kobo(_) => Method::HttpKobo,
         }
     }
 }
 
-fn refusal(e: &IngestError) -> Refusal {
-    let status = e.to_status();
-    Refusal {
-        error: status.message().to_string(),
-        code: code_label(status.code()).into(),
-        violations: e.violations().into_iter().map(JsonViolation::from).collect(),
-    }
+/// Query of the KoboToolbox route.
+#[derive(Debug, Deserialize)]
+pub(crate) struct KoboQuery {
+    /// The form (version) of the study the submissions answer; optional
+    /// when the study has one form or the payload has a `form` field.
+    form: Option<String>,
+    /// The key under which a REST service's custom wrapper
+    /// (`payload_template`, e.g. `{"fields": %SUBMISSION%}`) puts the
+    /// submission; without it the body is the submission.
+    wrapper: Option<String>,
 }
 
-/// An ingest error as an HTTP reply: status from the gRPC code, the
-/// violations as JSON, `Retry-After` when worth retrying, and
-/// `WWW-Authenticate` on 401.
-fn refusal_response(e: &IngestError) -> Response {
-    let status = http_status(e.code());
-    let mut response = (status, Json(refusal(e))).into_response();
-    let headers = response.headers_mut();
-    match status {
-        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
-        }
-        StatusCode::UNAUTHORIZED => {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        _ => {}
-    }
+/// One submission (JSON) or several (NDJSON), on the ingest port.
+#[utoipa::path(post, path = "/api/v1/studies/{study}/submissions", tag = "ingest",
+    params(("study" = String, Path, description = "study id", example = "le-trafficking")),
+    request_body(description = "a submission in the JSONL shape of docs/submissions.md, or NDJSON of them",
+        content((serde_json::Value = "application/json"), (String = "application/x-ndjson"))),
+    responses((status = 200, description = "stored (JSON), or one result per line (NDJSON)",
+                content((Stored = "application/json"), (BatchReply = "application/json"))),
+              (status = 400, description = "invalid submission or body; one violation per problem", body = Refusal),
+              (status = 401, description = "no valid bearer token", body = Refusal),
+              (status = 404, description = "the study is not loaded", body = Refusal),
+              (status = 413, description = "the body is larger than `ingest.max_http_body_bytes`", body = Refusal),
+              (status = 429, description = "shed: retry after `Retry-After`", body = Refusal),
+              (status = 503, description = "broker unavailable or shutting down: retry after `Retry-After`", body = Refusal)),
+    security(("bearer" = [])))]
+pub(crate) async fn submissions(
+    State(web): State<Web>,
+    Path(study): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let route = Route::Submissions { ndjson: is_ndjson(&headers) };
+    intake(&web, route, &study, headers, body).await
+}
+
+/// One KoboToolbox REST-service submission, on the ingest port.
+#[utoipa::path(post, path = "/api/v1/studies/{study}/kobo", tag = "ingest",
+    params(("study" = String, Path, description = "study id", example = "le-trafficking"),
+           ("form" = Option<String>, Query, description = "the form; optional for a study with one form"),
+           ("wrapper" = Option<String>, Query, description = "the key of a REST service's custom wrapper (`payload_template`) that holds the submission")),
+    request_body(content = serde_json::Value, description = "the JSON a KoboToolbox REST service posts (docs/api.md)"),
+    responses((status = 200, description = "stored", body = Stored),
+              (status = 400, description = "invalid submission or body; one violation per problem", body = Refusal),
+              (status = 401, description = "no valid bearer token", body = Refusal),
+              (status = 404, description = "the study is not loaded", body = Refusal),
+              (status = 413, description = "the body is larger than `ingest.max_http_body_bytes`", body = Refusal),
+              (status = 429, description = "shed: retry after `Retry-After`", body = Refusal),
+              (status = 503, description = "broker unavailable or shutting down: retry after `Retry-After`", body = Refusal)),
+    security(("bearer" = [])))]
+pub(crate) async fn kobo_submission(
+    State(web): State<Web>,
+    Path(study): Path<String>,
+    Query(q): Query<KoboQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    intake(&web, Route::Kobo(q), &study, headers, body).await
+}
+
+/// Both intake routes: admit the request (token, study, body size), read
+/// its body the route's way and submit, then count the request with the
+/// gRPC code its outcome maps to.
+async fn intake(web: &Web, route: Route, study: &str, headers: HeaderMap, body: Body) -> Response {
+    let start = Instant::now();
+    let method = route.method();
+    let (code, response) = match admit(web, headers, study, body).await {
+        Err(early) => (early.code(), early.into_response(web.max_body_bytes)),
+        Ok((frontend, bytes)) => match route {
+            Route::Submissions { ndjson } => match std::str::from_utf8(&bytes) {
+                Ok(text) if ndjson => batch(web, &frontend, study, text).await,
+                Ok(text) => single(web, &frontend, study, text).await,
+                Err(_) => (
+                    Code::InvalidArgument,
+                    malformed("the body is not UTF-8").into_response(web.max_body_bytes),
+                ),
+            },
+            Route::Kobo(q) => kobo_post(web, &frontend, study, &q, &bytes).await,
+        },
+    };
+    web.intake.count_request(method, code, start.elapsed().as_secs_f64());
     response
 }
 
-fn stored(r: SubmitResponse) -> Stored {
-    let received_at = r
-        .received_at
-        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)))
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_else(|| chrono::DateTime::<chrono::Utc>::from(SystemTime::now()).to_rfc3339());
-    Stored {
-        submission_id: r.submission_id,
-        received_at,
-        partition: r.partition,
-        offset: r.offset,
-        read_token: r.read_token,
-    }
-}
-
-fn malformed(message: impl Into<String>) -> Early {
-    Early::Malformed(JsonViolation {
-        field: "body".into(),
-        rule: "malformed".into(),
-        message: message.into(),
-    })
+/// A KoboToolbox post: unwrapped when the query names a wrapper key,
+/// mapped by the study's form (keys that name no item of it left out and
+/// counted), then submitted as one submission.
+async fn kobo_post(web: &Web, frontend: &str, study: &str, q: &KoboQuery, bytes: &[u8]) -> (Code, Response) {
+    let payload: serde_json::Map<String, serde_json::Value> = match serde_json::from_slice(bytes) {
+        Ok(p) => p,
+        Err(e) => return (Code::InvalidArgument, malformed(bounded(&e)).into_response(web.max_body_bytes)),
+    };
+    let payload = match q.wrapper.as_deref().filter(|w| !w.is_empty()) {
+        Some(key) => match kobo::unwrap(payload, key) {
+            Some(p) => p,
+            None => {
+                let e = malformed("the body has no submission object under the wrapper key");
+                return (Code::InvalidArgument, e.into_response(web.max_body_bytes));
+            }
+        },
+        None => payload,
+    };
+    // `admit` checked that the study is loaded.
+    let Some(st) = web.intake.catalog().get(study) else {
+        return (Code::NotFound, refusal_response(&IngestError::UnknownStudy));
+    };
+    let mapped = kobo::submission(st, q.form.as_deref(), &payload);
+    web.intake.kobo_keys_ignored(st.id(), mapped.ignored);
+    let request = SubmitRequest { submission: Some(mapped.submission.into()), disposition: None };
+    submit_one(web, frontend, request).await
 }
 
 /// Authenticates, checks the study, then reads the body up to the limit:
@@ -341,17 +292,6 @@ fn request_for(study: &str, line: &str) -> Result<SubmitRequest, JsonViolation> 
     }
 }
 
-/// A JSON parse error as a sentence of bounded length (it may quote a
-/// field name of the request, never a value).
-fn bounded(e: &serde_json::Error) -> String {
-    const MAX: usize = 200;
-    let s = e.to_string();
-    match s.char_indices().nth(MAX) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s,
-    }
-}
-
 fn is_ndjson(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
@@ -361,52 +301,6 @@ fn is_ndjson(headers: &HeaderMap) -> bool {
         .is_some_and(|v| {
             matches!(v.as_str(), "application/x-ndjson" | "application/jsonl" | "application/x-jsonlines")
         })
-}
-
-/// One submission (JSON) or several (NDJSON), on the ingest port.
-#[utoipa::path(post, path = "/api/v1/studies/{study}/submissions", tag = "ingest",
-    params(("study" = String, Path, description = "study id", example = "le-trafficking")),
-    request_body(description = "a submission in the JSONL shape of docs/submissions.md, or NDJSON of them",
-        content((serde_json::Value = "application/json"), (String = "application/x-ndjson"))),
-    responses((status = 200, description = "stored (JSON), or one result per line (NDJSON)",
-                content((Stored = "application/json"), (BatchReply = "application/json"))),
-              (status = 400, description = "invalid submission or body; one violation per problem", body = Refusal),
-              (status = 401, description = "no valid bearer token", body = Refusal),
-              (status = 404, description = "the study is not loaded", body = Refusal),
-              (status = 413, description = "the body is larger than `ingest.max_http_body_bytes`", body = Refusal),
-              (status = 429, description = "shed: retry after `Retry-After`", body = Refusal),
-              (status = 503, description = "broker unavailable or shutting down: retry after `Retry-After`", body = Refusal)),
-    security(("bearer" = [])))]
-pub(crate) async fn submissions(
-    State(web): State<Web>,
-    Path(study): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let start = Instant::now();
-    let ndjson = is_ndjson(&headers);
-    let (frontend, bytes) = match admit(&web, headers, &study, body).await {
-        Ok(x) => x,
-        Err(early) => {
-            web.intake.count_request(Method::HttpSubmissions, early.code(), start.elapsed().as_secs_f64());
-            return early.into_response(web.max_body_bytes);
-        }
-    };
-    let Ok(text) = std::str::from_utf8(&bytes) else {
-        web.intake.count_request(
-            Method::HttpSubmissions,
-            Code::InvalidArgument,
-            start.elapsed().as_secs_f64(),
-        );
-        return malformed("the body is not UTF-8").into_response(web.max_body_bytes);
-    };
-    let response = if ndjson {
-        batch(&web, &frontend, &study, text).await
-    } else {
-        single(&web, &frontend, &study, text).await
-    };
-    web.intake.count_request(Method::HttpSubmissions, response.0, start.elapsed().as_secs_f64());
-    response.1
 }
 
 /// One submission: 200 with where it was stored, or the refusal.
@@ -470,75 +364,9 @@ async fn line_result(web: &Web, frontend: &str, study: &str, line_no: usize, lin
     }
 }
 
-/// Query of the KoboToolbox route.
-#[derive(Debug, Deserialize)]
-pub(crate) struct KoboQuery {
-    /// The form (version) of the study the submissions answer; optional
-    /// when the study has one form or the payload has a `form` field.
-    form: Option<String>,
-}
-
-/// One KoboToolbox REST-service submission, on the ingest port.
-#[utoipa::path(post, path = "/api/v1/studies/{study}/kobo", tag = "ingest",
-    params(("study" = String, Path, description = "study id", example = "le-trafficking"),
-           ("form" = Option<String>, Query, description = "the form; optional for a study with one form")),
-    request_body(content = serde_json::Value, description = "the JSON a KoboToolbox REST service posts (docs/api.md)"),
-    responses((status = 200, description = "stored", body = Stored),
-              (status = 400, description = "invalid submission or body; one violation per problem", body = Refusal),
-              (status = 401, description = "no valid bearer token", body = Refusal),
-              (status = 404, description = "the study is not loaded", body = Refusal),
-              (status = 413, description = "the body is larger than `ingest.max_http_body_bytes`", body = Refusal),
-              (status = 429, description = "shed: retry after `Retry-After`", body = Refusal),
-              (status = 503, description = "broker unavailable or shutting down: retry after `Retry-After`", body = Refusal)),
-    security(("bearer" = [])))]
-pub(crate) async fn kobo_submission(
-    State(web): State<Web>,
-    Path(study): Path<String>,
-    Query(q): Query<KoboQuery>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let start = Instant::now();
-    let (frontend, bytes) = match admit(&web, headers, &study, body).await {
-        Ok(x) => x,
-        Err(early) => {
-            web.intake.count_request(Method::HttpKobo, early.code(), start.elapsed().as_secs_f64());
-            return early.into_response(web.max_body_bytes);
-        }
-    };
-    let payload: serde_json::Map<String, serde_json::Value> = match serde_json::from_slice(&bytes) {
-        Ok(p) => p,
-        Err(e) => {
-            web.intake.count_request(Method::HttpKobo, Code::InvalidArgument, start.elapsed().as_secs_f64());
-            return malformed(bounded(&e)).into_response(web.max_body_bytes);
-        }
-    };
-    // `admit` checked that the study is loaded.
-    let (code, response) = match web.intake.catalog().get(&study) {
-        Some(st) => {
-            let submission = kobo::submission(st, q.form.as_deref(), &payload);
-            let request = SubmitRequest { submission: Some(submission.into()), disposition: None };
-            submit_one(&web, &frontend, request).await
-        }
-        None => (Code::NotFound, refusal_response(&IngestError::UnknownStudy)),
-    };
-    web.intake.count_request(Method::HttpKobo, code, start.elapsed().as_secs_f64());
-    response
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn grpc_codes_map_to_the_documented_http_statuses() {
-        assert_eq!(http_status(Code::InvalidArgument), StatusCode::BAD_REQUEST);
-        assert_eq!(http_status(Code::NotFound), StatusCode::NOT_FOUND);
-        assert_eq!(http_status(Code::Unauthenticated), StatusCode::UNAUTHORIZED);
-        assert_eq!(http_status(Code::ResourceExhausted), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(http_status(Code::Unavailable), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(http_status(Code::Internal), StatusCode::INTERNAL_SERVER_ERROR);
-    }
 
     #[test]
     fn a_body_for_another_study_is_refused_and_an_empty_study_is_filled_in() {

@@ -34,13 +34,12 @@
 mod steps;
 
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::producer::FutureProducer;
 
+use super::broker::BenchBroker;
 use crate::aggregate::snapshot;
 use crate::instrument::{Catalog, DEMO_STUDY_ID, Study};
 use crate::kafka::{self, KafkaConfig};
@@ -125,18 +124,9 @@ pub enum RestoreError {
     /// The demo study is missing from the built-in catalog.
     #[error("the built-in demo study is missing")]
     NoDemoStudy,
-    /// The temporary directory of the embedded broker could not be created.
-    #[error("cannot create the temporary directory {path}")]
-    TempDir {
-        /// The directory.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The `--brokers` did not answer, or the embedded broker did not start.
-    #[error("broker")]
-    Broker(#[from] crate::broker::BootstrapError),
+    /// No broker: the embedded one's directory or start, or `--brokers`.
+    #[error("broker set-up")]
+    Broker(#[from] super::broker::SetupError),
     /// Waiting for the broker or creating the topics failed.
     #[error("kafka set-up")]
     Kafka(#[from] kafka::KafkaError),
@@ -217,7 +207,6 @@ pub async fn run(opts: &RestoreOptions, out: &mut impl Write) -> Result<(), Rest
     let tail = opts.tail()?;
     let catalog = Arc::new(Catalog::demo());
     let study = catalog.get(DEMO_STUDY_ID).ok_or(RestoreError::NoDemoStudy)?.clone();
-    let dir = tempfile_dir()?;
     let run_id = std::process::id();
     let mut kafka = KafkaConfig {
         responses_topic: format!("bench-restore-{run_id}.responses"),
@@ -227,23 +216,10 @@ pub async fn run(opts: &RestoreOptions, out: &mut impl Write) -> Result<(), Rest
         ..KafkaConfig::default()
     };
     kafka.client_properties.extend(opts.kafka_properties.iter().cloned());
-    let broker = match crate::broker::bootstrap_or_embedded(
-        &kafka,
-        opts.brokers.as_deref(),
-        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-        &dir.join("broker"),
-    )
-    .await
-    {
-        Ok(b) => b,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(e.into());
-        }
-    };
-    let result = measure(opts, tail, &catalog, &study, &kafka, &broker, out).await;
+    let broker =
+        BenchBroker::start(&kafka, opts.brokers.as_deref(), "bench-restore", &run_id.to_string()).await?;
+    let result = measure(opts, tail, &catalog, &study, &kafka, &broker.broker, out).await;
     broker.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
@@ -373,11 +349,4 @@ async fn measure(
         exact?;
     }
     Ok(())
-}
-
-/// A fresh directory for the embedded broker; [`run`] removes it.
-fn tempfile_dir() -> Result<PathBuf, RestoreError> {
-    let dir = std::env::temp_dir().join(format!("fieldwatch-bench-restore-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|source| RestoreError::TempDir { path: dir.clone(), source })?;
-    Ok(dir)
 }
