@@ -72,7 +72,7 @@ pub(crate) fn read_records(
     if let Err(e) =
         tpl.add_partition_offset(topic, partition, Offset::Offset(from)).and_then(|_| reader.assign(&tpl))
     {
-        tracing::warn!(partition, error = %e, "late flags: cannot read the responses topic");
+        tracing::warn!(partition, error = %crate::errors::chain(&e), "late flags: cannot read the responses topic");
         return out;
     }
     let deadline = Instant::now() + timeout;
@@ -89,7 +89,7 @@ pub(crate) fn read_records(
                 }
             }
             Some(Err(e)) => {
-                tracing::warn!(partition, error = %e, "late flags: read failed");
+                tracing::warn!(partition, error = %crate::errors::chain(&e), "late flags: read failed");
                 break;
             }
             _ => {}
