@@ -27,7 +27,8 @@
 //! earlier owner of the partition already did (replays publish nothing
 //! twice).
 //!
-//! Files: [`config`] (settings), [`offsets`] (the offset rules), [`state`]
+//! Files: [`config`] (settings), [`offsets`] (the offset rules), [`outcome`]
+//! (what happened to a record, a metric label), [`state`]
 //! ([`LiveState`]: partition states and what the HTTP side reads),
 //! [`consumer`] (the consumer loop, rebalances, snapshot cadence),
 //! [`stall`] (rejoining when partitions stall), [`snapshot`] (the state
@@ -45,6 +46,7 @@ pub(crate) mod global;
 pub(crate) mod late;
 pub mod metrics;
 pub mod offsets;
+pub mod outcome;
 pub mod snapshot;
 pub mod stall;
 pub mod state;
@@ -53,7 +55,8 @@ pub mod view;
 pub use config::AggregateConfig;
 pub use consumer::run;
 pub(crate) use consumer::save_snapshots;
-pub use state::{LiveState, Outcome, PartitionState, PartitionStatus};
+pub use outcome::Outcome;
+pub use state::{LiveState, PartitionState, PartitionStatus};
 
 /// Errors of the aggregator.
 #[derive(Debug, thiserror::Error)]

@@ -10,12 +10,13 @@ use serde::Serialize;
 
 use super::flag_publisher::{QualityCounters, QualityRecord};
 use super::offsets::{Admit, Offsets};
+pub use super::outcome::Outcome;
 use super::snapshot;
 use super::view::{self, Part};
 use crate::fieldwork::Line;
 use crate::fieldwork::review::{self, FlagFilter, FlagPage, FlaggedInterview};
 use crate::instrument::Catalog;
-use crate::pipeline::{self, Fate};
+use crate::pipeline;
 use crate::proto::v1;
 use crate::results::StudyState;
 use crate::validate::Limits;
@@ -31,81 +32,6 @@ pub(super) fn received_at_of(envelope: &v1::Envelope) -> Option<String> {
 /// The view builder's copies of the owned partitions: per partition the
 /// (generation, next offset, revision) it was copied at, and the copy.
 pub(crate) type OwnedCache = BTreeMap<i32, ((u64, i64, u64), Arc<Part>)>;
-
-/// What happened to one record; a metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    /// Counted into results.
-    Applied,
-    /// Same submission id as an earlier record: counted once.
-    Retry,
-    /// Same respondent as an earlier record: flagged, not counted.
-    DuplicateRespondent,
-    /// Decoded but failed validation against the current instrument.
-    Invalid,
-    /// Not a decodable envelope.
-    DecodeError,
-    /// A study no loaded instrument defines.
-    UnknownStudy,
-    /// An offset already applied (redelivery): skipped.
-    Redelivered,
-    /// A record of a partition this instance does not own (in flight during a rebalance).
-    NotOwned,
-    /// A record past the next offset: not applied; the consumer seeks back.
-    Gap,
-    /// A case disposition applied to the fieldwork state (superseded ones included).
-    Disposition,
-    /// The pure pipeline panicked on the record: counted, logged and
-    /// skipped, so one poison record cannot stop the partition.
-    Unprocessable,
-}
-
-impl Outcome {
-    /// Every outcome, for pre-registering metric label values.
-    pub const ALL: [Outcome; 11] = [
-        Outcome::Applied,
-        Outcome::Retry,
-        Outcome::DuplicateRespondent,
-        Outcome::Invalid,
-        Outcome::DecodeError,
-        Outcome::UnknownStudy,
-        Outcome::Redelivered,
-        Outcome::NotOwned,
-        Outcome::Gap,
-        Outcome::Disposition,
-        Outcome::Unprocessable,
-    ];
-
-    /// Stable snake_case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Applied => "applied",
-            Outcome::Retry => "retry",
-            Outcome::DuplicateRespondent => "duplicate_respondent",
-            Outcome::Invalid => "invalid",
-            Outcome::DecodeError => "decode_error",
-            Outcome::UnknownStudy => "unknown_study",
-            Outcome::Redelivered => "redelivered",
-            Outcome::NotOwned => "not_owned",
-            Outcome::Gap => "gap",
-            Outcome::Disposition => "disposition",
-            Outcome::Unprocessable => "unprocessable",
-        }
-    }
-}
-
-impl From<&Fate> for Outcome {
-    fn from(fate: &Fate) -> Outcome {
-        match fate {
-            Fate::Counted => Outcome::Applied,
-            Fate::Retry => Outcome::Retry,
-            Fate::DuplicateRespondent => Outcome::DuplicateRespondent,
-            Fate::Disposition => Outcome::Disposition,
-            Fate::Invalid(_) => Outcome::Invalid,
-            Fate::Unprocessable => Outcome::Unprocessable,
-        }
-    }
-}
 
 /// The state of one owned partition.
 #[derive(Debug, Clone, Default)]
