@@ -20,6 +20,18 @@ fn comparisons_with_blank_items_are_false_both_ways() {
 }
 
 #[test]
+fn a_flipped_comparison_holds_with_its_sides_swapped() {
+    for op in [CmpOp::Eq, CmpOp::Ne, CmpOp::Lt, CmpOp::Le, CmpOp::Gt, CmpOp::Ge] {
+        let e = resolved(&format!("q1 {op} 3"), &["q1"]);
+        let swapped = resolved(&format!("3 {} q1", op.flip()), &["q1"]);
+        for v in [2.0, 3.0, 4.0] {
+            let value = |_: usize| ExprValue::Num(v);
+            assert_eq!(e.eval(&value), swapped.eval(&value), "q1 {op} 3 with q1 = {v}");
+        }
+    }
+}
+
+#[test]
 fn and_or_not_and_parentheses_follow_precedence() {
     let e = resolved("not answered(a) or (b >= 3 and selected(c, \"x\"))", &["a", "b", "c"]);
     let vals = |i: usize| match i {

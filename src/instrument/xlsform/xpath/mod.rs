@@ -16,6 +16,7 @@
 //! refused at translation with the reason.
 
 use super::MAX_EXPRESSION_DEPTH;
+use crate::instrument::expr::CmpOp;
 
 mod translate;
 
@@ -26,7 +27,7 @@ pub(super) use translate::{Bounds, RefKind, bounds, to_condition};
 pub(super) enum X {
     Or(Box<X>, Box<X>),
     And(Box<X>, Box<X>),
-    Cmp(Cmp, Box<X>, Box<X>),
+    Cmp(CmpOp, Box<X>, Box<X>),
     Arith(char, Box<X>, Box<X>),
     Neg(Box<X>),
     Ref(String),
@@ -34,40 +35,6 @@ pub(super) enum X {
     Num(f64),
     Str(String),
     Call(String, Vec<X>),
-}
-
-/// Comparison operators, written as in fieldwatch conditions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Cmp {
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-}
-
-impl Cmp {
-    pub(super) fn as_str(self) -> &'static str {
-        match self {
-            Cmp::Eq => "==",
-            Cmp::Ne => "!=",
-            Cmp::Lt => "<",
-            Cmp::Le => "<=",
-            Cmp::Gt => ">",
-            Cmp::Ge => ">=",
-        }
-    }
-    /// The operator with its sides swapped (`3 < x` is `x > 3`).
-    pub(super) fn flip(self) -> Cmp {
-        match self {
-            Cmp::Lt => Cmp::Gt,
-            Cmp::Le => Cmp::Ge,
-            Cmp::Gt => Cmp::Lt,
-            Cmp::Ge => Cmp::Le,
-            c => c,
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -223,12 +190,12 @@ impl Parser {
         let Some(op) = self.peek_op(&["=", "!=", "<", "<=", ">", ">="]) else { return Ok(a) };
         self.pos += 1;
         let op = match op {
-            "=" => Cmp::Eq,
-            "!=" => Cmp::Ne,
-            "<" => Cmp::Lt,
-            "<=" => Cmp::Le,
-            ">" => Cmp::Gt,
-            _ => Cmp::Ge,
+            "=" => CmpOp::Eq,
+            "!=" => CmpOp::Ne,
+            "<" => CmpOp::Lt,
+            "<=" => CmpOp::Le,
+            ">" => CmpOp::Gt,
+            _ => CmpOp::Ge,
         };
         Ok(X::Cmp(op, Box::new(a), Box::new(self.sum()?)))
     }

@@ -1,7 +1,8 @@
 //! From a parsed XPath expression to a fieldwatch condition
 //! (`docs/xlsform.md` has the table), and a constraint's bounds on `.`.
 
-use super::{Cmp, X};
+use super::X;
+use crate::instrument::expr::CmpOp;
 
 /// How a referenced question answers, as translation needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +109,7 @@ impl Tr<'_> {
         };
         Ok(format!("if({}, {}, {})", self.cond(c)?, self.operand(a)?, self.operand(b)?))
     }
-    fn compare(&self, op: Cmp, a: &X, b: &X) -> Result<String, String> {
+    fn compare(&self, op: CmpOp, a: &X, b: &X) -> Result<String, String> {
         // A date against a date string (`today() > '2024-06-01'`) compares
         // days, as ODK compares dates; any other string would never match.
         let is_date = |x: &X| matches!(x, X::Call(f, _) if f == "today" || f == "date");
@@ -119,7 +120,7 @@ impl Tr<'_> {
             }
         };
         if is_date(a) || is_date(b) {
-            return Ok(format!("{} {} {}", day(a)?, op.as_str(), day(b)?));
+            return Ok(format!("{} {op} {}", day(a)?, day(b)?));
         }
         // `${q} = ''` and `${q} != ''`: blank or not (a missing code is an answer).
         for (r, other) in [(a, b), (b, a)] {
@@ -127,8 +128,8 @@ impl Tr<'_> {
                 && s.is_empty()
             {
                 return match op {
-                    Cmp::Ne => Ok(format!("(answered({n}) or missing({n}))")),
-                    Cmp::Eq => Ok(format!("not (answered({n}) or missing({n}))")),
+                    CmpOp::Ne => Ok(format!("(answered({n}) or missing({n}))")),
+                    CmpOp::Eq => Ok(format!("not (answered({n}) or missing({n}))")),
                     _ => Err("only `=` and `!=` compare with ''".into()),
                 };
             }
@@ -145,15 +146,15 @@ impl Tr<'_> {
                 };
                 let answered = format!("answered({n})");
                 return match (op, *k) {
-                    (Cmp::Gt, 0.0) | (Cmp::Ge, 1.0) | (Cmp::Ne, 0.0) => Ok(answered),
-                    (Cmp::Eq, 0.0) | (Cmp::Lt, 1.0) | (Cmp::Le, 0.0) => Ok(format!("not {answered}")),
+                    (CmpOp::Gt, 0.0) | (CmpOp::Ge, 1.0) | (CmpOp::Ne, 0.0) => Ok(answered),
+                    (CmpOp::Eq, 0.0) | (CmpOp::Lt, 1.0) | (CmpOp::Le, 0.0) => Ok(format!("not {answered}")),
                     _ => {
                         Err(format!("`{name}()` is supported only as answered or not (compared with 0 or 1)"))
                     }
                 };
             }
         }
-        Ok(format!("{} {} {}", self.operand(a)?, op.as_str(), self.operand(b)?))
+        Ok(format!("{} {op} {}", self.operand(a)?, self.operand(b)?))
     }
     fn call(&self, f: &str, args: &[X]) -> Result<String, String> {
         match (f, args) {
@@ -224,10 +225,10 @@ pub(in crate::instrument::xlsform) fn bounds(x: &X) -> Result<Bounds, String> {
                 };
                 let X::Num(n) = other else { return Err("a bound must be a number".into()) };
                 match (op, picks) {
-                    (Cmp::Ge | Cmp::Gt, false) => b.min = Some((*n, op == Cmp::Gt)),
-                    (Cmp::Le | Cmp::Lt, false) => b.max = Some((*n, op == Cmp::Lt)),
-                    (Cmp::Le, true) => b.max_picks = Some(*n),
-                    (Cmp::Lt, true) => b.max_picks = Some(*n - 1.0),
+                    (CmpOp::Ge | CmpOp::Gt, false) => b.min = Some((*n, op == CmpOp::Gt)),
+                    (CmpOp::Le | CmpOp::Lt, false) => b.max = Some((*n, op == CmpOp::Lt)),
+                    (CmpOp::Le, true) => b.max_picks = Some(*n),
+                    (CmpOp::Lt, true) => b.max_picks = Some(*n - 1.0),
                     _ => {
                         return Err("only `<`, `<=`, `>` and `>=` bounds are supported in constraints".into());
                     }
