@@ -79,6 +79,32 @@ pub struct Refusal {
     pub violations: Vec<JsonViolation>,
 }
 
+/// The refusals both intake routes answer with, for their OpenAPI
+/// description (`responses(..., IntakeRefusals)`): one status each, every
+/// body a [`Refusal`]. Only described, never built: the replies come from
+/// `refusal_response` and the early refusals of admission.
+#[derive(utoipa::IntoResponses)]
+pub enum IntakeRefusals {
+    /// The record or body is invalid.
+    #[response(status = 400, description = "invalid submission or body; one violation per problem")]
+    BadRequest(Refusal),
+    /// No valid token.
+    #[response(status = 401, description = "no valid bearer token")]
+    Unauthorized(Refusal),
+    /// Unknown study.
+    #[response(status = 404, description = "the study is not loaded")]
+    NotFound(Refusal),
+    /// Body over the limit.
+    #[response(status = 413, description = "the body is larger than `ingest.max_http_body_bytes`")]
+    TooLarge(Refusal),
+    /// Shed by the in-flight limit.
+    #[response(status = 429, description = "shed: retry after `Retry-After`")]
+    Shed(Refusal),
+    /// Broker unavailable or shutting down.
+    #[response(status = 503, description = "broker unavailable or shutting down: retry after `Retry-After`")]
+    Unavailable(Refusal),
+}
+
 /// One line's outcome in an NDJSON reply.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LineResult {

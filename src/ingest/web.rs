@@ -34,8 +34,8 @@ use super::error::IngestError;
 use super::intake::Intake;
 use super::metrics::{Method, code_label};
 use super::reply::{
-    BatchReply, Early, JsonViolation, LineResult, Refusal, Stored, bounded, http_status, malformed, refusal,
-    refusal_response, stored,
+    BatchReply, Early, IntakeRefusals, JsonViolation, LineResult, Refusal, Stored, bounded, http_status,
+    malformed, refusal, refusal_response, stored,
 };
 use super::{IngestConfig, kobo};
 use crate::fieldwork::{Line, parse_line};
@@ -146,12 +146,7 @@ pub(crate) struct KoboQuery {
         content((serde_json::Value = "application/json"), (String = "application/x-ndjson"))),
     responses((status = 200, description = "stored (JSON), or one result per line (NDJSON)",
                 content((Stored = "application/json"), (BatchReply = "application/json"))),
-              (status = 400, description = "invalid submission or body; one violation per problem", body = Refusal),
-              (status = 401, description = "no valid bearer token", body = Refusal),
-              (status = 404, description = "the study is not loaded", body = Refusal),
-              (status = 413, description = "the body is larger than `ingest.max_http_body_bytes`", body = Refusal),
-              (status = 429, description = "shed: retry after `Retry-After`", body = Refusal),
-              (status = 503, description = "broker unavailable or shutting down: retry after `Retry-After`", body = Refusal)),
+              IntakeRefusals),
     security(("bearer" = [])))]
 pub(crate) async fn submissions(
     State(web): State<Web>,
@@ -170,12 +165,7 @@ pub(crate) async fn submissions(
            ("wrapper" = Option<String>, Query, description = "the key of a REST service's custom wrapper (`payload_template`) that holds the submission")),
     request_body(content = serde_json::Value, description = "the JSON a KoboToolbox REST service posts (docs/api.md)"),
     responses((status = 200, description = "stored", body = Stored),
-              (status = 400, description = "invalid submission or body; one violation per problem", body = Refusal),
-              (status = 401, description = "no valid bearer token", body = Refusal),
-              (status = 404, description = "the study is not loaded", body = Refusal),
-              (status = 413, description = "the body is larger than `ingest.max_http_body_bytes`", body = Refusal),
-              (status = 429, description = "shed: retry after `Retry-After`", body = Refusal),
-              (status = 503, description = "broker unavailable or shutting down: retry after `Retry-After`", body = Refusal)),
+              IntakeRefusals),
     security(("bearer" = [])))]
 pub(crate) async fn kobo_submission(
     State(web): State<Web>,
