@@ -39,7 +39,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::instrument::{KindDef, Study};
+use crate::instrument::{Item, KindDef, Study};
 use crate::validate::{Answer, MissingAnswer, Submission};
 
 /// ODK/KoboToolbox metadata questions that carry no answer.
@@ -122,7 +122,7 @@ pub fn submission(study: &Study, form: Option<&str>, payload: &Map<String, Value
         let item = form_def.and_then(|f| f.item(name).map(|i| &f.items[i]));
         match item {
             Some(item) => {
-                answers.insert(name.to_string(), answer(study, &item.kind, value));
+                answers.insert(name.to_string(), answer(study, item, value));
             }
             None if study.dim(name).is_some() => {
                 if let Some(v) = text(Some(value)) {
@@ -173,35 +173,65 @@ fn as_is(value: &Value) -> Answer {
     serde_json::from_value(value.clone()).unwrap_or(Answer::Other(value.clone()))
 }
 
-/// A Kobo value (a string, mostly) as the answer the item takes: numbers
-/// parsed for scales, counts and numbers, select_multiple split on
-/// spaces, a study missing code as `{"missing": code}` when it is not an
-/// option of the item. A value that does not convert stays text, which
-/// validation rejects as `wrong_kind`, as over gRPC.
-fn answer(study: &Study, kind: &KindDef, value: &Value) -> Answer {
+/// A Kobo value (a string, mostly) as the answer `item` takes. Kobo sends
+/// every value as a string; what it means depends on the question:
+///
+/// - an integer or decimal question (`count`, `number`) holds a number,
+///   passed on as a number exactly as over gRPC: validation then takes it
+///   as a missing code only when the item's `missing_numbers` list it (by
+///   default the study's numeric codes outside the item's range, so `-99`
+///   is refused but `99` stays an age on 0..120);
+/// - a select_one scale holds a choice name: a point of the scale is that
+///   number, another name that is a study missing code is
+///   `{"missing": code}` (a choice whose name is a missing code is no point);
+/// - other selects hold choice names, and a text its text: a study missing
+///   code that is no option of the item is `{"missing": code}`;
+/// - select_multiple is split on spaces.
+///
+/// A value that does not convert stays text, which validation rejects as
+/// `wrong_kind`, as over gRPC.
+fn answer(study: &Study, item: &Item, value: &Value) -> Answer {
     let Value::String(s) = value else { return as_is(value) };
     let s = s.trim();
     if s.is_empty() {
         return Answer::Blank;
     }
-    let is_option = match kind {
-        KindDef::SingleChoice { options } | KindDef::MultiSelect { options, .. } => {
-            options.iter().any(|o| o.code == s)
-        }
-        KindDef::YesNo | KindDef::YesNoNa => matches!(s, "yes" | "no" | "na"),
-        _ => false,
-    };
-    if !is_option && study.missing_kind(s).is_some() {
-        return Answer::Missing(MissingAnswer { missing: s.to_string() });
-    }
+    let missing = || study.missing_kind(s).map(|_| Answer::Missing(MissingAnswer { missing: s.to_string() }));
+    let text = || Answer::Text(s.to_string());
+    let kind = &item.kind;
     match kind {
-        KindDef::Scale { .. } | KindDef::Count { .. } => match s.parse::<i64>() {
-            Ok(n) => Answer::Integer(n),
-            Err(_) => s.parse::<f64>().map_or_else(|_| Answer::Text(s.to_string()), Answer::Number),
-        },
-        KindDef::Number { .. } => {
-            s.parse::<f64>().map_or_else(|_| Answer::Text(s.to_string()), Answer::Number)
+        KindDef::Count { .. } | KindDef::Number { .. } => {
+            number(s, kind).or_else(missing).unwrap_or_else(text)
         }
+        KindDef::Scale { min, max, .. } => s
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (*min..=*max).contains(n))
+            .map(Answer::Integer)
+            .or_else(missing)
+            .or_else(|| number(s, kind))
+            .unwrap_or_else(text),
+        KindDef::SingleChoice { options } | KindDef::MultiSelect { options, .. }
+            if options.iter().any(|o| o.code == s) =>
+        {
+            choice(kind, s)
+        }
+        KindDef::YesNo | KindDef::YesNoNa if matches!(s, "yes" | "no" | "na") => text(),
+        _ => missing().unwrap_or_else(|| choice(kind, s)),
+    }
+}
+
+/// A string as the number a scale, count or number item takes, if it is one.
+fn number(s: &str, kind: &KindDef) -> Option<Answer> {
+    match kind {
+        KindDef::Number { .. } => s.parse::<f64>().ok().map(Answer::Number),
+        _ => s.parse::<i64>().map(Answer::Integer).or_else(|_| s.parse::<f64>().map(Answer::Number)).ok(),
+    }
+}
+
+/// A choice name (or text) as given: split on spaces for select_multiple.
+fn choice(kind: &KindDef, s: &str) -> Answer {
+    match kind {
         KindDef::MultiSelect { .. } => Answer::Choices(s.split_whitespace().map(str::to_string).collect()),
         _ => Answer::Text(s.to_string()),
     }
@@ -315,13 +345,69 @@ mod tests {
         let st = demo();
         let scale = item_of(&st, |k| matches!(k, KindDef::Scale { .. }));
         let code = st.def.missing_codes[0].code.clone();
-        let kind = &st.forms[0].items[st.forms[0].item(&scale).expect("item")].kind;
+        let item = &st.forms[0].items[st.forms[0].item(&scale).expect("item")];
         assert_eq!(
-            answer(&st, kind, &Value::String(code.clone())),
+            answer(&st, item, &Value::String(code.clone())),
             Answer::Missing(MissingAnswer { missing: code })
         );
-        assert_eq!(answer(&st, kind, &Value::String("lots".into())), Answer::Text("lots".into()));
-        assert_eq!(answer(&st, kind, &Value::String(String::new())), Answer::Blank);
+        assert_eq!(answer(&st, item, &Value::String("lots".into())), Answer::Text("lots".into()));
+        assert_eq!(answer(&st, item, &Value::String(String::new())), Answer::Blank);
+    }
+
+    /// Kobo sends an integer question's value as a string. It must mean
+    /// what the same number means over gRPC: missing only when the item
+    /// takes it as a sentinel (its `missing_numbers`: here `-99` and `999`,
+    /// the study's numeric codes outside 0..120, as XLSForm import makes
+    /// them by default); `99`, a study missing code too, is an age.
+    #[test]
+    fn a_number_is_missing_only_when_its_item_takes_it_as_a_sentinel() {
+        use crate::instrument::MissingKind;
+        use crate::validate::{Limits, Value as Typed, validate_in};
+        let st = Study::from_yaml(
+            r#"
+study: k
+missing_codes:
+  - {code: "-99", kind: refused}
+  - {code: "99", kind: dont_know}
+  - {code: "999", kind: dont_know}
+  - {code: dk, kind: dont_know}
+forms:
+  - id: f
+    items:
+      - {id: age, code: age, kind: count, min: 0, max: 120, missing_numbers: ["-99", "999"]}
+      - {id: score, code: score, kind: scale, min: 1, max: 5, labels: {1: low, 5: high}}
+      - {id: job, code: job, kind: single_choice, options: [{code: a}, {code: b}]}
+      - {id: note, code: note, kind: text}
+"#,
+        )
+        .expect("valid study");
+        // The Kobo answer, and the value validation makes of it.
+        let kobo = |id: &str, v: &str| {
+            let p = payload(serde_json::json!({ id: v, "_uuid": "u-1" }));
+            let sub = submission(&st, Some("f"), &p).submission;
+            let rec = validate_in(&st, &sub, &Limits::default()).expect("valid");
+            (sub.answers[id].clone(), rec.answers[st.forms[0].item(id).expect("item")].clone())
+        };
+        assert_eq!(kobo("age", "99"), (Answer::Integer(99), Typed::Int(99)), "99 is an age");
+        assert_eq!(kobo("age", "120"), (Answer::Integer(120), Typed::Int(120)));
+        assert_eq!(kobo("age", "-99"), (Answer::Integer(-99), Typed::Missing(MissingKind::Refused)));
+        assert_eq!(kobo("age", "999"), (Answer::Integer(999), Typed::Missing(MissingKind::DontKnow)));
+        let dk = Answer::Missing(MissingAnswer { missing: "dk".into() });
+        assert_eq!(kobo("age", "dk"), (dk.clone(), Typed::Missing(MissingKind::DontKnow)), "a code name");
+
+        // A select_one scale holds choice names: a point is a value, a
+        // missing code outside the scale is missing.
+        assert_eq!(kobo("score", "5"), (Answer::Integer(5), Typed::Int(5)));
+        let code = |c: &str| Answer::Missing(MissingAnswer { missing: c.into() });
+        assert_eq!(kobo("score", "99"), (code("99"), Typed::Missing(MissingKind::DontKnow)));
+        assert_eq!(kobo("score", "-99").1, Typed::Missing(MissingKind::Refused));
+        assert_eq!(kobo("score", "7"), (Answer::Integer(7), Typed::Int(7)), "out of range: flagged later");
+
+        // Options and text: an option is itself, a missing code is missing.
+        assert_eq!(kobo("job", "a").0, Answer::Text("a".into()));
+        assert_eq!(kobo("job", "dk"), (dk.clone(), Typed::Missing(MissingKind::DontKnow)));
+        assert_eq!(kobo("note", "dk"), (dk, Typed::Missing(MissingKind::DontKnow)));
+        assert_eq!(kobo("note", "some words").1, Typed::Text);
     }
 
     /// The shape current KoboToolbox servers post: every question value a
