@@ -341,7 +341,7 @@ impl<R: BufRead, W: Write> Run<'_, R, W> {
         let s = &self.summary;
         let rate = s.accepted as f64 / self.started.elapsed().as_secs_f64().max(1e-3);
         eprintln!(
-            "submit: {} lines read, {} accepted, {} rejected, {} resends, {} waiting ({rate:.0}/s)",
+            "submit: {} lines read, {} accepted, {} rejected, {} resends, {} held ({rate:.0}/s)",
             s.lines,
             s.accepted,
             s.rejected,
