@@ -3,7 +3,8 @@
 //! store, as Kafka Streams' global tables do), copies of the partitions it
 //! owns, and the high watermarks of the responses topic; then builds a
 //! [`View`] and hands it to [`LiveState`] for the readers. Runs on the blocking
-//! pool once per `aggregate.view_interval_ms`, never inside a request.
+//! pool once per `aggregate.view_interval_ms` (or nine times the last build's
+//! duration, when that is longer), never inside a request.
 //!
 //! Costs, bounded: a snapshot is read again only when its state-topic
 //! partition has grown since the last read (a new snapshot was written), and
@@ -27,6 +28,18 @@ use super::{LiveState, late, snapshot};
 /// Builds after which the late-flag scan runs even when no part changed (an
 /// address reused by a new part cannot hide a change for longer).
 const RESCAN_EVERY: u32 = 10;
+
+/// After a build the builder waits at least this many times as long as the
+/// build took, so it takes at most a tenth of a core (and holds the
+/// aggregator's lock, to copy the owned partitions, for at most a tenth of
+/// the time) however large the study's state grows.
+const WAIT_PER_BUILD: u32 = 9;
+
+/// The wait before the next build: the configured interval, or
+/// [`WAIT_PER_BUILD`] times the last build's duration when that is longer.
+fn wait_after(interval: Duration, build_took: Duration) -> Duration {
+    interval.max(build_took.saturating_mul(WAIT_PER_BUILD))
+}
 
 /// The reader's state between builds.
 pub(crate) struct Global {
@@ -204,12 +217,14 @@ pub(crate) async fn run(
 ) {
     loop {
         let s = shared.clone();
+        let started = std::time::Instant::now();
         // Kafka calls and merging block: on the blocking pool, one build at a time.
         let built = tokio::task::spawn_blocking(move || {
             let view = global.build_blocking(&s);
             (global, view)
         })
         .await;
+        let took = started.elapsed();
         match built {
             Ok((g, (view, late))) => {
                 global = g;
@@ -225,6 +240,20 @@ pub(crate) async fn run(
                 return;
             }
         }
-        tokio::time::sleep(interval).await;
+        tokio::time::sleep(wait_after(interval, took)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builder_waits_the_interval_or_nine_times_its_last_build_whichever_is_longer() {
+        let second = Duration::from_secs(1);
+        assert_eq!(wait_after(second, Duration::from_millis(20)), second);
+        assert_eq!(wait_after(second, Duration::from_millis(111)), second);
+        assert_eq!(wait_after(second, Duration::from_millis(200)), Duration::from_millis(1_800));
+        assert_eq!(wait_after(Duration::ZERO, Duration::from_millis(3)), Duration::from_millis(27));
     }
 }
