@@ -21,7 +21,7 @@ Scenarios (all by default; pick with --only NAME):
 The sums over instances include the quota gauges; the kill scenario also
 compares the quotas JSON with the offline report's.
 
-Usage: tests/faults/run.py --bin target/debug/fieldwatch [--records 50000] [--seed 7] [--only kill]
+Usage: tests/faults/run.py --bin target/release/fieldwatch [--records 50000] [--seed 7] [--only kill]
 Standard library only. Every process is killed at the end, whatever happens, and
 everything the run writes (the interviews file, each scenario's broker data and
 logs) lives in one temporary directory that is removed at the end, also on
