@@ -39,7 +39,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::instrument::{Item, KindDef, Study};
+use crate::instrument::{KindDef, Study};
 use crate::validate::{Answer, MissingAnswer, Submission};
 
 /// ODK/KoboToolbox metadata questions that carry no answer.
@@ -122,7 +122,7 @@ pub fn submission(study: &Study, form: Option<&str>, payload: &Map<String, Value
         let item = form_def.and_then(|f| f.item(name).map(|i| &f.items[i]));
         match item {
             Some(item) => {
-                answers.insert(name.to_string(), answer(study, item, value));
+                answers.insert(name.to_string(), answer(study, &item.kind, value));
             }
             None if study.dim(name).is_some() => {
                 if let Some(v) = text(Some(value)) {
@@ -173,7 +173,7 @@ fn as_is(value: &Value) -> Answer {
     serde_json::from_value(value.clone()).unwrap_or(Answer::Other(value.clone()))
 }
 
-/// A Kobo value (a string, mostly) as the answer `item` takes. Kobo sends
+/// A Kobo value (a string, mostly) as the answer an item of `kind` takes. Kobo sends
 /// every value as a string; what it means depends on the question:
 ///
 /// - an integer or decimal question (`count`, `number`) holds a number,
@@ -190,7 +190,7 @@ fn as_is(value: &Value) -> Answer {
 ///
 /// A value that does not convert stays text, which validation rejects as
 /// `wrong_kind`, as over gRPC.
-fn answer(study: &Study, item: &Item, value: &Value) -> Answer {
+fn answer(study: &Study, kind: &KindDef, value: &Value) -> Answer {
     let Value::String(s) = value else { return as_is(value) };
     let s = s.trim();
     if s.is_empty() {
@@ -198,7 +198,6 @@ fn answer(study: &Study, item: &Item, value: &Value) -> Answer {
     }
     let missing = || study.missing_kind(s).map(|_| Answer::Missing(MissingAnswer { missing: s.to_string() }));
     let text = || Answer::Text(s.to_string());
-    let kind = &item.kind;
     match kind {
         KindDef::Count { .. } | KindDef::Number { .. } => {
             number(s, kind).or_else(missing).unwrap_or_else(text)
@@ -345,13 +344,13 @@ mod tests {
         let st = demo();
         let scale = item_of(&st, |k| matches!(k, KindDef::Scale { .. }));
         let code = st.def.missing_codes[0].code.clone();
-        let item = &st.forms[0].items[st.forms[0].item(&scale).expect("item")];
+        let kind = &st.forms[0].items[st.forms[0].item(&scale).expect("item")].kind;
         assert_eq!(
-            answer(&st, item, &Value::String(code.clone())),
+            answer(&st, kind, &Value::String(code.clone())),
             Answer::Missing(MissingAnswer { missing: code })
         );
-        assert_eq!(answer(&st, item, &Value::String("lots".into())), Answer::Text("lots".into()));
-        assert_eq!(answer(&st, item, &Value::String(String::new())), Answer::Blank);
+        assert_eq!(answer(&st, kind, &Value::String("lots".into())), Answer::Text("lots".into()));
+        assert_eq!(answer(&st, kind, &Value::String(String::new())), Answer::Blank);
     }
 
     /// Kobo sends an integer question's value as a string. It must mean
