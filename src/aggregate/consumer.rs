@@ -55,16 +55,19 @@ pub(crate) async fn save_snapshots(
     which: Option<&[i32]>,
 ) -> TopicPartitionList {
     let mut tpl = TopicPartitionList::new();
-    for s in shared.snapshots(only_changed, which) {
-        match store.save(&s, snapshot_id()).await {
+    // One partition at a time: at most one partition's encoded state is
+    // held beside the live state.
+    for partition in shared.snapshots_due(only_changed, which) {
+        let Some((next_offset, bytes)) = shared.encoded_snapshot(partition) else { continue };
+        match store.save_encoded(partition, &bytes, snapshot_id()).await {
             Ok(_) => {
                 // Committed only now that the state topic acknowledged the snapshot.
-                if let Some(commit) = shared.snapshot_written(s.partition, s.next_offset) {
-                    let _ = tpl.add_partition_offset(topic, s.partition, Offset::Offset(commit));
+                if let Some(commit) = shared.snapshot_written(partition, next_offset) {
+                    let _ = tpl.add_partition_offset(topic, partition, Offset::Offset(commit));
                 }
             }
             Err(e) => {
-                tracing::warn!(partition = s.partition, error = %crate::errors::chain(&e), "snapshot failed")
+                tracing::warn!(partition, error = %crate::errors::chain(&e), "snapshot failed")
             }
         }
     }
@@ -243,14 +246,22 @@ pub async fn run(
     tokio::pin!(shutdown);
     let mut idle = IdleWatch::new(Duration::from_millis(config.session_timeout_ms.saturating_mul(2)));
     // Snapshot cadence; each tick saves the partitions changed since their last snapshot.
-    let mut snapshot_tick =
-        tokio::time::interval(Duration::from_millis(config.snapshot_interval_ms.max(100)));
+    let snapshot_interval = Duration::from_millis(config.snapshot_interval_ms.max(100));
+    let mut snapshot_tick = tokio::time::interval(snapshot_interval);
     snapshot_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             _ = snapshot_tick.tick() => {
+                let started = std::time::Instant::now();
                 let tpl = save_snapshots(&shared, &store, &kafka.responses_topic, true, None).await;
+                // Saving holds up applying: as the state grows, save less
+                // often (at most a tenth of the time), as the view does.
+                let took = started.elapsed();
+                let wait = global::wait_after(snapshot_interval, took);
+                if wait > snapshot_interval {
+                    snapshot_tick.reset_after(wait);
+                }
                 if tpl.count() > 0 && let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
                     tracing::warn!(error = %crate::errors::chain(&e), "offset commit failed");
                 }

@@ -35,9 +35,10 @@ const RESCAN_EVERY: u32 = 10;
 /// the time) however large the study's state grows.
 const WAIT_PER_BUILD: u32 = 9;
 
-/// The wait before the next build: the configured interval, or
-/// [`WAIT_PER_BUILD`] times the last build's duration when that is longer.
-fn wait_after(interval: Duration, build_took: Duration) -> Duration {
+/// The wait before the next build (or snapshot round, see
+/// [`super::consumer`]): the configured interval, or [`WAIT_PER_BUILD`]
+/// times the last one's duration when that is longer.
+pub(super) fn wait_after(interval: Duration, build_took: Duration) -> Duration {
     interval.max(build_took.saturating_mul(WAIT_PER_BUILD))
 }
 
@@ -66,7 +67,15 @@ pub(crate) struct Global {
     scanned: Vec<(i32, usize)>,
     /// Builds since the last scan.
     unscanned: u32,
+    /// What the last view was built from (see [`Global::parts_key`]) and
+    /// that view: while the parts stay the same, it is only refreshed.
+    last: Option<(PartsKey, View)>,
 }
+
+/// What a view was built from: the topic's partitions, and per part
+/// (partition, owned, then the owned copy's generation, next offset and
+/// revision, or the state topic's end offset when the snapshot was read).
+type PartsKey = (Vec<i32>, Vec<(i32, bool, u64, i64, u64)>);
 
 impl std::fmt::Debug for Global {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -94,6 +103,7 @@ impl Global {
             owned: BTreeMap::new(),
             scanned: Vec::new(),
             unscanned: 0,
+            last: None,
         })
     }
 
@@ -151,9 +161,25 @@ impl Global {
                 .filter_map(|(p, (_, part))| part.as_deref().map(|x| (*p, Source::Snapshot, x))),
         );
         let now_ms = chrono::Utc::now().timestamp_millis();
-        let view = View::build(parts, &partitions, &high, now_ms);
+        let key = self.parts_key(&partitions);
+        let view = match &self.last {
+            Some((k, last)) if *k == key => last.refreshed(&partitions, &high, now_ms),
+            _ => View::build(parts, &partitions, &high, now_ms),
+        };
+        self.last = Some((key, view.clone()));
         let late = self.flag_late(shared, &view, &owned);
         (view, late)
+    }
+
+    /// What a view built now would be built from.
+    fn parts_key(&self, partitions: &[i32]) -> PartsKey {
+        let owned = self
+            .owned
+            .iter()
+            .map(|(p, ((generation, next, revision), _))| (*p, true, *generation, *next, *revision));
+        let read =
+            self.snapshots.iter().map(|(p, (end, part))| (*p, false, u64::from(part.is_some()), *end, 0));
+        (partitions.to_vec(), owned.chain(read).collect())
     }
 
     /// Flags, on the owned partitions, the first copies of answers that
@@ -181,11 +207,11 @@ impl Global {
         self.scanned = seen;
         self.unscanned = 0;
         let mut out = Vec::new();
-        for (p, wanted) in late::late_candidates(view, owned) {
+        for (&p, wanted) in view.late_candidates() {
             let mut offsets: Vec<i64> = wanted.iter().map(|(_, o)| o.offset).collect();
             offsets.dedup();
             let read = late::read_records(&self.records, &self.responses_topic, p, &offsets, self.timeout);
-            for (hash, origin) in wanted {
+            for &(hash, origin) in wanted {
                 if let Some(record) = read.get(&origin.offset).and_then(|r| shared.late_flag(hash, origin, r))
                 {
                     out.push(record);

@@ -5,8 +5,8 @@
 //! every later one is flagged when applied. Across partitions the
 //! study-wide first copy is the smallest [`Origin`] (received at, then
 //! partition, then offset) over the partitions' first copies; the view
-//! ([`super::view`]) keeps that minimum per fingerprint when it merges the
-//! partitions. After each build, [`late_candidates`] lists the owned
+//! ([`super::view`]) finds that minimum per fingerprint when it compares the
+//! partitions. Each build ([`super::view::View::late_candidates`]) lists the owned
 //! partitions' first copies that are not the study-wide first and not yet
 //! flagged; [`read_records`] reads them back from the responses topic (the
 //! state keeps only the fingerprint's origin, not the interview) and
@@ -27,30 +27,11 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use super::LiveState;
 use super::flag_publisher::QualityRecord;
 use super::state::received_at_of;
-use super::view::{Part, View};
 use crate::fieldwork::review::{FlaggedCheck, FlaggedInterview};
 use crate::proto::v1;
 use crate::quality::{Check, check};
 use crate::results::{Origin, StudyState};
 use crate::validate::validate_in;
-
-/// Per owned partition, the first copies to flag late: (fingerprint, origin),
-/// in origin (so offset) order. Pure.
-pub(crate) fn late_candidates(view: &View, owned: &[(i32, Arc<Part>)]) -> BTreeMap<i32, Vec<(u128, Origin)>> {
-    let mut out: BTreeMap<i32, Vec<(u128, Origin)>> = BTreeMap::new();
-    for (p, part) in owned {
-        for (study, state) in &part.studies {
-            let found = state.late_duplicates(&view.study(study));
-            if !found.is_empty() {
-                out.entry(*p).or_default().extend(found);
-            }
-        }
-    }
-    for list in out.values_mut() {
-        list.sort_unstable_by_key(|(_, o)| *o);
-    }
-    out
-}
 
 /// Reads the records at `offsets` (sorted) of `partition` of `topic`:
 /// offset -> payload. Blocking, bounded by `timeout`; what is not read in
@@ -138,6 +119,7 @@ impl LiveState {
         let at = ps.flagged.partition_point(|f| f.source_offset < origin.offset);
         let flagged = match ps.flagged.get_mut(at) {
             Some(f) if f.source_offset == origin.offset && f.study == study.id() => {
+                let f = Arc::make_mut(f);
                 // Where `pipeline::raised` puts it: after the record's own
                 // checks, before speeding.
                 let i = f.checks.iter().position(|c| c.check == Check::Speeder).unwrap_or(f.checks.len());
@@ -156,7 +138,7 @@ impl LiveState {
                     source_partition: origin.partition,
                     source_offset: origin.offset,
                 };
-                ps.flagged.insert(at, f.clone());
+                ps.flagged.insert(at, Arc::new(f.clone()));
                 f
             }
         };
@@ -169,7 +151,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::aggregate::view::Source;
+    use crate::aggregate::view::{Source, View};
     use crate::instrument::{Catalog, Study};
     use crate::proto::ENVELOPE_VERSION;
 
@@ -206,11 +188,11 @@ forms:
     }
 
     /// The view over the owned partitions, as the view task builds it.
-    fn view(shared: &LiveState) -> (View, Vec<(i32, Arc<Part>)>) {
+    fn view(shared: &LiveState) -> View {
         let owned = shared.owned_parts(&mut BTreeMap::new());
         let partitions: Vec<i32> = owned.iter().map(|(p, _)| *p).collect();
         let parts = owned.iter().map(|(p, part)| (*p, Source::Owned, part.as_ref()));
-        (View::build(parts, &partitions, &BTreeMap::new(), 0), owned)
+        View::build(parts, &partitions, &BTreeMap::new(), 0)
     }
 
     #[test]
@@ -233,9 +215,9 @@ forms:
             shared.snapshot_written(p, next);
         }
 
-        let (v, owned) = view(&shared);
+        let v = view(&shared);
         assert_eq!(v.study("t").possible_duplicates(), 2, "three copies");
-        let candidates = late_candidates(&v, &owned);
+        let candidates = v.late_candidates().clone();
         let (hash, origin) = match candidates.get(&0).map(Vec::as_slice) {
             Some([one]) => *one,
             other => panic!("one candidate in partition 0: {other:?}"),
@@ -254,8 +236,8 @@ forms:
         assert!(shared.late_flag(hash, origin, &envelope("r9", "s9", 4, 200)).is_none());
 
         // The partition's flagged list stays in offset order; the count equals the flags.
-        let (v, owned) = view(&shared);
-        assert!(late_candidates(&v, &owned).is_empty());
+        let v = view(&shared);
+        assert!(v.late_candidates().is_empty());
         let study = v.study("t");
         assert_eq!(study.possible_duplicate_flags(), 2);
         assert_eq!(study.possible_duplicates(), study.possible_duplicate_flags());
@@ -275,9 +257,29 @@ forms:
         restored.assign(0, Some(decoded));
         restored.assign(1, None);
         assert_eq!(restored.apply_record(1, 0, Some(&early)).0, crate::aggregate::Outcome::Applied);
-        let (v, owned) = view(&restored);
-        assert!(late_candidates(&v, &owned).is_empty(), "a restored superseded copy is not flagged again");
+        let v = view(&restored);
+        assert!(v.late_candidates().is_empty(), "a restored superseded copy is not flagged again");
         assert_eq!(v.study("t").possible_duplicate_flags(), 2);
+    }
+
+    #[test]
+    fn an_encoded_snapshot_made_from_the_live_state_holds_what_a_copy_holds() {
+        let shared = live();
+        shared.assign(0, None);
+        shared.assign(1, None);
+        for (i, p, offset) in [(0, 0, 0), (1, 0, 1), (2, 1, 0), (3, 0, 2)] {
+            let record = envelope(&format!("r{i}"), &format!("s{i}"), 2, 100);
+            assert_eq!(shared.apply_record(p, offset, Some(&record)).0, crate::aggregate::Outcome::Applied);
+        }
+        assert_eq!(shared.snapshots_due(true, None), [0, 1]);
+        assert_eq!(shared.snapshots_due(true, Some(&[1][..])), [1]);
+        let copies = shared.snapshots(false, None);
+        for copy in copies {
+            let (next, bytes) = shared.encoded_snapshot(copy.partition).expect("owned");
+            assert_eq!(next, copy.next_offset);
+            assert_eq!(crate::aggregate::snapshot::decode(&bytes).expect("decodes"), copy);
+        }
+        assert!(shared.encoded_snapshot(7).is_none());
     }
 
     #[test]
@@ -294,7 +296,7 @@ forms:
         {
             let mut g = shared.lock();
             let ps = g.partitions.get_mut(&0).expect("owned");
-            ps.flagged.push(FlaggedInterview {
+            ps.flagged.push(Arc::new(FlaggedInterview {
                 study: "t".into(),
                 form: "fa".into(),
                 submission_id: "s2".into(),
@@ -307,10 +309,10 @@ forms:
                 ],
                 source_partition: 0,
                 source_offset: 0,
-            });
+            }));
         }
-        let (v, owned) = view(&shared);
-        let (hash, origin) = late_candidates(&v, &owned)[&0][0];
+        let v = view(&shared);
+        let (hash, origin) = v.late_candidates()[&0][0];
         let record = shared.late_flag(hash, origin, &copy).expect("flagged late");
         let checks: Vec<Check> = record.flagged.checks.iter().map(|c| c.check).collect();
         assert_eq!(checks, [Check::Straightlining, Check::PossibleDuplicate, Check::Speeder]);

@@ -90,19 +90,35 @@ pub enum FormatError {
 
 /// Encodes a snapshot (deterministic: the same snapshot, the same bytes).
 pub fn encode(snap: &Snapshot) -> Vec<u8> {
+    let mut m = message(snap.catalog, snap.partition, snap.next_offset, snap.studies.iter(), Vec::new());
+    m.version = snap.version;
+    m.flagged_json = snap.flagged_json.clone();
+    m.encode_to_vec()
+}
+
+/// The message of a partition's state at [`FORMAT_VERSION`], from borrowed
+/// states (no copy of a state is made; studies in id order), for
+/// [`prost::Message::encode_to_vec`].
+pub(crate) fn message<'a>(
+    catalog: u64,
+    partition: i32,
+    next_offset: i64,
+    studies: impl Iterator<Item = (&'a String, &'a StudyState)>,
+    flagged_json: Vec<u8>,
+) -> pb::PartitionSnapshot {
+    let mut studies: Vec<(&String, &StudyState)> = studies.collect();
+    studies.sort_unstable_by_key(|(id, _)| *id);
     pb::PartitionSnapshot {
-        version: snap.version,
-        catalog: snap.catalog,
-        partition: snap.partition,
-        next_offset: snap.next_offset,
-        studies: snap
-            .studies
-            .iter()
+        version: FORMAT_VERSION,
+        catalog,
+        partition,
+        next_offset,
+        studies: studies
+            .into_iter()
             .map(|(id, st)| pb::StudyEntry { study: id.clone(), state: Some(st.to_wire()) })
             .collect(),
-        flagged_json: snap.flagged_json.clone(),
+        flagged_json,
     }
-    .encode_to_vec()
 }
 
 /// Decodes a snapshot of a readable format version.
@@ -179,23 +195,25 @@ impl Store {
 
     /// Writes a snapshot and waits until every chunk is acknowledged.
     pub async fn save(&self, snap: &Snapshot, id: u64) -> Result<usize, SnapshotError> {
-        let bytes = encode(snap);
+        self.save_encoded(snap.partition, &encode(snap), id).await
+    }
+
+    /// Writes an encoded snapshot of `partition` and waits until every
+    /// chunk is acknowledged.
+    pub async fn save_encoded(&self, partition: i32, bytes: &[u8], id: u64) -> Result<usize, SnapshotError> {
         let chunks: Vec<&[u8]> = bytes.chunks(CHUNK_BYTES).collect();
         let n = chunks.len().max(1);
         let id = format!("{id:016x}");
         // Sent one after another: with the idempotent producer they land in
         // order and contiguously (this process is the partition's only writer).
         for (i, chunk) in chunks.iter().enumerate() {
-            let key = format!("{}/{i}", snap.partition);
+            let key = format!("{partition}/{i}");
             let index = format!("{i}/{n}");
             let headers = OwnedHeaders::new()
                 .insert(Header { key: "fw-snapshot", value: Some(id.as_str()) })
                 .insert(Header { key: "fw-chunk", value: Some(index.as_str()) });
-            let record = FutureRecord::to(&self.topic)
-                .partition(snap.partition)
-                .key(&key)
-                .payload(*chunk)
-                .headers(headers);
+            let record =
+                FutureRecord::to(&self.topic).partition(partition).key(&key).payload(*chunk).headers(headers);
             self.producer.send(record, self.timeout).await.map_err(|(e, _)| SnapshotError::NotAcked(e))?;
         }
         Ok(bytes.len())

@@ -46,14 +46,28 @@ pub struct PartitionState {
     /// for every assignment, so the flag publisher knows to look up
     /// again what was published.
     pub generation: u64,
-    /// The flagged interviews of the partition, in offset order.
-    pub flagged: Vec<FlaggedInterview>,
+    /// The flagged interviews of the partition, in offset order. Shared
+    /// (`Arc`) so that the view's copies of the list cost a pointer per
+    /// flagged interview, not the interview.
+    pub flagged: Vec<Arc<FlaggedInterview>>,
     /// Changes made without a new record (late possible-duplicate flags,
     /// [`LiveState::late_flag`]): the view recopies and the next snapshot
     /// saves a partition whose revision moved.
     pub revision: u64,
     /// The revision the last snapshot taken holds.
     pub snapshot_revision: u64,
+}
+
+impl PartitionState {
+    /// Whether partition `p` (this state) is to be snapshotted: it is in
+    /// `which` (or that is none) and, if `only_changed`, changed since its
+    /// last snapshot.
+    fn snapshot_due(&self, p: i32, only_changed: bool, which: Option<&[i32]>) -> bool {
+        which.is_none_or(|w| w.contains(&p))
+            && (!only_changed
+                || self.offsets.changed_since_snapshot()
+                || self.revision != self.snapshot_revision)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -172,18 +186,41 @@ impl LiveState {
         }
     }
 
+    /// The owned partitions to snapshot: those in `which` (or all), only
+    /// those changed since their last snapshot if `only_changed`.
+    pub(crate) fn snapshots_due(&self, only_changed: bool, which: Option<&[i32]>) -> Vec<i32> {
+        let g = self.lock();
+        g.partitions
+            .iter()
+            .filter(|(p, s)| s.snapshot_due(**p, only_changed, which))
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    /// The encoded snapshot of an owned partition as of now: (next offset,
+    /// bytes). Made one partition at a time from the live state, without
+    /// copying it; the lock is held while the state is packed, not while
+    /// the message is encoded. None when the partition is not owned.
+    pub(crate) fn encoded_snapshot(&self, partition: i32) -> Option<(i64, Vec<u8>)> {
+        let message = {
+            let mut g = self.lock();
+            let s = g.partitions.get_mut(&partition)?;
+            // As in `snapshots`: late flags not saved by a failed snapshot
+            // are raised again by the view.
+            s.snapshot_revision = s.revision;
+            let flagged_json = serde_json::to_vec(&s.flagged).unwrap_or_default();
+            snapshot::message(self.fingerprint, partition, s.offsets.next(), s.studies.iter(), flagged_json)
+        };
+        Some((message.next_offset, message.encode_to_vec()))
+    }
+
     /// Snapshots of the owned partitions (all, or only those changed since
-    /// their last snapshot).
+    /// their last snapshot), as copies.
     pub(crate) fn snapshots(&self, only_changed: bool, which: Option<&[i32]>) -> Vec<snapshot::Snapshot> {
         let mut g = self.lock();
         g.partitions
             .iter_mut()
-            .filter(|(p, s)| {
-                which.is_none_or(|w| w.contains(p))
-                    && (!only_changed
-                        || s.offsets.changed_since_snapshot()
-                        || s.revision != s.snapshot_revision)
-            })
+            .filter(|(p, s)| s.snapshot_due(**p, only_changed, which))
             .map(|(p, s)| {
                 // A snapshot that fails to save leaves the late flags to the
                 // next one (a record or a revoke); lost in a crash, they are
@@ -280,14 +317,15 @@ impl LiveState {
         let Some(flagged) = step.flagged else {
             return (outcome, None);
         };
-        ps.flagged.push(flagged.clone());
+        ps.flagged.push(Arc::new(flagged.clone()));
         (outcome, Some(QualityRecord { generation: ps.generation, flagged, late: false }))
     }
 
     /// One page of the study's flagged interviews in the partitions owned now.
     pub fn flags(&self, study: &str, filter: &FlagFilter, page: usize, per_page: usize) -> FlagPage {
         let g = self.lock();
-        let all = g.partitions.values().flat_map(|p| p.flagged.iter()).filter(|f| f.study == study);
+        let all =
+            g.partitions.values().flat_map(|p| p.flagged.iter().map(|f| &**f)).filter(|f| f.study == study);
         review::page(all, filter, page, per_page)
     }
 

@@ -13,12 +13,14 @@
 //! requests never take the aggregator's mutex and never merge anything
 //! themselves (issue 15, isolation).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::fieldwork::review::{self, FlagFilter, FlagPage, FlaggedInterview};
-use crate::results::StudyState;
+use crate::results::{Origin, StudyState};
 
 /// Where a partition's part of the view comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -39,8 +41,8 @@ pub struct Part {
     pub next_offset: i64,
     /// Results per study (counts only, see [`StudyState::counts_only`]).
     pub studies: BTreeMap<String, StudyState>,
-    /// The partition's flagged interviews.
-    pub flagged: Vec<FlaggedInterview>,
+    /// The partition's flagged interviews (shared with the live state).
+    pub flagged: Vec<Arc<FlaggedInterview>>,
     /// For an owned partition, its assignment's generation (see
     /// [`super::PartitionState::generation`]); 0 for a snapshot.
     pub generation: u64,
@@ -78,20 +80,35 @@ pub struct Freshness {
     pub partitions: Vec<PartitionFreshness>,
 }
 
-/// The study-wide view of one moment.
+/// The study-wide view of one moment: what the parts held, shared, and
+/// how complete and fresh that was when the view was made.
 #[derive(Debug, Clone)]
 pub struct View {
+    content: Arc<Content>,
+    freshness: Freshness,
+}
+
+/// What a view's parts held. Summaries (counts, no per-interview keys but
+/// durations, see [`StudyState::merge_summary`]), so its size does not grow
+/// with the interviews; the fingerprints of every part are compared during
+/// the build and dropped after it.
+#[derive(Debug)]
+struct Content {
     studies: HashMap<String, StudyState>,
     /// Flagged interviews per study, in review order (see [`review::page`]).
-    flagged: HashMap<String, Vec<FlaggedInterview>>,
-    /// Next offset reflected per partition.
-    offsets: BTreeMap<i32, i64>,
-    freshness: Freshness,
+    flagged: HashMap<String, Vec<Arc<FlaggedInterview>>>,
+    /// Per partition in the view: where its part came from and its next offset.
+    offsets: BTreeMap<i32, (Source, i64)>,
     /// The owned partitions the view was built with: (partition, generation).
     owned_key: Vec<(i32, u64)>,
     /// Per study, the merge of the owned partitions only: what this
-    /// instance exports to Prometheus.
-    owned: HashMap<String, StudyState>,
+    /// instance exports to Prometheus. None when every part is owned (as in
+    /// `serve`): then it is `studies`.
+    owned: Option<HashMap<String, StudyState>>,
+    /// Per owned partition, its first copies of answers that came first in
+    /// another partition and are not flagged yet: (fingerprint, origin), in
+    /// origin order (see [`super::late`]).
+    late: BTreeMap<i32, Vec<(u128, Origin)>>,
 }
 
 impl Default for View {
@@ -119,17 +136,18 @@ impl View {
                 chosen.entry(p).or_insert((source, part));
             }
         }
+        let all_owned = chosen.values().all(|(source, _)| *source == Source::Owned);
         let mut studies: HashMap<String, StudyState> = HashMap::new();
-        let mut flagged: HashMap<String, Vec<FlaggedInterview>> = HashMap::new();
+        let mut flagged: HashMap<String, Vec<Arc<FlaggedInterview>>> = HashMap::new();
         let mut offsets = BTreeMap::new();
         let mut owned: HashMap<String, StudyState> = HashMap::new();
         let mut owned_key = Vec::new();
         for (p, (source, part)) in &chosen {
-            offsets.insert(*p, part.next_offset);
+            offsets.insert(*p, (*source, part.next_offset));
             for (id, s) in &part.studies {
-                studies.entry(id.clone()).or_default().merge(s);
-                if *source == Source::Owned {
-                    owned.entry(id.clone()).or_default().merge(s);
+                studies.entry(id.clone()).or_default().merge_summary(s);
+                if *source == Source::Owned && !all_owned {
+                    owned.entry(id.clone()).or_default().merge_summary(s);
                 }
             }
             if *source == Source::Owned {
@@ -139,44 +157,25 @@ impl View {
                 flagged.entry(f.study.clone()).or_default().push(f.clone());
             }
         }
+        let late = across_partitions(&chosen, &mut studies);
         for list in flagged.values_mut() {
             sort_for_review(list);
         }
-        let mut sorted: Vec<i32> = partitions.to_vec();
-        sorted.sort_unstable();
-        sorted.dedup();
-        let per_partition: Vec<PartitionFreshness> = sorted
-            .iter()
-            .map(|&p| {
-                let (source, next_offset) =
-                    chosen.get(&p).map_or((Source::Missing, None), |(s, part)| (*s, Some(part.next_offset)));
-                let high_watermark = high.get(&p).copied();
-                let lag = match (next_offset, high_watermark) {
-                    (Some(n), Some(h)) => Some((h - n).max(0)),
-                    _ => None,
-                };
-                PartitionFreshness { partition: p, source, next_offset, high_watermark, lag }
-            })
-            .collect();
-        let complete = !per_partition.is_empty()
-            && per_partition.iter().all(|f| f.source != Source::Missing && f.lag == Some(0));
-        let lag_records = per_partition.iter().filter_map(|f| f.lag).sum();
-        let as_of = chrono::DateTime::from_timestamp_millis(built_at_ms)
-            .unwrap_or_default()
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        View {
-            studies,
-            flagged,
-            offsets,
-            freshness: Freshness { complete, as_of, lag_records, partitions: per_partition },
-            owned_key,
-            owned,
-        }
+        let content =
+            Content { studies, flagged, offsets, owned_key, owned: (!all_owned).then_some(owned), late };
+        View { freshness: content.freshness(partitions, high, built_at_ms), content: Arc::new(content) }
+    }
+
+    /// This view's content as of a later moment, when no part changed
+    /// since it was built: only the freshness is new (the high watermarks
+    /// may have moved).
+    pub fn refreshed(&self, partitions: &[i32], high: &BTreeMap<i32, i64>, at_ms: i64) -> View {
+        View { content: self.content.clone(), freshness: self.content.freshness(partitions, high, at_ms) }
     }
 
     /// The study's state over every partition in the view (empty when none has any).
     pub fn study(&self, id: &str) -> StudyStateRef<'_> {
-        StudyStateRef(self.studies.get(id))
+        StudyStateRef(self.content.studies.get(id))
     }
 
     /// The study's state over the partitions this instance owned when the
@@ -184,7 +183,14 @@ impl View {
     /// (partition, generation) pairs owned now, in partition order); none
     /// after a rebalance, until the next build.
     pub fn owned_study(&self, id: &str, ownership: &[(i32, u64)]) -> Option<StudyStateRef<'_>> {
-        (self.owned_key == ownership).then(|| StudyStateRef(self.owned.get(id)))
+        let owned = self.content.owned.as_ref().unwrap_or(&self.content.studies);
+        (self.content.owned_key == ownership).then(|| StudyStateRef(owned.get(id)))
+    }
+
+    /// Per owned partition, the first copies of answers to flag late (see
+    /// [`super::late`]): (fingerprint, origin), in origin order.
+    pub(crate) fn late_candidates(&self) -> &BTreeMap<i32, Vec<(u128, Origin)>> {
+        &self.content.late
     }
 
     /// How complete and fresh the view is.
@@ -197,13 +203,43 @@ impl View {
     /// read-your-writes: a client that got `(partition, offset)` for its
     /// write waits until this is true.
     pub fn includes(&self, partition: i32, offset: i64) -> bool {
-        self.offsets.get(&partition).is_some_and(|&next| next > offset)
+        self.content.offsets.get(&partition).is_some_and(|&(_, next)| next > offset)
     }
 
     /// One page of the study's flagged interviews, over every partition in the view.
     pub fn flags(&self, study: &str, filter: &FlagFilter, page: usize, per_page: usize) -> FlagPage {
-        let all = self.flagged.get(study).map(|v| v.as_slice()).unwrap_or_default();
-        review::page(all.iter(), filter, page, per_page)
+        let all = self.content.flagged.get(study).map(|v| v.as_slice()).unwrap_or_default();
+        review::page(all.iter().map(|f| &**f), filter, page, per_page)
+    }
+}
+
+impl Content {
+    /// How complete and fresh this content is against the topic's
+    /// `partitions` and their high watermarks `high`, at `at_ms`.
+    fn freshness(&self, partitions: &[i32], high: &BTreeMap<i32, i64>, at_ms: i64) -> Freshness {
+        let mut sorted: Vec<i32> = partitions.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let per_partition: Vec<PartitionFreshness> = sorted
+            .iter()
+            .map(|&p| {
+                let (source, next_offset) =
+                    self.offsets.get(&p).map_or((Source::Missing, None), |(s, next)| (*s, Some(*next)));
+                let high_watermark = high.get(&p).copied();
+                let lag = match (next_offset, high_watermark) {
+                    (Some(n), Some(h)) => Some((h - n).max(0)),
+                    _ => None,
+                };
+                PartitionFreshness { partition: p, source, next_offset, high_watermark, lag }
+            })
+            .collect();
+        let complete = !per_partition.is_empty()
+            && per_partition.iter().all(|f| f.source != Source::Missing && f.lag == Some(0));
+        let lag_records = per_partition.iter().filter_map(|f| f.lag).sum();
+        let as_of = chrono::DateTime::from_timestamp_millis(at_ms)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        Freshness { complete, as_of, lag_records, partitions: per_partition }
     }
 }
 
@@ -220,9 +256,85 @@ impl std::ops::Deref for StudyStateRef<'_> {
     }
 }
 
+/// Compares the answer fingerprints of every part, study by study: adds to
+/// each study's merged summary the possible duplicates whose copies sit in
+/// different partitions (a fingerprint in k partitions adds k - 1), and
+/// returns per owned partition its first copies that are not the study-wide
+/// first (the smallest [`Origin`]) and not flagged yet. The index it builds
+/// lives only for the call.
+fn across_partitions(
+    chosen: &BTreeMap<i32, (Source, &Part)>,
+    studies: &mut HashMap<String, StudyState>,
+) -> BTreeMap<i32, Vec<(u128, Origin)>> {
+    let mut late: BTreeMap<i32, Vec<(u128, Origin)>> = BTreeMap::new();
+    let ids: BTreeSet<&String> = chosen.values().flat_map(|(_, part)| part.studies.keys()).collect();
+    for id in ids {
+        let holders: Vec<(i32, Source, &StudyState)> = chosen
+            .iter()
+            .filter_map(|(p, (source, part))| part.studies.get(id).map(|s| (*p, *source, s)))
+            .filter(|(_, _, s)| !s.fingerprints().is_empty())
+            .collect();
+        if holders.len() < 2 {
+            continue;
+        }
+        let capacity = holders.iter().map(|(_, _, s)| s.fingerprints().len()).sum();
+        // Study-wide first copy and number of partitions, per fingerprint.
+        let mut index: HashMap<u128, (Origin, u32), BuildHasherDefault<KeyHasher>> =
+            HashMap::with_capacity_and_hasher(capacity, BuildHasherDefault::default());
+        for (_, _, s) in &holders {
+            for (k, f) in s.fingerprints().iter().filter(|(_, f)| f.count > 0) {
+                index
+                    .entry(*k)
+                    .and_modify(|(first, n)| {
+                        *first = (*first).min(f.first);
+                        *n += 1;
+                    })
+                    .or_insert((f.first, 1));
+            }
+        }
+        let across: u64 = index.values().map(|(_, n)| u64::from(n - 1)).sum();
+        if let Some(st) = studies.get_mut(id) {
+            st.add_folded_duplicates(across);
+        }
+        for (p, source, s) in &holders {
+            if *source == Source::Owned {
+                let found = s.late_duplicates(|k| index.get(&k).map(|(first, _)| *first));
+                if !found.is_empty() {
+                    late.entry(*p).or_default().extend(found);
+                }
+            }
+        }
+    }
+    for list in late.values_mut() {
+        list.sort_unstable_by_key(|(_, o)| *o);
+    }
+    late
+}
+
+/// A hasher for keys that are already hashes (xxh3-128 of the answers):
+/// folds the two halves instead of hashing again.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0 = (n as u64) ^ ((n >> 64) as u64);
+    }
+}
+
 /// Sorts flags in the order [`review::page`] lists them, once per build, so
 /// that paging a request sorts an already sorted list.
-fn sort_for_review(list: &mut [FlaggedInterview]) {
+fn sort_for_review(list: &mut [Arc<FlaggedInterview>]) {
     list.sort_by(|a, b| {
         a.received_at
             .cmp(&b.received_at)
@@ -293,6 +405,73 @@ forms:
         assert_eq!(view.study(&study_id).cells, all.studies[&study_id].cells);
         assert!(view.freshness().complete);
         assert_eq!(view.freshness().lag_records, 0);
+    }
+
+    #[test]
+    fn a_view_of_summaries_counts_duplicates_cases_and_medians_as_the_whole_stream_does() {
+        let cat = catalog();
+        // Answers 1..=3 repeat across and within partitions (each value of
+        // q1 is one fingerprint); durations make medians.
+        let lines: Vec<serde_json::Value> = (0..30)
+            .map(|i| {
+                let mut v = interview(&format!("r{i}"), &format!("s{i}"), 1 + i % 3);
+                let secs = 60 + (i * 37) % 100;
+                v["started_at"] = serde_json::json!("2026-01-01T00:00:00Z");
+                v["completed_at"] =
+                    serde_json::json!(format!("2026-01-01T00:{:02}:{:02}Z", secs / 60, secs % 60));
+                v
+            })
+            .collect();
+        let parts: Vec<Part> = (0..3)
+            .map(|p| {
+                let mine: Vec<serde_json::Value> = lines
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| i % 4 % 3 == p)
+                    .map(|(_, l)| l.clone())
+                    .collect();
+                part(&cat, mine.len() as i64, &mine)
+            })
+            .collect();
+        let whole = part(&cat, 30, &lines);
+        let whole = &whole.studies["t"];
+        let view = View::build(
+            parts.iter().enumerate().map(|(p, part)| (p as i32, Source::Owned, part)),
+            &[0, 1, 2],
+            &BTreeMap::new(),
+            0,
+        );
+        let merged = view.study("t");
+        assert_eq!(merged.possible_duplicates(), whole.possible_duplicates());
+        assert_eq!(merged.possible_duplicates(), 27);
+        assert_eq!(merged.fieldwork.cases(), 30);
+        assert_eq!(merged.interviews(), 30);
+        assert_eq!(merged.cells, whole.cells);
+        assert_eq!(merged.fieldwork.durations, whole.fieldwork.durations);
+        // The view keeps no per-interview keys.
+        assert!(merged.fingerprints().is_empty());
+        assert_eq!(merged.submissions_seen(), 0);
+        // The owned merge is the same state when every part is owned.
+        assert_eq!(
+            view.owned_study("t", &[(0, 1), (1, 1), (2, 1)]).map(|s| s.possible_duplicates()),
+            Some(27)
+        );
+    }
+
+    #[test]
+    fn a_refreshed_view_keeps_its_content_and_reads_the_new_high_watermarks() {
+        let cat = catalog();
+        let p0 = part(&cat, 2, &[interview("r1", "s1", 1), interview("r2", "s2", 2)]);
+        let view = View::build([(0, Source::Owned, &p0)], &[0], &BTreeMap::from([(0, 2)]), 0);
+        assert!(view.freshness().complete);
+        let later = view.refreshed(&[0], &BTreeMap::from([(0, 5)]), 1_000);
+        assert_eq!(later.study("t").interviews(), 2);
+        assert!(!later.freshness().complete);
+        assert_eq!(later.freshness().lag_records, 3);
+        assert_eq!(later.freshness().as_of, "1970-01-01T00:00:01.000Z");
+        // A partition added to the topic since is missing.
+        let wider = view.refreshed(&[0, 1], &BTreeMap::from([(0, 2)]), 0);
+        assert_eq!(wider.freshness().partitions[1].source, Source::Missing);
     }
 
     #[test]
@@ -394,13 +573,13 @@ forms:
         let p0 = Part {
             next_offset: 2,
             studies: BTreeMap::new(),
-            flagged: vec![flag(0, 0, "b"), flag(0, 1, "d")],
+            flagged: vec![Arc::new(flag(0, 0, "b")), Arc::new(flag(0, 1, "d"))],
             generation: 0,
         };
         let p1 = Part {
             next_offset: 1,
             studies: BTreeMap::new(),
-            flagged: vec![flag(1, 0, "a"), flag(1, 1, "c")],
+            flagged: vec![Arc::new(flag(1, 0, "a")), Arc::new(flag(1, 1, "c"))],
             generation: 0,
         };
         let view =

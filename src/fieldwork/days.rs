@@ -138,8 +138,8 @@ forms:
         apply_all(&study, &mut a, &left);
         apply_all(&study, &mut b, &right);
         let mut merged = StudyState::new();
-        merged.merge(&a.counts_only());
-        merged.merge(&b.counts_only());
+        merged.merge_summary(&a.counts_only());
+        merged.merge_summary(&b.counts_only());
         assert_eq!(per_day(&merged.fieldwork), days);
         for who in ["int01", "int02"] {
             assert_eq!(
@@ -149,9 +149,12 @@ forms:
             );
         }
 
-        // Through a snapshot and back.
-        let back = StudyState::from_wire(merged.to_wire()).expect("decodes");
-        assert_eq!(back.fieldwork, merged.fieldwork);
+        // Through a snapshot (of a whole state, as the live one) and back.
+        let mut full = StudyState::new();
+        full.merge(&a);
+        full.merge(&b);
+        let back = StudyState::from_wire(full.to_wire()).expect("decodes");
+        assert_eq!(back.fieldwork, full.fieldwork);
         assert_eq!(back.fieldwork.interviewer_median("int02"), Some(2400.0));
 
         // In the fieldwork report, by interviewer.

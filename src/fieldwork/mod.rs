@@ -191,6 +191,9 @@ pub struct FieldworkState {
     pub records: u64,
     /// Records older than their case's latest: they changed nothing.
     pub superseded: u64,
+    /// Cases whose keys this state no longer holds: a summary's (see
+    /// [`FieldworkState::without_case_keys`]), never a live state's.
+    folded_cases: usize,
 }
 
 /// Equal when they hold the same cases, counts and durations, whatever
@@ -204,6 +207,7 @@ impl PartialEq for FieldworkState {
             && self.days == other.days
             && self.records == other.records
             && self.superseded == other.superseded
+            && self.folded_cases == other.folded_cases
             && self.cases.len() == other.cases.len()
             && self.cases.iter().all(|(k, c)| {
                 other.cases.get(k).is_some_and(|o| {
@@ -222,7 +226,35 @@ fn segment_key(segments: &[usize]) -> Vec<u16> {
 impl FieldworkState {
     /// Cases known (one per case key).
     pub fn cases(&self) -> usize {
-        self.cases.len()
+        self.cases.len() + self.folded_cases
+    }
+
+    /// A copy without the case keys (the number of cases is kept): what
+    /// reading needs, a few bytes per interview less. Cases are disjoint
+    /// across partitions (a case's records share its key, so its
+    /// partition), so such copies of partitions add up exactly.
+    pub fn without_case_keys(&self) -> FieldworkState {
+        FieldworkState {
+            cases: HashMap::new(),
+            groups: Vec::new(),
+            group_ids: HashMap::new(),
+            counts: self.counts.clone(),
+            interviewers: self.interviewers.clone(),
+            durations: self.durations.clone(),
+            interviewer_durations: self.interviewer_durations.clone(),
+            days: self.days.clone(),
+            records: self.records,
+            superseded: self.superseded,
+            folded_cases: self.cases(),
+        }
+    }
+
+    /// Drops the case keys, keeping their number.
+    pub fn fold_case_keys(&mut self) {
+        self.folded_cases += self.cases.len();
+        self.cases = HashMap::new();
+        self.groups = Vec::new();
+        self.group_ids = HashMap::new();
     }
 
     /// The index of a group, added if new.
@@ -324,6 +356,19 @@ impl FieldworkState {
     /// disjoint across partitions; should one appear in both, the later
     /// record wins and the counts keep both.
     pub fn merge(&mut self, other: &FieldworkState) {
+        self.folded_cases += other.folded_cases;
+        self.merge_cases(other);
+        self.merge_counts(other);
+    }
+
+    /// [`FieldworkState::merge`] without the case keys: their number is
+    /// added (cases are disjoint across partitions).
+    pub fn merge_summary(&mut self, other: &FieldworkState) {
+        self.folded_cases += other.cases();
+        self.merge_counts(other);
+    }
+
+    fn merge_cases(&mut self, other: &FieldworkState) {
         for (k, c) in &other.cases {
             match self.cases.get(k) {
                 Some(mine) if mine.time >= c.time => {}
@@ -334,6 +379,9 @@ impl FieldworkState {
                 }
             }
         }
+    }
+
+    fn merge_counts(&mut self, other: &FieldworkState) {
         for (k, c) in &other.counts {
             let mine = self.counts.entry(k.clone()).or_default();
             for (a, b) in mine.iter_mut().zip(c) {

@@ -92,6 +92,9 @@ pub struct StudyState {
     seen_submissions: HashSet<u128>,
     respondents: HashSet<u128>,
     fingerprints: HashMap<u128, Fingerprint>,
+    /// Possible duplicates whose fingerprints this state no longer holds:
+    /// a summary's (see [`StudyState::summary`]), never a live state's.
+    folded_duplicates: u64,
 }
 
 /// Where a record sits in the stream, for ordering copies of the same
@@ -200,7 +203,15 @@ impl StudyState {
     /// Possible duplicates: interviews whose answers equal an earlier one's.
     /// Derived from the fingerprints, so it survives merging.
     pub fn possible_duplicates(&self) -> u64 {
-        self.fingerprints.values().map(|f| u64::from(f.count.saturating_sub(1))).sum()
+        self.fingerprints.values().map(|f| u64::from(f.count.saturating_sub(1))).sum::<u64>()
+            + self.folded_duplicates
+    }
+
+    /// Adds possible duplicates found outside this state's fingerprints: a
+    /// summary's copies whose originals are in other partitions (the
+    /// study-wide view counts them over every partition's fingerprints).
+    pub fn add_folded_duplicates(&mut self, n: u64) {
+        self.folded_duplicates += n;
     }
 
     /// Submission ids seen (counted, retried or duplicate).
@@ -222,19 +233,20 @@ impl StudyState {
     }
 
     /// The fingerprints whose first copy in this state (a partition's) is
-    /// not the first study-wide in `merged` (the merge of every partition's
-    /// state known, this one included) and was not flagged yet: each is a
+    /// not the first study-wide (`earliest` gives a fingerprint's first
+    /// copy over every partition's state known, this one included) and was
+    /// not flagged yet: each is a
     /// possible duplicate of an earlier copy in another partition, to flag
     /// late with [`StudyState::supersede`]. The earliest known copy can only
     /// get earlier as more records are seen, so a fingerprint listed once
     /// stays listed until superseded: every copy but the study-wide first is
     /// flagged exactly once.
-    pub fn late_duplicates(&self, merged: &StudyState) -> Vec<(u128, Origin)> {
+    pub fn late_duplicates(&self, earliest: impl Fn(u128) -> Option<Origin>) -> Vec<(u128, Origin)> {
         let mut out: Vec<(u128, Origin)> = self
             .fingerprints
             .iter()
             .filter(|(_, f)| !f.superseded && f.count > 0)
-            .filter(|(k, f)| merged.fingerprints.get(k).is_some_and(|m| m.first < f.first))
+            .filter(|(k, f)| earliest(**k).is_some_and(|first| first < f.first))
             .map(|(k, f)| (*k, f.first))
             .collect();
         out.sort_unstable_by_key(|(_, o)| *o);
@@ -395,20 +407,22 @@ impl StudyState {
         self.fieldwork.apply_disposition(study, d)
     }
 
-    /// A copy for reading (the study-wide view): every count and the
-    /// answer fingerprints (so possible duplicates stay exact when copies of
-    /// several partitions are merged), without the sets of seen submission
-    /// ids and respondents, which only applying needs.
+    /// A copy for reading (the study-wide view's part of one partition):
+    /// every count and the answer fingerprints (which the view compares
+    /// across partitions), without the sets of seen submission ids,
+    /// respondents and case keys, which only applying needs (the number of
+    /// cases is kept).
     pub fn counts_only(&self) -> StudyState {
         StudyState {
             cells: self.cells.clone(),
             flags: self.flags.clone(),
             retries: self.retries,
             duplicate_respondents: self.duplicate_respondents,
-            fieldwork: self.fieldwork.clone(),
+            fieldwork: self.fieldwork.without_case_keys(),
             seen_submissions: HashSet::new(),
             respondents: HashSet::new(),
             fingerprints: self.fingerprints.clone(),
+            folded_duplicates: self.folded_duplicates,
         }
     }
 
@@ -416,11 +430,27 @@ impl StudyState {
     pub fn into_counts_only(mut self) -> StudyState {
         self.seen_submissions = HashSet::new();
         self.respondents = HashSet::new();
+        self.fieldwork.fold_case_keys();
         self
     }
 
     /// Adds another state (of other partitions) into this one.
     pub fn merge(&mut self, other: &StudyState) {
+        self.merge_with(other, true);
+    }
+
+    /// Adds the counts of another state (of other partitions) into this
+    /// one without its per-interview keys: the result is a summary, whose
+    /// size does not grow with the interviews (but for durations, kept for
+    /// exact medians). Possible duplicates and cases are added as numbers,
+    /// so the copies of answers in two partitions merged this way are not
+    /// recognised; the study-wide view adds them with
+    /// [`StudyState::add_folded_duplicates`].
+    pub fn merge_summary(&mut self, other: &StudyState) {
+        self.merge_with(other, false);
+    }
+
+    fn merge_with(&mut self, other: &StudyState, keys: bool) {
         for (k, c) in &other.cells {
             let mine = self.cells.entry(k.clone()).or_default();
             add_vec(&mut mine.interviews, &c.interviews);
@@ -443,6 +473,12 @@ impl StudyState {
         }
         self.retries += other.retries;
         self.duplicate_respondents += other.duplicate_respondents;
+        if !keys {
+            self.folded_duplicates += other.possible_duplicates();
+            self.fieldwork.merge_summary(&other.fieldwork);
+            return;
+        }
+        self.folded_duplicates += other.folded_duplicates;
         self.seen_submissions.extend(&other.seen_submissions);
         self.respondents.extend(&other.respondents);
         for (k, f) in &other.fingerprints {
