@@ -84,7 +84,7 @@ impl LiveState {
     /// Flags the record `payload` at `origin` (an owned partition's first
     /// copy of answer fingerprint `hash`) as a possible duplicate after the
     /// fact, because a copy in another partition came first study-wide (see
-    /// [`StudyState::late_duplicates`]): marks the fingerprint superseded,
+    /// [`crate::results::late_duplicates`]): marks the fingerprint superseded,
     /// counts the flag, adds the check to the partition's flagged interview
     /// (or lists it) and returns the quality record to publish. None when
     /// nothing is to do: the partition is not owned (any more), the

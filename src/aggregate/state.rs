@@ -31,7 +31,9 @@ pub(super) fn received_at_of(envelope: &v1::Envelope) -> Option<String> {
 
 /// The view builder's copies of the owned partitions: per partition the
 /// (generation, next offset, revision) it was copied at, and the copy.
-pub(crate) type OwnedCache = BTreeMap<i32, ((u64, i64, u64), Arc<Part>)>;
+/// The view task's copies of the owned partitions, kept between builds:
+/// per partition, (generation, next offset, revision) of the copy, and the copy.
+pub type OwnedCache = BTreeMap<i32, ((u64, i64, u64), Arc<Part>)>;
 
 /// The state of one owned partition.
 #[derive(Debug, Clone, Default)]
@@ -146,7 +148,7 @@ impl LiveState {
 
     /// Takes ownership of a partition with a restored snapshot (or empty).
     /// Returns the offset to start reading the partition at.
-    pub(crate) fn assign(&self, partition: i32, restored: Option<snapshot::Snapshot>) -> i64 {
+    pub fn assign(&self, partition: i32, restored: Option<snapshot::Snapshot>) -> i64 {
         let mut g = self.lock();
         g.orphaned = false;
         g.generations += 1;
@@ -361,10 +363,19 @@ impl LiveState {
     /// run no view task).
     #[cfg(test)]
     pub(crate) fn rebuild_view_from_owned(&self) {
-        let owned = self.owned_parts(&mut BTreeMap::new());
+        self.set_view(self.view_of_owned(&mut BTreeMap::new()));
+    }
+
+    /// The view the view task builds while this instance owns every
+    /// partition of the topic (as `serve` does), with `cache` as the task's
+    /// copies of the owned partitions (kept between builds). Freshness says
+    /// not complete: no high watermarks are read. For measuring the state's
+    /// size (`examples/state_bytes.rs`) and for tests.
+    pub fn view_of_owned(&self, cache: &mut OwnedCache) -> view::View {
+        let owned = self.owned_parts(cache);
         let partitions: Vec<i32> = owned.iter().map(|(p, _)| *p).collect();
         let parts = owned.iter().map(|(p, part)| (*p, view::Source::Owned, part.as_ref()));
-        self.set_view(view::View::build(parts, &partitions, &BTreeMap::new(), 0));
+        view::View::build(parts, &partitions, &BTreeMap::new(), 0)
     }
 
     /// The owned partitions with their assignment generations, in partition order.
@@ -388,6 +399,11 @@ impl LiveState {
                     let part = Arc::new(Part {
                         next_offset: ps.offsets.next(),
                         studies: ps.studies.iter().map(|(k, v)| (k.clone(), v.counts_only())).collect(),
+                        fingerprints: ps
+                            .studies
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.fingerprint_list()))
+                            .collect(),
                         flagged: ps.flagged.clone(),
                         generation: ps.generation,
                     });
@@ -412,6 +428,7 @@ impl LiveState {
         });
         Some(Part {
             next_offset: s.next_offset,
+            fingerprints: s.studies.iter().map(|(k, v)| (k.clone(), v.fingerprint_list())).collect(),
             studies: s.studies.into_iter().map(|(k, v)| (k, v.into_counts_only())).collect(),
             flagged,
             generation: 0,

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::fieldwork::review::{self, FlagFilter, FlagPage, FlaggedInterview};
-use crate::results::{Origin, StudyState};
+use crate::results::{Fingerprint, Origin, StudyState, late_duplicates};
 
 /// Where a partition's part of the view comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -41,6 +41,9 @@ pub struct Part {
     pub next_offset: i64,
     /// Results per study (counts only, see [`StudyState::counts_only`]).
     pub studies: BTreeMap<String, StudyState>,
+    /// Answer fingerprints per study (see [`StudyState::fingerprint_list`]),
+    /// compared across partitions during a build.
+    pub fingerprints: BTreeMap<String, Vec<(u128, Fingerprint)>>,
     /// The partition's flagged interviews (shared with the live state).
     pub flagged: Vec<Arc<FlaggedInterview>>,
     /// For an owned partition, its assignment's generation (see
@@ -256,6 +259,9 @@ impl std::ops::Deref for StudyStateRef<'_> {
     }
 }
 
+/// A part holding fingerprints of a study: partition, source, fingerprints.
+type Holder<'a> = (i32, Source, &'a [(u128, Fingerprint)]);
+
 /// Compares the answer fingerprints of every part, study by study: adds to
 /// each study's merged summary the possible duplicates whose copies sit in
 /// different partitions (a fingerprint in k partitions adds k - 1), and
@@ -267,22 +273,22 @@ fn across_partitions(
     studies: &mut HashMap<String, StudyState>,
 ) -> BTreeMap<i32, Vec<(u128, Origin)>> {
     let mut late: BTreeMap<i32, Vec<(u128, Origin)>> = BTreeMap::new();
-    let ids: BTreeSet<&String> = chosen.values().flat_map(|(_, part)| part.studies.keys()).collect();
+    let ids: BTreeSet<&String> = chosen.values().flat_map(|(_, part)| part.fingerprints.keys()).collect();
     for id in ids {
-        let holders: Vec<(i32, Source, &StudyState)> = chosen
+        let holders: Vec<Holder<'_>> = chosen
             .iter()
-            .filter_map(|(p, (source, part))| part.studies.get(id).map(|s| (*p, *source, s)))
-            .filter(|(_, _, s)| !s.fingerprints().is_empty())
+            .filter_map(|(p, (source, part))| part.fingerprints.get(id).map(|s| (*p, *source, s.as_slice())))
+            .filter(|(_, _, s)| !s.is_empty())
             .collect();
         if holders.len() < 2 {
             continue;
         }
-        let capacity = holders.iter().map(|(_, _, s)| s.fingerprints().len()).sum();
+        let capacity = holders.iter().map(|(_, _, s)| s.len()).sum();
         // Study-wide first copy and number of partitions, per fingerprint.
         let mut index: HashMap<u128, (Origin, u32), BuildHasherDefault<KeyHasher>> =
             HashMap::with_capacity_and_hasher(capacity, BuildHasherDefault::default());
         for (_, _, s) in &holders {
-            for (k, f) in s.fingerprints().iter().filter(|(_, f)| f.count > 0) {
+            for (k, f) in s.iter().filter(|(_, f)| f.count > 0) {
                 index
                     .entry(*k)
                     .and_modify(|(first, n)| {
@@ -298,7 +304,7 @@ fn across_partitions(
         }
         for (p, source, s) in &holders {
             if *source == Source::Owned {
-                let found = s.late_duplicates(|k| index.get(&k).map(|(first, _)| *first));
+                let found = late_duplicates(s, |k| index.get(&k).map(|(first, _)| *first));
                 if !found.is_empty() {
                     late.entry(*p).or_default().extend(found);
                 }
@@ -379,8 +385,9 @@ forms:
             let checked = check(study, &rec);
             studies.entry(sub.study.clone()).or_default().apply(study, &rec, &checked);
         }
+        let fingerprints = studies.iter().map(|(k, v)| (k.clone(), v.fingerprint_list())).collect();
         let studies = studies.into_iter().map(|(k, v)| (k, v.counts_only())).collect();
-        Part { next_offset, studies, flagged: Vec::new(), generation: 1 }
+        Part { next_offset, studies, fingerprints, flagged: Vec::new(), generation: 1 }
     }
 
     fn interview(respondent: &str, submission: &str, answer: i64) -> serde_json::Value {
@@ -573,12 +580,14 @@ forms:
         let p0 = Part {
             next_offset: 2,
             studies: BTreeMap::new(),
+            fingerprints: BTreeMap::new(),
             flagged: vec![Arc::new(flag(0, 0, "b")), Arc::new(flag(0, 1, "d"))],
             generation: 0,
         };
         let p1 = Part {
             next_offset: 1,
             studies: BTreeMap::new(),
+            fingerprints: BTreeMap::new(),
             flagged: vec![Arc::new(flag(1, 0, "a")), Arc::new(flag(1, 1, "c"))],
             generation: 0,
         };

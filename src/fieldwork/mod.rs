@@ -31,7 +31,7 @@ pub mod submission;
 pub mod summary;
 pub mod wire;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_128;
@@ -145,18 +145,36 @@ impl Disposition {
     }
 }
 
-/// The latest disposition of one case.
+/// The latest disposition of one case: 16 bytes, so a case costs 32 in
+/// its map with the key (the state per interview, `docs/benchmarks.md`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Case {
-    disposition: Disposition,
-    /// Time of the latest record; `None` only for an interview without
-    /// timestamps that was the case's first record.
-    time: Option<i64>,
+    /// Time of the latest record (Unix ms); [`NO_TIME`] only for an
+    /// interview without timestamps that was the case's first record
+    /// (read through [`Case::time`]; an `Option<i64>` alone takes 16 bytes).
+    time: i64,
     /// The case's segment key and interviewer label, interned: an index
     /// into [`FieldworkState::groups`]. A study has few distinct groups and
     /// many cases, so a case costs 4 bytes here instead of two heap
     /// allocations.
     group: u32,
+    disposition: Disposition,
+    /// A counted interview has this case's key as its respondent key: a
+    /// later interview of the same respondent is a duplicate respondent.
+    interviewed: bool,
+}
+
+// Held at 16 bytes: there is one case per interview.
+const _: () = assert!(std::mem::size_of::<Case>() == 16);
+
+/// [`Case::time`] when none is known. Sorts before every time, as `None`
+/// does before `Some`.
+const NO_TIME: i64 = i64::MIN;
+
+impl Case {
+    fn time(&self) -> Option<i64> {
+        (self.time != NO_TIME).then_some(self.time)
+    }
 }
 
 /// Key of a disposition count: segment key (value index per dimension) and
@@ -194,6 +212,10 @@ pub struct FieldworkState {
     /// Cases whose keys this state no longer holds: a summary's (see
     /// [`FieldworkState::without_case_keys`]), never a live state's.
     folded_cases: usize,
+    /// Respondent keys of counted interviews that have no case here (none
+    /// in practice: a counted interview makes its case, which carries
+    /// [`Case::interviewed`]).
+    interviewed_without_case: HashSet<u128>,
 }
 
 /// Equal when they hold the same cases, counts and durations, whatever
@@ -208,11 +230,13 @@ impl PartialEq for FieldworkState {
             && self.records == other.records
             && self.superseded == other.superseded
             && self.folded_cases == other.folded_cases
+            && self.interviewed_without_case == other.interviewed_without_case
             && self.cases.len() == other.cases.len()
             && self.cases.iter().all(|(k, c)| {
                 other.cases.get(k).is_some_and(|o| {
                     o.disposition == c.disposition
                         && o.time == c.time
+                        && o.interviewed == c.interviewed
                         && other.group(o.group) == self.group(c.group)
                 })
             })
@@ -246,13 +270,42 @@ impl FieldworkState {
             records: self.records,
             superseded: self.superseded,
             folded_cases: self.cases(),
+            interviewed_without_case: HashSet::new(),
         }
+    }
+
+    /// Whether a counted interview had this respondent key (its hash).
+    pub(crate) fn interviewed(&self, respondent: u128) -> bool {
+        self.cases
+            .get(&respondent)
+            .map_or_else(|| self.interviewed_without_case.contains(&respondent), |c| c.interviewed)
+    }
+
+    /// Records that a counted interview had this respondent key (its
+    /// hash), on its case, or aside when it has none.
+    pub(crate) fn mark_interviewed(&mut self, respondent: u128) {
+        match self.cases.get_mut(&respondent) {
+            Some(c) => c.interviewed = true,
+            None => {
+                self.interviewed_without_case.insert(respondent);
+            }
+        }
+    }
+
+    /// The respondent keys (hashes) of counted interviews, in no order.
+    pub(crate) fn interviewed_keys(&self) -> impl Iterator<Item = u128> + '_ {
+        self.cases
+            .iter()
+            .filter(|(_, c)| c.interviewed)
+            .map(|(k, _)| *k)
+            .chain(self.interviewed_without_case.iter().copied())
     }
 
     /// Drops the case keys, keeping their number.
     pub fn fold_case_keys(&mut self) {
         self.folded_cases += self.cases.len();
         self.cases = HashMap::new();
+        self.interviewed_without_case = HashSet::new();
         self.groups = Vec::new();
         self.group_ids = HashMap::new();
     }
@@ -275,23 +328,41 @@ impl FieldworkState {
     /// Makes `new` the case's disposition unless the case already has a
     /// later one. A record without a time counts as arriving after
     /// everything before it and keeps the case's time.
-    fn update(&mut self, case: &str, key: CountKey, disposition: Disposition, time: Option<i64>) -> bool {
+    /// `interview`: the record is a counted interview (marks the case
+    /// [`Case::interviewed`], even when the record is older than the case's
+    /// latest).
+    fn update(
+        &mut self,
+        case: &str,
+        key: CountKey,
+        disposition: Disposition,
+        time: Option<i64>,
+        interview: bool,
+    ) -> bool {
         self.records += 1;
         let hash = xxh3_128(case.as_bytes());
-        let mut new = Case { disposition, time, group: 0 };
-        if let Some(&old) = self.cases.get(&hash) {
-            if let (Some(n), Some(o)) = (new.time, old.time)
+        let mut new = Case { disposition, time: time.unwrap_or(NO_TIME), group: 0, interviewed: interview };
+        if let Some(old) = self.cases.get_mut(&hash) {
+            old.interviewed |= interview;
+            let old = *old;
+            if let (Some(n), Some(o)) = (new.time(), old.time())
                 && n < o
             {
                 self.superseded += 1;
                 return false;
             }
-            new.time = new.time.or(old.time);
+            if new.time == NO_TIME {
+                new.time = old.time;
+            }
+            new.interviewed = old.interviewed;
             if let Some(old_key) = self.group(old.group).cloned()
                 && let Some(c) = self.counts.get_mut(&old_key)
             {
                 c[old.disposition.index()] = c[old.disposition.index()].saturating_sub(1);
             }
+        }
+        if !self.interviewed_without_case.is_empty() && self.interviewed_without_case.remove(&hash) {
+            new.interviewed = true;
         }
         self.counts.entry(key.clone()).or_default()[disposition.index()] += 1;
         new.group = self.intern(key);
@@ -303,7 +374,7 @@ impl FieldworkState {
     /// has a later one (the record changed nothing).
     pub fn apply_disposition(&mut self, study: &Study, d: &DispositionRecord) -> bool {
         let interviewer = self.interviewer_label_of(study, d.interviewer.as_deref());
-        self.update(&d.case, (segment_key(&d.segments), interviewer), d.disposition, Some(d.time))
+        self.update(&d.case, (segment_key(&d.segments), interviewer), d.disposition, Some(d.time), false)
     }
 
     /// Applies a counted interview: a complete for its case (the respondent
@@ -312,7 +383,7 @@ impl FieldworkState {
     pub fn apply_interview(&mut self, study: &Study, rec: &Record, checked: &Checked) -> bool {
         let interviewer = self.interviewer_label_of(study, rec.interviewer.as_deref());
         let key = (segment_key(&rec.segments), interviewer.clone());
-        self.update(&rec.respondent, key, Disposition::Complete, rec.ended_at);
+        self.update(&rec.respondent, key, Disposition::Complete, rec.ended_at, true);
 
         if let Some(day) = rec.ended_at.and_then(days::day_of) {
             *self.days.entry(day).or_default() += 1;
@@ -370,14 +441,18 @@ impl FieldworkState {
 
     fn merge_cases(&mut self, other: &FieldworkState) {
         for (k, c) in &other.cases {
-            match self.cases.get(k) {
-                Some(mine) if mine.time >= c.time => {}
-                _ => {
+            match self.cases.get_mut(k) {
+                Some(mine) if mine.time >= c.time => mine.interviewed |= c.interviewed,
+                mine => {
+                    let interviewed = c.interviewed || mine.is_some_and(|m| m.interviewed);
                     let Some(key) = other.group(c.group).cloned() else { continue };
                     let group = self.intern(key);
-                    self.cases.insert(*k, Case { group, ..*c });
+                    self.cases.insert(*k, Case { group, interviewed, ..*c });
                 }
             }
+        }
+        for k in &other.interviewed_without_case {
+            self.mark_interviewed(*k);
         }
     }
 

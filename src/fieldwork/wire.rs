@@ -110,7 +110,7 @@ impl FieldworkState {
             let group = self.group(c.group).and_then(|g| index.get(g)).copied().unwrap_or(u32::MAX);
             packed.extend_from_slice(&k.to_le_bytes());
             packed.push(c.disposition.index() as u8);
-            packed.extend_from_slice(&c.time.unwrap_or(i64::MIN).to_le_bytes());
+            packed.extend_from_slice(&c.time.to_le_bytes());
             packed.extend_from_slice(&group.to_le_bytes());
         }
 
@@ -170,7 +170,9 @@ impl FieldworkState {
                 .get(u32::from_le_bytes(le(c, 25)) as usize)
                 .copied()
                 .ok_or(WireError::OutOfRange("cases.group"))?;
-            let case = Case { disposition, time: (time != i64::MIN).then_some(time), group };
+            // A case is marked interviewed from the study's respondent keys
+            // (`results::wire`), read after the fieldwork.
+            let case = Case { disposition, time, group, interviewed: false };
             st.cases.insert(u128::from_le_bytes(le(c, 0)), case);
         }
         st.interviewers = w

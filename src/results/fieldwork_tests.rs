@@ -192,6 +192,43 @@ fn an_interview_completes_its_case_and_later_records_still_win() {
 }
 
 #[test]
+fn a_respondent_is_counted_once_whatever_dispositions_its_case_has_and_wherever_its_state_goes() {
+    let s = study();
+    let mut st = StudyState::new();
+    // Call records before the interview do not make the respondent known.
+    st.apply_disposition(&s, &disposition("r1", "non_contact", "2024-05-01T09:00:00Z", ""));
+    let (first, checked) = interview("r1", "int01", 30, r#"{"q1": 3, "q2": 4, "q3": 2, "q4": "yes"}"#);
+    assert!(matches!(st.apply(&s, &first, &checked), Applied::Counted { .. }));
+    // A later disposition keeps it known: a second interview is a duplicate respondent.
+    st.apply_disposition(&s, &disposition("r1", "partial", "2024-05-02T11:00:00Z", ""));
+    let (mut again, checked) = interview("r1", "int01", 20, r#"{"q1": 1, "q2": 1, "q3": 1, "q4": "no"}"#);
+    again.submission_id = "r1-2".into();
+    assert_eq!(st.apply(&s, &again, &checked), Applied::DuplicateRespondent);
+    // An interview older than its case's latest record changes no disposition
+    // but is counted, and its respondent is known from then on.
+    st.apply_disposition(&s, &disposition("r2", "refusal", "2024-05-03T10:00:00Z", ""));
+    let (old, checked) = interview("r2", "int01", 25, r#"{"q1": 2, "q2": 2, "q3": 2, "q4": "no"}"#);
+    assert!(matches!(st.apply(&s, &old, &checked), Applied::Counted { .. }));
+    let (mut old_again, checked) =
+        interview("r2", "int01", 26, r#"{"q1": 5, "q2": 5, "q3": 1, "q4": "yes"}"#);
+    old_again.submission_id = "r2-2".into();
+    assert_eq!(st.apply(&s, &old_again, &checked), Applied::DuplicateRespondent);
+    assert_eq!((st.interviews(), st.duplicate_respondents, st.fieldwork.cases()), (2, 2, 2));
+    // The marks travel through the persisted form and through a merge.
+    let read = StudyState::from_wire(st.to_wire()).expect("reads back");
+    assert_eq!(read, st);
+    let mut merged = StudyState::new();
+    merged.merge(&read);
+    let (mut third, checked) = interview("r2", "int02", 40, r#"{"q1": 4, "q2": 4, "q3": 4, "q4": "yes"}"#);
+    third.submission_id = "r2-3".into();
+    assert_eq!(merged.apply(&s, &third, &checked), Applied::DuplicateRespondent);
+    // A case that only had dispositions is not a respondent in the merge either.
+    merged.apply_disposition(&s, &disposition("c9", "refusal", "2024-05-01T10:00:00Z", ""));
+    let (fresh, checked) = interview("c9", "int02", 40, r#"{"q1": 4, "q2": 3, "q3": 4, "q4": "yes"}"#);
+    assert!(matches!(merged.apply(&s, &fresh, &checked), Applied::Counted { .. }));
+}
+
+#[test]
 fn merged_partitions_count_each_case_once() {
     let s = study();
     let mut a = StudyState::new();

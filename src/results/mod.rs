@@ -90,7 +90,6 @@ pub struct StudyState {
     /// complete for its case).
     pub fieldwork: FieldworkState,
     seen_submissions: HashSet<u128>,
-    respondents: HashSet<u128>,
     fingerprints: HashMap<u128, Fingerprint>,
     /// Possible duplicates whose fingerprints this state no longer holds:
     /// a summary's (see [`StudyState::summary`]), never a live state's.
@@ -115,7 +114,7 @@ pub struct Origin {
 /// these answers and where the first of them sits. In a partition's state
 /// `first` is the partition's first copy (the one left unflagged at apply)
 /// and `superseded` says it was flagged later because a copy in another
-/// partition came first study-wide (see [`StudyState::late_duplicates`]).
+/// partition came first study-wide (see [`late_duplicates`]).
 /// In a merged state `first` is the earliest over the merged states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fingerprint {
@@ -220,7 +219,7 @@ impl StudyState {
     }
 
     /// Possible-duplicate flags raised (at apply, and late ones, see
-    /// [`StudyState::late_duplicates`]): additive over partitions, so a sum
+    /// [`late_duplicates`]): additive over partitions, so a sum
     /// over instances is exact. Equals [`StudyState::possible_duplicates`]
     /// study-wide once every late flag is raised.
     pub fn possible_duplicate_flags(&self) -> u64 {
@@ -232,25 +231,12 @@ impl StudyState {
         &self.fingerprints
     }
 
-    /// The fingerprints whose first copy in this state (a partition's) is
-    /// not the first study-wide (`earliest` gives a fingerprint's first
-    /// copy over every partition's state known, this one included) and was
-    /// not flagged yet: each is a
-    /// possible duplicate of an earlier copy in another partition, to flag
-    /// late with [`StudyState::supersede`]. The earliest known copy can only
-    /// get earlier as more records are seen, so a fingerprint listed once
-    /// stays listed until superseded: every copy but the study-wide first is
-    /// flagged exactly once.
-    pub fn late_duplicates(&self, earliest: impl Fn(u128) -> Option<Origin>) -> Vec<(u128, Origin)> {
-        let mut out: Vec<(u128, Origin)> = self
-            .fingerprints
-            .iter()
-            .filter(|(_, f)| !f.superseded && f.count > 0)
-            .filter(|(k, f)| earliest(**k).is_some_and(|first| first < f.first))
-            .map(|(k, f)| (*k, f.first))
-            .collect();
-        out.sort_unstable_by_key(|(_, o)| *o);
-        out
+    /// The answer fingerprints as a list (hash, entry), in no particular
+    /// order: what the study-wide view compares across partitions, at 48
+    /// bytes a fingerprint where the map takes 77 to 98 (see
+    /// [`late_duplicates`]).
+    pub fn fingerprint_list(&self) -> Vec<(u128, Fingerprint)> {
+        self.fingerprints.iter().map(|(k, f)| (*k, *f)).collect()
     }
 
     /// Flags the first copy of fingerprint `hash` (of form index `form`) as a
@@ -295,12 +281,16 @@ impl StudyState {
             self.retries += 1;
             return Applied::Retry;
         }
-        if !self.respondents.insert(xxh3_128(rec.respondent.as_bytes())) {
+        // Respondent keys of counted interviews are kept on their cases
+        // (`FieldworkState::interviewed`): the case map has every one anyway.
+        let respondent = xxh3_128(rec.respondent.as_bytes());
+        if self.fieldwork.interviewed(respondent) {
             self.duplicate_respondents += 1;
             *self.flags.entry((rec.form, Check::DuplicateRespondent, None)).or_default() += 1;
             return Applied::DuplicateRespondent;
         }
         let Some(form) = study.forms.get(rec.form) else {
+            self.fieldwork.mark_interviewed(respondent);
             return Applied::Counted { possible_duplicate: false, speeder: false };
         };
 
@@ -407,11 +397,12 @@ impl StudyState {
         self.fieldwork.apply_disposition(study, d)
     }
 
-    /// A copy for reading (the study-wide view's part of one partition):
-    /// every count and the answer fingerprints (which the view compares
-    /// across partitions), without the sets of seen submission ids,
-    /// respondents and case keys, which only applying needs (the number of
-    /// cases is kept).
+    /// A summary for reading (the study-wide view's part of one partition):
+    /// every count, without the sets of seen submission ids, respondents,
+    /// case keys and answer fingerprints, which only applying needs (the
+    /// numbers of cases and possible duplicates are kept). The view
+    /// compares fingerprints across partitions from
+    /// [`StudyState::fingerprint_list`].
     pub fn counts_only(&self) -> StudyState {
         StudyState {
             cells: self.cells.clone(),
@@ -420,16 +411,16 @@ impl StudyState {
             duplicate_respondents: self.duplicate_respondents,
             fieldwork: self.fieldwork.without_case_keys(),
             seen_submissions: HashSet::new(),
-            respondents: HashSet::new(),
-            fingerprints: self.fingerprints.clone(),
-            folded_duplicates: self.folded_duplicates,
+            fingerprints: HashMap::new(),
+            folded_duplicates: self.possible_duplicates(),
         }
     }
 
     /// [`StudyState::counts_only`] of a state no longer needed as a whole.
     pub fn into_counts_only(mut self) -> StudyState {
+        self.folded_duplicates = self.possible_duplicates();
         self.seen_submissions = HashSet::new();
-        self.respondents = HashSet::new();
+        self.fingerprints = HashMap::new();
         self.fieldwork.fold_case_keys();
         self
     }
@@ -480,7 +471,6 @@ impl StudyState {
         }
         self.folded_duplicates += other.folded_duplicates;
         self.seen_submissions.extend(&other.seen_submissions);
-        self.respondents.extend(&other.respondents);
         for (k, f) in &other.fingerprints {
             match self.fingerprints.get_mut(k) {
                 Some(m) => {
@@ -495,6 +485,29 @@ impl StudyState {
         }
         self.fieldwork.merge(&other.fieldwork);
     }
+}
+
+/// The fingerprints of a partition's state (its [`StudyState::fingerprint_list`])
+/// whose first copy there is not the first study-wide (`earliest` gives a
+/// fingerprint's first copy over every partition's state known, this one
+/// included) and was not flagged yet: each is a possible duplicate of an
+/// earlier copy in another partition, to flag late with
+/// [`StudyState::supersede`]. In origin order. The earliest known copy can
+/// only get earlier as more records are seen, so a fingerprint listed once
+/// stays listed until superseded: every copy but the study-wide first is
+/// flagged exactly once.
+pub fn late_duplicates(
+    fingerprints: &[(u128, Fingerprint)],
+    earliest: impl Fn(u128) -> Option<Origin>,
+) -> Vec<(u128, Origin)> {
+    let mut out: Vec<(u128, Origin)> = fingerprints
+        .iter()
+        .filter(|(_, f)| !f.superseded && f.count > 0)
+        .filter(|(k, f)| earliest(*k).is_some_and(|first| first < f.first))
+        .map(|(k, f)| (*k, f.first))
+        .collect();
+    out.sort_unstable_by_key(|(_, o)| *o);
+    out
 }
 
 fn add_vec(a: &mut Vec<u64>, b: &[u64]) {

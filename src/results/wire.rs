@@ -77,7 +77,7 @@ impl StudyState {
             duplicate_respondents: self.duplicate_respondents,
             fieldwork: Some(self.fieldwork.to_wire()),
             seen_submissions: pack_keys(self.seen_submissions.iter().copied()),
-            respondents: pack_keys(self.respondents.iter().copied()),
+            respondents: pack_keys(self.fieldwork.interviewed_keys()),
             fingerprints: packed,
             fingerprint_firsts: firsts,
         }
@@ -114,7 +114,9 @@ impl StudyState {
         st.duplicate_respondents = w.duplicate_respondents;
         st.fieldwork = w.fieldwork.map(FieldworkState::from_wire).transpose()?.unwrap_or_default();
         st.seen_submissions = unpack_keys(&w.seen_submissions, "seen_submissions")?;
-        st.respondents = unpack_keys(&w.respondents, "respondents")?;
+        for k in entries(&w.respondents, 16, "respondents")? {
+            st.fieldwork.mark_interviewed(u128::from_le_bytes(le(k, 0)));
+        }
         let fps = entries(&w.fingerprints, FINGERPRINT_BYTES, "fingerprints")?;
         // Format 4 kept no first copies: each fingerprint's first then
         // reads as the earliest possible one (so it is never flagged late).
