@@ -2,7 +2,7 @@
 //! included, as `serve` holds them (it owns every partition):
 //!
 //! ```text
-//! state_bytes [N] [PARTITIONS]        (1000000 and 6 by default)
+//! state_bytes [N] [PARTITIONS] [MAX]   (1000000, 6, no limit by default)
 //! ```
 //!
 //! Applies N distinct synthetic interviews of the demo study (distinct
@@ -16,7 +16,9 @@
 //! task's copies of the owned partitions, the view, and their total (the
 //! figure to hold against issue 10's 300 bytes). Bytes come from a counting global
 //! allocator (`cap`), so they are exact and repeat from run to run; RSS adds the allocator's own overhead and
-//! librdkafka's buffers (`scripts/rss`).
+//! librdkafka's buffers (`scripts/rss`). With MAX, the run fails when the
+//! total at N is more than MAX bytes per interview (`scripts/test` holds
+//! issue 10's 300 at 1,000,000 this way).
 
 use std::alloc::System;
 use std::collections::BTreeMap;
@@ -40,8 +42,8 @@ fn live() -> usize {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let number = |i: usize, default: u64| args.get(i).map_or(Ok(default), |a| a.parse::<u64>());
-    let (Ok(n), Ok(partitions)) = (number(0, 1_000_000), number(1, 6)) else {
-        eprintln!("usage: state_bytes [N] [PARTITIONS]");
+    let (Ok(n), Ok(partitions), Ok(max)) = (number(0, 1_000_000), number(1, 6), number(2, u64::MAX)) else {
+        eprintln!("usage: state_bytes [N] [PARTITIONS] [MAX]");
         return ExitCode::FAILURE;
     };
     if n == 0 || partitions == 0 {
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
     let step = n.div_ceil(10);
     let mut next_offset = vec![0i64; partitions as usize];
     let start_secs = 1_764_000_000i64;
+    let mut last = 0.0;
     println!("bytes per interview:");
     println!("interviews  live state      copies        view       total  total bytes");
     for i in 0..n {
@@ -98,6 +101,7 @@ fn main() -> ExitCode {
             let copies = live() - empty - state;
             view = Some(shared.view_of_owned(&mut cache));
             let per = |b: usize| b as f64 / done as f64;
+            last = per(total);
             println!(
                 "{done:>10}  {:>10.1}  {:>10.1}  {:>10.1}  {:>10.1}  {:>11}",
                 per(state),
@@ -106,6 +110,16 @@ fn main() -> ExitCode {
                 per(total),
                 total
             );
+        }
+    }
+    if max != u64::MAX {
+        let within = last <= max as f64;
+        println!(
+            "state bytes at {n} interviews: {last:.1} per interview, limit {max}: {}",
+            if within { "1 passed, 0 failed" } else { "0 passed, 1 failed" }
+        );
+        if !within {
+            return ExitCode::FAILURE;
         }
     }
     ExitCode::SUCCESS
