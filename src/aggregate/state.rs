@@ -29,8 +29,6 @@ pub(super) fn received_at_of(envelope: &v1::Envelope) -> Option<String> {
     })
 }
 
-/// The view builder's copies of the owned partitions: per partition the
-/// (generation, next offset, revision) it was copied at, and the copy.
 /// The view task's copies of the owned partitions, kept between builds:
 /// per partition, (generation, next offset, revision) of the copy, and the copy.
 pub type OwnedCache = BTreeMap<i32, ((u64, i64, u64), Arc<Part>)>;

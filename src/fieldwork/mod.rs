@@ -444,8 +444,10 @@ impl FieldworkState {
             match self.cases.get_mut(k) {
                 Some(mine) if mine.time >= c.time => mine.interviewed |= c.interviewed,
                 mine => {
-                    let interviewed = c.interviewed || mine.is_some_and(|m| m.interviewed);
                     let Some(key) = other.group(c.group).cloned() else { continue };
+                    let interviewed = c.interviewed
+                        || mine.is_some_and(|m| m.interviewed)
+                        || self.interviewed_without_case.remove(k);
                     let group = self.intern(key);
                     self.cases.insert(*k, Case { group, interviewed, ..*c });
                 }
