@@ -87,6 +87,9 @@ pub(super) async fn phases(
         brokers: Some(bootstrap.to_owned()),
         responses_topic: topic("ingest"),
         quality_topic: topic("quality"),
+        // A fresh book of submission ids for each phase, so every interview
+        // is claimed anew, as in fieldwork.
+        claims_topic: topic("claims"),
         partitions: opts.partitions,
         ..KafkaConfig::default()
     };
@@ -94,11 +97,16 @@ pub(super) async fn phases(
     if let Some(linger) = opts.linger_ms {
         kafka.client_properties.insert("linger.ms".to_owned(), linger.to_string());
     }
-    let raw_kafka =
-        KafkaConfig { responses_topic: topic("raw"), quality_topic: topic("raw-quality"), ..kafka.clone() };
+    let raw_kafka = KafkaConfig {
+        responses_topic: topic("raw"),
+        quality_topic: topic("raw-quality"),
+        claims_topic: topic("raw-claims"),
+        ..kafka.clone()
+    };
     let latency_kafka = KafkaConfig {
         responses_topic: topic("latency"),
         quality_topic: topic("latency-quality"),
+        claims_topic: topic("latency-claims"),
         ..kafka.clone()
     };
     for k in [&kafka, &raw_kafka, &latency_kafka] {

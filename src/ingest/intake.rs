@@ -155,6 +155,21 @@ impl Shared {
         let submission = v1::Submission::from(plain);
 
         let respondent_key = self.pseudonymizer.key(&submission.respondent_id);
+        if let Some(claims) = self.publisher.claims() {
+            let claim = self.pseudonymizer.claim(study, &submission.submission_id, &respondent_key);
+            let holds = claims.claim(claim).await;
+            self.published_ok(holds.is_ok());
+            match holds {
+                Ok(true) => {}
+                Ok(false) => {
+                    let violations = vec![Violation::submission_id_taken()];
+                    self.metrics.rejected(study, &violations);
+                    debug!(study, "submission id used first by another respondent");
+                    return Err(IngestError::from_violations(violations));
+                }
+                Err(e) => return Err(self.failed(study, e)),
+            }
+        }
         let key = record_key(study, &respondent_key);
         let received_at = SystemTime::now();
         let submission_id = submission.submission_id.clone();
@@ -181,14 +196,17 @@ impl Shared {
                 self.metrics.accepted(study);
                 Ok(published)
             }
-            Err(e) => {
-                if let IngestError::Publish { reason, .. } = &e {
-                    self.metrics.publish_failed(*reason);
-                    warn!(study, reason = reason.as_str(), error = %crate::errors::chain(&e), "publish failed");
-                }
-                Err(e)
-            }
+            Err(e) => Err(self.failed(study, e)),
         }
+    }
+
+    /// Counts and logs a failed publish (of a record or a claim).
+    fn failed(&self, study: &str, e: IngestError) -> IngestError {
+        if let IngestError::Publish { reason, .. } = &e {
+            self.metrics.publish_failed(*reason);
+            warn!(study, reason = reason.as_str(), error = %crate::errors::chain(&e), "publish failed");
+        }
+        e
     }
 
     /// One case outcome, from request to reply: validated like an

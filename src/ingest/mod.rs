@@ -9,6 +9,7 @@
 //!   pseudonymise, publish, reply), shared by every front door.
 //! - `service`: the tonic `IngestService`, streaming in request order.
 //! - [`publisher`]: the Kafka producer and delivery reports.
+//! - [`claims`]: study-wide submission ids (the first respondent keeps one).
 //! - [`pseudonym`]: respondent id -> respondent key (keyed HMAC).
 //! - [`auth`]: bearer tokens -> front-end identity.
 //! - [`admission`]: the tower layer that authenticates a call and meters its
@@ -25,6 +26,7 @@
 
 pub mod admission;
 pub mod auth;
+pub mod claims;
 pub mod error;
 pub mod intake;
 pub mod kobo;

@@ -39,6 +39,26 @@ impl Pseudonymizer {
     }
 }
 
+impl Pseudonymizer {
+    /// The claim of a submission id by a respondent ([`super::claims`]):
+    /// keyed hashes of (study, submission id) and of the respondent, so the
+    /// claims topic holds neither id. `respondent_key` is [`Pseudonymizer::key`]'s.
+    pub fn claim(&self, study: &str, submission_id: &str, respondent_key: &str) -> super::claims::Claim {
+        let mut mac = self.mac.clone();
+        // Domain-separated from respondent keys; the NUL keeps study and id apart.
+        mac.update(b"fieldwatch submission id\0");
+        mac.update(study.as_bytes());
+        mac.update(b"\0");
+        mac.update(submission_id.as_bytes());
+        let bytes = mac.finalize().into_bytes();
+        let mut submission = [0u8; 16];
+        submission.copy_from_slice(&bytes[..16]);
+        // The respondent key is already a keyed hash (hex); its first 64 bits.
+        let respondent = respondent_key.get(..16).and_then(|h| u64::from_str_radix(h, 16).ok()).unwrap_or(0);
+        super::claims::Claim { submission: u128::from_le_bytes(submission), respondent }
+    }
+}
+
 /// The Kafka record key of an interview: `<study>/<respondent key>`.
 /// Study ids never contain `/`, so the split is unambiguous; keying by
 /// respondent sends all of a respondent's interviews to one partition,
@@ -50,6 +70,20 @@ pub fn record_key(study: &str, respondent_key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn claims_depend_on_study_id_and_respondent() {
+        let p = Pseudonymizer::new(b"unit-test-key-0123456789");
+        let k = p.key("r1");
+        let a = p.claim("s", "sub-1", &k);
+        assert_eq!(a, p.claim("s", "sub-1", &k));
+        assert_ne!(a.submission, p.claim("t", "sub-1", &k).submission);
+        assert_ne!(a.submission, p.claim("s", "sub-2", &k).submission);
+        // "s" + "ub-1x" must not collide with "su" + "b-1x".
+        assert_ne!(p.claim("s", "ub", &k).submission, p.claim("su", "b", &k).submission);
+        assert_ne!(a.respondent, p.claim("s", "sub-1", &p.key("r2")).respondent);
+        assert_eq!(a.respondent, u64::from_str_radix(&k[..16], 16).expect("hex"));
+    }
 
     #[test]
     fn keys_match_the_rfc_4231_test_vector() {

@@ -13,6 +13,7 @@ use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
+use super::claims::Claims;
 use super::error::{IngestError, PublishFailure};
 use crate::kafka::{self, KafkaConfig};
 use crate::proto::v1::Envelope;
@@ -45,6 +46,9 @@ pub struct Publisher {
     /// expire first, the producer may still deliver the message; the
     /// client's retry carries the same submission id, counted once.
     timeout: Duration,
+    /// The study-wide book of submission ids ([`Claims`]); none for a bare
+    /// publisher made with [`Publisher::new`].
+    claims: Option<Claims>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -57,11 +61,19 @@ impl Publisher {
     /// The publisher for the responses topic of `config` on the cluster at
     /// `bootstrap`, with fieldwatch's producer settings.
     pub fn from_kafka(config: &KafkaConfig, bootstrap: &str) -> Result<Publisher, IngestError> {
-        Publisher::new(
+        let mut publisher = Publisher::new(
             &kafka::producer_config(config, bootstrap),
             &config.responses_topic,
             config.produce_timeout(),
-        )
+        )?;
+        let claims = Claims::start(
+            publisher.producer.clone(),
+            &kafka::claims_reader_config(config, bootstrap),
+            &config.claims_topic,
+            publisher.timeout,
+        )?;
+        publisher.claims = Some(claims);
+        Ok(publisher)
     }
 
     /// Creates the producer from a prepared client config whose
@@ -72,7 +84,12 @@ impl Publisher {
         produce_timeout: Duration,
     ) -> Result<Publisher, IngestError> {
         let producer: FutureProducer = config.create().map_err(IngestError::Producer)?;
-        Ok(Publisher { producer, topic: topic.into(), timeout: produce_timeout + DELIVERY_REPORT_MARGIN })
+        Ok(Publisher {
+            producer,
+            topic: topic.into(),
+            timeout: produce_timeout + DELIVERY_REPORT_MARGIN,
+            claims: None,
+        })
     }
 
     /// The topic written to.
@@ -91,41 +108,15 @@ impl Publisher {
     pub async fn publish(&self, key: &str, envelope: &Envelope) -> Result<Published, IngestError> {
         let start = Instant::now();
         let payload = envelope.encode_to_vec();
-        let record = FutureRecord::to(&self.topic).key(key).payload(&payload);
-        // Enqueue without waiting: a full local queue (bounded by
-        // `queue.buffering.max.messages`) means the broker is not keeping up,
-        // which is answered at once rather than by piling up waiters.
-        let delivery = self.producer.send_result(record).map_err(|(e, _)| {
-            let reason = match e {
-                KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => PublishFailure::QueueFull,
-                _ => PublishFailure::Broker,
-            };
-            IngestError::Publish { reason, source: Some(e) }
-        })?;
-        // Bounded wait for the delivery report; the other end is
-        // librdkafka's delivery callback, which fires by `message.timeout.ms`
-        // at the latest. At shutdown the server drains before the producer
-        // is flushed, so reports still come.
-        match tokio::time::timeout(self.timeout, delivery).await {
-            Err(_) => Err(IngestError::Publish { reason: PublishFailure::Timeout, source: None }),
-            Ok(Err(_canceled)) => {
-                Err(IngestError::Publish { reason: PublishFailure::Canceled, source: None })
-            }
-            Ok(Ok(Err((e, _message)))) => {
-                let reason = match e {
-                    KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut) => {
-                        PublishFailure::Timeout
-                    }
-                    _ => PublishFailure::Broker,
-                };
-                Err(IngestError::Publish { reason, source: Some(e) })
-            }
-            Ok(Ok(Ok(delivery))) => Ok(Published {
-                took: start.elapsed(),
-                partition: delivery.partition,
-                offset: delivery.offset,
-            }),
-        }
+        let record = FutureRecord::to(&self.topic).key(key).payload(payload.as_slice());
+        let (partition, offset) = deliver(&self.producer, record, self.timeout).await?;
+        Ok(Published { took: start.elapsed(), partition, offset })
+    }
+
+    /// The study-wide submission ids, when this publisher keeps them
+    /// (made by [`Publisher::from_kafka`]).
+    pub fn claims(&self) -> Option<&Claims> {
+        self.claims.as_ref()
     }
 
     /// Waits (blocking a pool thread) up to `timeout` for queued messages to
@@ -141,13 +132,52 @@ impl Publisher {
     }
 
     /// Whether a broker answers a metadata request for the topic within
-    /// `timeout` (blocking a pool thread meanwhile): the health probe of
-    /// ingest, so a stopped broker shows even when nobody submits.
+    /// `timeout` (blocking a pool thread meanwhile), and the claims stored
+    /// at start have been read: the health probe of ingest, so a stopped
+    /// broker shows even when nobody submits.
     pub async fn reachable(&self, timeout: Duration) -> bool {
         let producer = self.producer.clone();
         let topic = self.topic.clone();
-        tokio::task::spawn_blocking(move || producer.client().fetch_metadata(Some(&topic), timeout).is_ok())
-            .await
-            .unwrap_or(false)
+        let answered = tokio::task::spawn_blocking(move || {
+            producer.client().fetch_metadata(Some(&topic), timeout).is_ok()
+        })
+        .await
+        .unwrap_or(false);
+        answered && self.claims.as_ref().is_none_or(Claims::caught_up)
+    }
+}
+
+/// Sends one record and waits for its delivery report, at most `timeout`:
+/// where it was stored (partition, offset), or why not.
+pub(super) async fn deliver<K: rdkafka::message::ToBytes + ?Sized>(
+    producer: &FutureProducer,
+    record: FutureRecord<'_, K, [u8]>,
+    timeout: Duration,
+) -> Result<(i32, i64), IngestError> {
+    // Enqueue without waiting: a full local queue (bounded by
+    // `queue.buffering.max.messages`) means the broker is not keeping up,
+    // which is answered at once rather than by piling up waiters.
+    let delivery = producer.send_result(record).map_err(|(e, _)| {
+        let reason = match e {
+            KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => PublishFailure::QueueFull,
+            _ => PublishFailure::Broker,
+        };
+        IngestError::Publish { reason, source: Some(e) }
+    })?;
+    // Bounded wait for the delivery report; the other end is
+    // librdkafka's delivery callback, which fires by `message.timeout.ms`
+    // at the latest. At shutdown the server drains before the producer
+    // is flushed, so reports still come.
+    match tokio::time::timeout(timeout, delivery).await {
+        Err(_) => Err(IngestError::Publish { reason: PublishFailure::Timeout, source: None }),
+        Ok(Err(_canceled)) => Err(IngestError::Publish { reason: PublishFailure::Canceled, source: None }),
+        Ok(Ok(Err((e, _message)))) => {
+            let reason = match e {
+                KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut) => PublishFailure::Timeout,
+                _ => PublishFailure::Broker,
+            };
+            Err(IngestError::Publish { reason, source: Some(e) })
+        }
+        Ok(Ok(Ok(delivery))) => Ok((delivery.partition, delivery.offset)),
     }
 }

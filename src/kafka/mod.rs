@@ -80,6 +80,10 @@ pub struct KafkaConfig {
     /// partition per responses partition, compacted. Each consumer group
     /// needs its own.
     pub state_topic: String,
+    /// Topic of submission id claims (one partition, no retention limit):
+    /// keyed hashes only, read by every ingest instance so a submission id
+    /// belongs to one respondent study-wide (`docs/submissions.md`).
+    pub claims_topic: String,
     /// Partitions of each topic when fieldwatch creates it; the unit of
     /// aggregator parallelism. Existing topics are left as they are.
     pub partitions: u32,
@@ -111,6 +115,8 @@ pub const DEFAULT_RESPONSES_TOPIC: &str = "fieldwatch.responses.v1";
 pub const DEFAULT_QUALITY_TOPIC: &str = "fieldwatch.quality.v1";
 /// Default topic of aggregator snapshots.
 pub const DEFAULT_STATE_TOPIC: &str = "fieldwatch.state.v1";
+/// Default topic of submission id claims.
+pub const DEFAULT_CLAIMS_TOPIC: &str = "fieldwatch.claims.v1";
 
 impl Default for KafkaConfig {
     fn default() -> Self {
@@ -119,6 +125,7 @@ impl Default for KafkaConfig {
             responses_topic: DEFAULT_RESPONSES_TOPIC.to_owned(),
             quality_topic: DEFAULT_QUALITY_TOPIC.to_owned(),
             state_topic: DEFAULT_STATE_TOPIC.to_owned(),
+            claims_topic: DEFAULT_CLAIMS_TOPIC.to_owned(),
             partitions: 6,
             replication_factor: 1,
             produce_timeout_ms: 5_000,
@@ -153,16 +160,15 @@ impl KafkaConfig {
             ("responses_topic", &self.responses_topic),
             ("quality_topic", &self.quality_topic),
             ("state_topic", &self.state_topic),
+            ("claims_topic", &self.claims_topic),
         ] {
             if let Err(why) = check_topic_name(topic) {
                 return bad(format!("{field} `{topic}` {why}"));
             }
         }
-        if self.responses_topic == self.quality_topic
-            || self.responses_topic == self.state_topic
-            || self.quality_topic == self.state_topic
-        {
-            return bad("responses_topic, quality_topic and state_topic must differ".to_owned());
+        let topics = [&self.responses_topic, &self.quality_topic, &self.state_topic, &self.claims_topic];
+        if topics.iter().enumerate().any(|(i, t)| topics[..i].contains(t)) {
+            return bad("responses_topic, quality_topic, state_topic and claims_topic must differ".to_owned());
         }
         if self.partitions == 0 || i32::try_from(self.partitions).is_err() {
             return bad(format!("partitions must be between 1 and {}", i32::MAX));
@@ -275,7 +281,18 @@ pub fn consumer_config(config: &KafkaConfig, bootstrap: &str, group_id: &str) ->
     client
 }
 
-/// Creates the responses and quality topics when they do not exist yet.
+/// Consumer settings for ingest's reader of the claims topic: assigned, never
+/// committing, and a short fetch wait, since a batch of claims waits for
+/// the claims written before it by other instances.
+pub fn claims_reader_config(config: &KafkaConfig, bootstrap: &str) -> ClientConfig {
+    let mut client = consumer_config(config, bootstrap, "fieldwatch-claims-reader");
+    if !config.client_properties.contains_key("fetch.wait.max.ms") {
+        client.set("fetch.wait.max.ms", "20");
+    }
+    client
+}
+
+/// Creates fieldwatch's topics when they do not exist yet.
 ///
 /// The responses topic is created without retention limit (`retention.ms=-1`).
 /// Topics that already exist are left as they are, settings included. The whole operation is
@@ -299,6 +316,11 @@ pub async fn ensure_topics(config: &KafkaConfig, bootstrap: &str) -> Result<(), 
         // a snapshot is written in chunks of at most 256 KiB.
         NewTopic::new(&config.state_topic, partitions, TopicReplication::Fixed(replication))
             .set("cleanup.policy", "compact"),
+        // Claims of submission ids: one partition, so every ingest reads
+        // them in one order; kept as long as the responses.
+        NewTopic::new(&config.claims_topic, 1, TopicReplication::Fixed(replication))
+            .set("retention.ms", "-1")
+            .set("retention.bytes", "-1"),
     ];
     // The broker-side bound; the tokio timeout below also covers connecting.
     let options = AdminOptions::new().request_timeout(Some(timeout)).operation_timeout(Some(timeout));

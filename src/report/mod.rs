@@ -8,12 +8,13 @@
 
 pub mod print;
 
+use std::collections::HashMap;
 use std::io::BufRead;
 
 use serde::Serialize;
 
 use crate::fieldwork::review::{self, FlagFilter, FlagPage, FlaggedInterview};
-use crate::fieldwork::{FieldworkReport, parse_line};
+use crate::fieldwork::{FieldworkReport, Line, parse_line};
 use crate::ingest::{DEMO_HMAC_KEY, Pseudonymizer};
 use crate::instrument::{Catalog, Study};
 use crate::pipeline::{self, Fate, Source};
@@ -50,6 +51,9 @@ pub struct Tally {
     pub dispositions: usize,
     /// Rejected lines.
     pub errors: Vec<LineError>,
+    /// Of those, valid interviews refused because another respondent used
+    /// their submission id first (as ingest refuses them, `submission_id_taken`).
+    pub submission_ids_taken: usize,
 }
 
 /// Errors of the report command.
@@ -101,6 +105,8 @@ pub fn tally(study: &Study, input: impl BufRead, limits: &Limits) -> Result<Tall
 pub fn tally_with(study: &Study, input: impl BufRead, opts: &Offline<'_>) -> Result<Tally, ReportError> {
     let limits = &opts.limits;
     let mut t = Tally::default();
+    // Submission id -> the respondent who used it first.
+    let mut claims: HashMap<String, String> = HashMap::new();
     for (n, line) in input.lines().enumerate() {
         let line = line.map_err(ReportError::Read)?;
         if line.trim().is_empty() {
@@ -130,9 +136,35 @@ pub fn tally_with(study: &Study, input: impl BufRead, opts: &Offline<'_>) -> Res
             }
             continue;
         }
+        // A submission id belongs to the first respondent who used it,
+        // study-wide: ingest refuses a valid interview of another
+        // respondent under it (`ingest::claims`), so it is refused here.
+        let claim = match &parsed {
+            Line::Interview(sub) => Some((sub.submission_id.as_str(), sub.respondent_id.as_str())),
+            Line::Disposition(_) => None,
+        };
+        if let Some((id, respondent)) = claim
+            && claims.get(id).is_some_and(|first| first != respondent)
+        {
+            let Line::Interview(sub) = &parsed else { unreachable!() };
+            let violations = match crate::validate::validate_in(study, sub, limits) {
+                Err(violations) => violations,
+                Ok(_) => {
+                    t.submission_ids_taken += 1;
+                    vec![Violation::submission_id_taken()]
+                }
+            };
+            t.errors.push(LineError { line: n + 1, violations });
+            continue;
+        }
         let source =
             Source { partition: 0, offset: i64::try_from(n + 1).unwrap_or(i64::MAX), received_at: None };
         let step = pipeline::apply(study, &mut t.state, &parsed, limits, source);
+        if let (Some((id, respondent)), Fate::Counted | Fate::Retry | Fate::DuplicateRespondent) =
+            (claim, &step.fate)
+        {
+            claims.entry(id.to_owned()).or_insert_with(|| respondent.to_owned());
+        }
         match step.fate {
             Fate::Invalid(violations) => t.errors.push(LineError { line: n + 1, violations }),
             Fate::Unprocessable => t.errors.push(LineError {
@@ -165,6 +197,9 @@ pub struct ReportJson<'a> {
     pub lines: usize,
     /// Rejected lines with reasons.
     pub rejected: &'a [LineError],
+    /// Of those, valid interviews whose submission id another respondent
+    /// used first (ingest refuses them as `submission_id_taken`).
+    pub submission_ids_taken: usize,
     /// Submission ids seen again (counted once).
     pub retries: u64,
     /// Respondents seen again under a new submission id.
@@ -197,6 +232,7 @@ impl<'a> ReportJson<'a> {
             toplines,
             lines: tally.lines,
             rejected: &tally.errors,
+            submission_ids_taken: tally.submission_ids_taken,
             retries: tally.state.retries,
             duplicate_respondents: tally.state.duplicate_respondents,
             possible_duplicates: tally.state.possible_duplicates(),
@@ -239,6 +275,7 @@ pub fn run_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validate::Rule;
 
     /// A study `id` with one form `f` of one yes/no item `q1`.
     fn study(id: &str) -> Study {
@@ -265,6 +302,33 @@ mod tests {
         assert_eq!(tally.errors.iter().map(|e| e.line).collect::<Vec<_>>(), vec![2, 3]);
         assert_eq!(tally.errors[1].violations.len(), 2);
         assert_eq!(top.groups[0].interviews, 2);
+    }
+
+    #[test]
+    fn a_submission_id_belongs_to_its_first_respondent_as_at_ingest() {
+        let study = study("t");
+        let input = concat!(
+            r#"{"study":"t","form":"f","respondent_id":"r1","submission_id":"s1","answers":{"q1":"yes"}}"#,
+            "\n",
+            // Another respondent under s1: refused, not counted.
+            r#"{"study":"t","form":"f","respondent_id":"r2","submission_id":"s1","answers":{"q1":"no"}}"#,
+            "\n",
+            // The same respondent again under s1: a retry, counted once.
+            r#"{"study":"t","form":"f","respondent_id":"r1","submission_id":"s1","answers":{"q1":"yes"}}"#,
+            "\n",
+            // Invalid as well: refused for what is wrong with it, as ingest validates first.
+            r#"{"study":"t","form":"f","respondent_id":"r3","submission_id":"s1","answers":{"q1":5}}"#,
+            "\n",
+            // An invalid interview claims nothing: r4 may use s2 afterwards.
+            r#"{"study":"t","form":"f","respondent_id":"r5","submission_id":"s2","answers":{"q1":5}}"#,
+            "\n",
+            r#"{"study":"t","form":"f","respondent_id":"r4","submission_id":"s2","answers":{"q1":"no"}}"#,
+            "\n",
+        );
+        let (t, top) = run(&study, input.as_bytes(), None, &Limits::default()).expect("runs");
+        assert_eq!((top.groups[0].interviews, t.state.retries, t.submission_ids_taken), (2, 1, 1));
+        let rules: Vec<(usize, Rule)> = t.errors.iter().map(|e| (e.line, e.violations[0].rule)).collect();
+        assert_eq!(rules, vec![(2, Rule::SubmissionIdTaken), (4, Rule::WrongKind), (5, Rule::WrongKind)]);
     }
 
     #[test]

@@ -70,9 +70,10 @@ pub fn print(
             write!(out, "{}", crate::results::quotas::to_table(study.id(), &quotas))?;
             writeln!(
                 out,
-                "{} lines, {} rejected, {} retries, {} duplicate respondents, {} possible duplicates",
+                "{} lines, {} rejected ({} for a submission id used first by another respondent), {} retries, {} duplicate respondents, {} possible duplicates",
                 tally.lines,
                 tally.errors.len(),
+                tally.submission_ids_taken,
                 tally.state.retries,
                 tally.state.duplicate_respondents,
                 tally.state.possible_duplicates()

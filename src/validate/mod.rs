@@ -170,11 +170,13 @@ pub enum Rule {
     UnknownDisposition,
     /// An answer that breaks its item's hard constraint (`constraint_hard`).
     Constraint,
+    /// A submission id another respondent used first, study-wide.
+    SubmissionIdTaken,
 }
 
 impl Rule {
     /// Every rule, for pre-registering metric label values.
-    pub const ALL: [Rule; 12] = [
+    pub const ALL: [Rule; 13] = [
         Rule::Required,
         Rule::TooLong,
         Rule::TooMany,
@@ -187,6 +189,7 @@ impl Rule {
         Rule::CompletedBeforeStarted,
         Rule::UnknownDisposition,
         Rule::Constraint,
+        Rule::SubmissionIdTaken,
     ];
 
     /// Stable snake_case name.
@@ -204,6 +207,7 @@ impl Rule {
             Rule::CompletedBeforeStarted => "completed_before_started",
             Rule::UnknownDisposition => "unknown_disposition",
             Rule::Constraint => "constraint",
+            Rule::SubmissionIdTaken => "submission_id_taken",
         }
     }
 }
@@ -220,6 +224,15 @@ pub struct Violation {
 }
 
 impl Violation {
+    /// The refusal of a submission id another respondent used first.
+    pub fn submission_id_taken() -> Violation {
+        Violation::new(
+            "submission_id",
+            Rule::SubmissionIdTaken,
+            "this submission id was used first by another respondent: a resend keeps the respondent id, a new interview needs a new submission id",
+        )
+    }
+
     pub(crate) fn new(field: impl Into<String>, rule: Rule, message: impl Into<String>) -> Violation {
         Violation { field: field.into(), rule, message: message.into() }
     }

@@ -6,7 +6,10 @@ and `_total` series that never go down.
 processes in one group; the generated interviews plus planted copies of some
 of them (identical answers under new respondent and submission ids, so most
 land in another partition than their original, and each copy comes well
-after its original in the file and therefore in receipt time); one
+after its original in the file and therefore in receipt time), and planted
+reuses of submission ids (an interview's submission id under a new
+respondent, also well after its original: refused at ingest as
+`submission_id_taken`, whatever partition either lands in, as offline); one
 aggregator SIGKILLed and restarted at once mid-stream. Every instance's
 `/metrics` is scraped every 0.5 s through the run, and no `_total` series may
 go down within one process's life (a restarted process starts again from
@@ -20,6 +23,7 @@ offline report flags too).
 """
 
 import json
+import os
 import re
 import signal
 import threading
@@ -39,24 +43,31 @@ def get(port, path, timeout=10):
 
 
 def plant_copies(src, dst, copies, rng):
-    """Writes `src` to `dst` with `copies` planted copies, each of an
-    interview from the first half inserted a quarter of the file later.
-    Returns the planted submission ids."""
+    """Writes `src` to `dst` with `copies` planted copies and as many
+    planted reuses of a submission id, each of an interview from the first
+    half inserted a quarter of the file later. A copy has the original's
+    answers under new respondent and submission ids; a reuse keeps the
+    submission id under a new respondent. Returns the copies' submission ids."""
     with open(src) as f:
         lines = f.read().splitlines()
     candidates = [i for i, l in enumerate(lines[: len(lines) // 2]) if '"kind"' not in l]
-    picks = sorted(rng.sample(candidates, min(copies, len(candidates))))
+    picks = sorted(rng.sample(candidates, min(2 * copies, len(candidates))))
+    copied, reused = picks[0::2], picks[1::2]
     inserts = []
-    for i in picks:
+    for i in copied:
         v = json.loads(lines[i])
         v["respondent_id"] = f"planted-r{i}"
         v["submission_id"] = f"planted-s{i}"
+        inserts.append((i + len(lines) // 4, json.dumps(v)))
+    for i in reused:
+        v = json.loads(lines[i])
+        v["respondent_id"] = f"reused-r{i}"
         inserts.append((i + len(lines) // 4, json.dumps(v)))
     for at, line in sorted(inserts, reverse=True):
         lines.insert(at, line)
     with open(dst, "w") as f:
         f.write("\n".join(lines) + "\n")
-    return {f"planted-s{i}" for i in picks}
+    return {f"planted-s{i}" for i in copied}
 
 
 class Scraper(threading.Thread):
@@ -184,8 +195,14 @@ def run_three(c, log, run, binary, data, workdir, rng, planted):
     aggs[1].p.wait()
     c.restart(aggs[1])
     sub.p.wait()
-    if sub.p.returncode != 0:
-        raise RuntimeError(f"submit exited {sub.p.returncode}")
+    # `submit` exits 1 when it printed rejected lines: here the reuses, each
+    # refused by ingest as the report refuses it.
+    taken = offline["submission_ids_taken"]
+    with open(os.path.join(sub.workdir, f"{sub.name}.log")) as f:
+        refused = f.read().count("(submission_id_taken)")
+    if taken == 0 or refused != taken or sub.p.returncode != (1 if taken else 0):
+        raise RuntimeError(f"submit exited {sub.p.returncode}, {refused} ids refused as taken, "
+                           f"offline {taken}")
     total = sum(g["interviews"] for g in offline["groups"])
     c.wait_counted(total)
     # Every instance answers for the whole study once its view has caught up
@@ -221,7 +238,7 @@ def run_three(c, log, run, binary, data, workdir, rng, planted):
     for name, metric, labels, before, after in scraper.decreases[:15]:
         log(f"  DECREASE on {name}: {metric}{labels or ''} {before} -> {after}")
     ok = ok and not scraper.decreases
-    summary = (f"{len(aggs)} instances, {len(planted)} planted copies "
+    summary = (f"{len(aggs)} instances, {len(planted)} planted copies, {taken} reused ids refused "
                f"({len(offline_dups)} possible duplicates in all), {scraper.scrapes} scrapes, "
                f"{len(scraper.decreases)} decreases")
     return ok, summary

@@ -1,0 +1,332 @@
+//! Study-wide submission ids: the first respondent to use a submission id
+//! keeps it, study-wide, whatever partition its records land in.
+//!
+//! Records are keyed by respondent, so two respondents' records can sit in
+//! different partitions, and no aggregator sees both. Ingest therefore
+//! claims each new submission id before publishing the interview: it writes
+//! a claim (a keyed hash of study and submission id, and one of the
+//! respondent, never the ids themselves) to the claims topic, a single
+//! partition read by every ingest instance, so every instance sees the
+//! claims in one order. The first claim of an id wins:
+//!
+//! - an id first claimed by the same respondent is accepted (a retry; the
+//!   aggregator counts it once, as before);
+//! - an id first claimed by another respondent is refused
+//!   (`submission_id_taken`), so it is never published or counted.
+//!
+//! Claims go in batches, one in flight at a time (group commit): while one
+//! batch waits for the broker, the next collects. A batch is decided once
+//! every claim stored before it has been read: at once when nothing else
+//! was written in between (one ingest instance), otherwise when the
+//! reader has caught up. An id already in the book needs no write at all.
+//! The book holds 24 bytes of key and value per submission id.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use tokio::sync::{Notify, oneshot, watch};
+
+use super::error::{IngestError, PublishFailure};
+
+/// Claims written in one record at most (24 bytes each: about 96 KiB).
+const MAX_BATCH: usize = 4096;
+/// Version byte in front of every claims record.
+const FORMAT: u8 = 1;
+/// Bytes per claim: 16 of submission key, 8 of respondent key.
+const CLAIM_BYTES: usize = 24;
+/// How long the reader waits for a record before checking it is still needed.
+const POLL: Duration = Duration::from_millis(100);
+
+/// One claim: the keyed hashes of (study, submission id) and of the respondent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    /// Keyed hash of the study and submission id.
+    pub submission: u128,
+    /// Keyed hash of the respondent id.
+    pub respondent: u64,
+}
+
+/// The claims read so far: the first respondent of every submission id, and
+/// the offset of the next claims record to read.
+#[derive(Debug, Default)]
+struct Book {
+    first: HashMap<u128, u64>,
+    next: i64,
+}
+
+impl Book {
+    /// Applies the claims record at `offset` if it is the next one; a record
+    /// read again (one this instance applied as it was written) changes
+    /// nothing, as every claim in it is already in the book.
+    fn apply(&mut self, offset: i64, claims: impl Iterator<Item = Claim>) {
+        if offset < self.next {
+            return;
+        }
+        for c in claims {
+            self.first.entry(c.submission).or_insert(c.respondent);
+        }
+        self.next = offset + 1;
+    }
+
+    /// Whether `claim`'s respondent holds its submission id, once decided.
+    fn holds(&self, claim: Claim) -> Option<bool> {
+        self.first.get(&claim.submission).map(|&r| r == claim.respondent)
+    }
+}
+
+/// Encodes claims as one record's payload.
+pub fn encode(claims: &[Claim]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + claims.len() * CLAIM_BYTES);
+    out.push(FORMAT);
+    for c in claims {
+        out.extend_from_slice(&c.submission.to_le_bytes());
+        out.extend_from_slice(&c.respondent.to_le_bytes());
+    }
+    out
+}
+
+/// Decodes a record's payload; `None` for one of another format.
+pub fn decode(payload: &[u8]) -> Option<impl Iterator<Item = Claim> + '_> {
+    let (&version, body) = payload.split_first()?;
+    if version != FORMAT || body.len() % CLAIM_BYTES != 0 {
+        return None;
+    }
+    Some(body.chunks_exact(CLAIM_BYTES).map(|c| {
+        let (s, r) = c.split_at(16);
+        Claim {
+            submission: u128::from_le_bytes(s.try_into().unwrap_or_default()),
+            respondent: u64::from_le_bytes(r.try_into().unwrap_or_default()),
+        }
+    }))
+}
+
+struct Waiting {
+    claim: Claim,
+    reply: oneshot::Sender<Result<bool, IngestError>>,
+}
+
+struct Inner {
+    topic: String,
+    producer: FutureProducer,
+    book: Mutex<Book>,
+    /// The book's `next`, for the batch waiting on the reader.
+    read: watch::Sender<i64>,
+    /// The claims' high watermark when the reader started: the book is
+    /// complete once `next` reaches it.
+    start_end: i64,
+    waiting: Mutex<Vec<Waiting>>,
+    wake: Notify,
+    writer: OnceLock<()>,
+    timeout: Duration,
+}
+
+/// The study-wide book of submission ids (see the module docs). Cheap to clone.
+#[derive(Clone)]
+pub struct Claims {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Claims {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Claims").field("topic", &self.inner.topic).finish()
+    }
+}
+
+impl Claims {
+    /// Starts reading the claims `topic` (partition 0) from the beginning
+    /// with a consumer made from `reader`; claims are written with
+    /// `producer`, each write and read bounded by `timeout`.
+    pub fn start(
+        producer: FutureProducer,
+        reader: &ClientConfig,
+        topic: impl Into<String>,
+        timeout: Duration,
+    ) -> Result<Claims, IngestError> {
+        let topic = topic.into();
+        let consumer: BaseConsumer = reader.create().map_err(IngestError::Producer)?;
+        let start_end = consumer.fetch_watermarks(&topic, 0, timeout).map(|(_, high)| high).unwrap_or(0);
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&topic, 0, Offset::Beginning).map_err(IngestError::Producer)?;
+        consumer.assign(&tpl).map_err(IngestError::Producer)?;
+        let inner = Arc::new(Inner {
+            topic,
+            producer,
+            book: Mutex::new(Book::default()),
+            read: watch::Sender::new(0),
+            start_end,
+            waiting: Mutex::new(Vec::new()),
+            wake: Notify::new(),
+            writer: OnceLock::new(),
+            timeout,
+        });
+        let weak = Arc::downgrade(&inner);
+        std::thread::Builder::new()
+            .name("fieldwatch-claims".into())
+            .spawn(move || read(consumer, weak))
+            .map_err(|e| IngestError::Config(format!("cannot start the claims reader: {e}")))?;
+        Ok(Claims { inner })
+    }
+
+    /// Whether every claim stored when this instance started has been read.
+    pub fn caught_up(&self) -> bool {
+        lock(&self.inner.book).next >= self.inner.start_end
+    }
+
+    /// Submission ids in the book.
+    pub fn len(&self) -> usize {
+        lock(&self.inner.book).first.len()
+    }
+
+    /// Whether the book is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Claims a submission id for a respondent: `true` when the respondent
+    /// holds it (claimed now or before by the same respondent), `false` when
+    /// another respondent claimed it first. Fails like a publish when the
+    /// claim cannot be written or decided in time.
+    pub async fn claim(&self, claim: Claim) -> Result<bool, IngestError> {
+        if let Some(holds) = lock(&self.inner.book).holds(claim) {
+            return Ok(holds);
+        }
+        let (reply, answer) = oneshot::channel();
+        lock(&self.inner.waiting).push(Waiting { claim, reply });
+        let inner = &self.inner;
+        inner.writer.get_or_init(|| {
+            tokio::spawn(write(inner.clone()));
+        });
+        inner.wake.notify_one();
+        match tokio::time::timeout(inner.timeout * 2, answer).await {
+            Ok(Ok(decided)) => decided,
+            Ok(Err(_)) => Err(IngestError::Publish { reason: PublishFailure::Canceled, source: None }),
+            Err(_) => Err(IngestError::Publish { reason: PublishFailure::Timeout, source: None }),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The reader: applies every claims record in order until the claims are
+/// dropped.
+fn read(consumer: BaseConsumer, inner: Weak<Inner>) {
+    loop {
+        let polled = consumer.poll(POLL);
+        let Some(inner) = inner.upgrade() else { return };
+        match polled {
+            None => {}
+            Some(Err(e)) => {
+                tracing::warn!(error = %crate::errors::chain(&e), "claims: read failed");
+            }
+            Some(Ok(m)) => {
+                let mut book = lock(&inner.book);
+                match m.payload().and_then(decode) {
+                    Some(claims) => book.apply(m.offset(), claims),
+                    None => {
+                        tracing::warn!(offset = m.offset(), "claims: a record of another format skipped");
+                        book.apply(m.offset(), std::iter::empty());
+                    }
+                }
+                let next = book.next;
+                drop(book);
+                inner.read.send_replace(next);
+            }
+        }
+    }
+}
+
+/// The writer: one batch in flight at a time.
+async fn write(inner: Arc<Inner>) {
+    loop {
+        let batch: Vec<Waiting> = {
+            let mut w = lock(&inner.waiting);
+            let n = w.len().min(MAX_BATCH);
+            w.drain(..n).collect()
+        };
+        if batch.is_empty() {
+            inner.wake.notified().await;
+            continue;
+        }
+        let decided = decide(&inner, &batch).await;
+        for w in batch {
+            let answer = match &decided {
+                Ok(book) => Ok(book.get(&w.claim.submission).is_some_and(|&r| r == w.claim.respondent)),
+                Err(reason) => Err(IngestError::Publish { reason: *reason, source: None }),
+            };
+            let _ = w.reply.send(answer);
+        }
+    }
+}
+
+/// Writes a batch and decides it: the first respondent of each of its
+/// submission ids, once every record before it is in the book.
+async fn decide(inner: &Inner, batch: &[Waiting]) -> Result<HashMap<u128, u64>, PublishFailure> {
+    let claims: Vec<Claim> = batch.iter().map(|w| w.claim).collect();
+    let payload = encode(&claims);
+    let record: FutureRecord<'_, (), [u8]> = FutureRecord::to(&inner.topic).partition(0).payload(&payload);
+    let (_, offset) =
+        super::publisher::deliver(&inner.producer, record, inner.timeout).await.map_err(|e| match e {
+            IngestError::Publish { reason, .. } => reason,
+            _ => PublishFailure::Broker,
+        })?;
+    let mut read = inner.read.subscribe();
+    tokio::time::timeout(inner.timeout, read.wait_for(|&next| next >= offset))
+        .await
+        .map_err(|_| PublishFailure::Timeout)?
+        .map_err(|_| PublishFailure::Canceled)?;
+    let mut book = lock(&inner.book);
+    book.apply(offset, claims.iter().copied());
+    let next = book.next;
+    let firsts =
+        claims.iter().filter_map(|c| book.first.get(&c.submission).map(|&r| (c.submission, r))).collect();
+    drop(book);
+    inner.read.send_replace(next);
+    Ok(firsts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(submission: u128, respondent: u64) -> Claim {
+        Claim { submission, respondent }
+    }
+
+    #[test]
+    fn claims_round_trip_and_other_formats_are_refused() {
+        let claims = vec![c(u128::MAX - 1, 7), c(3, u64::MAX)];
+        let bytes = encode(&claims);
+        assert_eq!(bytes.len(), 1 + 2 * CLAIM_BYTES);
+        assert_eq!(decode(&bytes).expect("decodes").collect::<Vec<_>>(), claims);
+        assert!(decode(&[]).is_none());
+        assert!(decode(&[2]).is_none());
+        assert!(decode(&bytes[..bytes.len() - 1]).is_none());
+        assert_eq!(decode(&[FORMAT]).expect("empty batch").count(), 0);
+    }
+
+    #[test]
+    fn the_first_claim_of_an_id_wins_and_records_apply_once_in_order() {
+        let mut book = Book::default();
+        assert_eq!(book.holds(c(1, 10)), None);
+        book.apply(0, [c(1, 10), c(1, 11), c(2, 20)].into_iter());
+        assert_eq!(book.next, 1);
+        assert_eq!(book.holds(c(1, 10)), Some(true));
+        assert_eq!(book.holds(c(1, 11)), Some(false));
+        // Read again (applied as written, then read back): nothing changes.
+        book.apply(0, [c(3, 30)].into_iter());
+        assert_eq!((book.next, book.holds(c(3, 30))), (1, None));
+        // A later record cannot take an id over.
+        book.apply(1, [c(2, 21), c(3, 30)].into_iter());
+        assert_eq!(
+            (book.holds(c(2, 21)), book.holds(c(2, 20)), book.holds(c(3, 30))),
+            (Some(false), Some(true), Some(true))
+        );
+        assert_eq!(book.next, 2);
+    }
+}
