@@ -14,8 +14,10 @@
 //! - an id first claimed by another respondent is refused
 //!   (`submission_id_taken`), so it is never published or counted.
 //!
-//! Claims go in batches, one in flight at a time (group commit): while one
-//! batch waits for the broker, the next collects. A batch is decided once
+//! Claims go in batches, one in flight at a time and at most one every
+//! 5 ms (group commit): while one batch waits for the broker, the next
+//! collects. The broker's cost is mostly per request, so pacing the claims
+//! keeps them cheap (`docs/benchmarks.md`). A batch is decided once
 //! every claim stored before it has been read: at once when nothing else
 //! was written in between (one ingest instance), otherwise when the
 //! reader has caught up. An id already in the book needs no write at all.
@@ -38,6 +40,9 @@ const MAX_BATCH: usize = 4096;
 const FORMAT: u8 = 1;
 /// Bytes per claim: 16 of submission key, 8 of respondent key.
 const CLAIM_BYTES: usize = 24;
+/// How long the writer waits after a first claim for others to join its
+/// batch (the broker's cost is mostly per request).
+const GATHER: Duration = Duration::from_millis(5);
 /// How long the reader waits for a record before checking it is still needed.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -243,7 +248,10 @@ fn read(consumer: BaseConsumer, inner: Weak<Inner>) {
 
 /// The writer: one batch in flight at a time.
 async fn write(inner: Arc<Inner>) {
+    let mut last = tokio::time::Instant::now();
     loop {
+        // At most one batch per GATHER: claims arriving meanwhile share it.
+        tokio::time::sleep_until(last + GATHER).await;
         let batch: Vec<Waiting> = {
             let mut w = lock(&inner.waiting);
             let n = w.len().min(MAX_BATCH);
@@ -253,6 +261,7 @@ async fn write(inner: Arc<Inner>) {
             inner.wake.notified().await;
             continue;
         }
+        last = tokio::time::Instant::now();
         let decided = decide(&inner, &batch).await;
         for w in batch {
             let answer = match &decided {
@@ -268,6 +277,7 @@ async fn write(inner: Arc<Inner>) {
 /// submission ids, once every record before it is in the book.
 async fn decide(inner: &Inner, batch: &[Waiting]) -> Result<HashMap<u128, u64>, PublishFailure> {
     let claims: Vec<Claim> = batch.iter().map(|w| w.claim).collect();
+    let started = std::time::Instant::now();
     let payload = encode(&claims);
     let record: FutureRecord<'_, (), [u8]> = FutureRecord::to(&inner.topic).partition(0).payload(&payload);
     let (_, offset) =
@@ -275,6 +285,7 @@ async fn decide(inner: &Inner, batch: &[Waiting]) -> Result<HashMap<u128, u64>, 
             IngestError::Publish { reason, .. } => reason,
             _ => PublishFailure::Broker,
         })?;
+    let acked = started.elapsed();
     let mut read = inner.read.subscribe();
     tokio::time::timeout(inner.timeout, read.wait_for(|&next| next >= offset))
         .await
@@ -287,6 +298,7 @@ async fn decide(inner: &Inner, batch: &[Waiting]) -> Result<HashMap<u128, u64>, 
         claims.iter().filter_map(|c| book.first.get(&c.submission).map(|&r| (c.submission, r))).collect();
     drop(book);
     inner.read.send_replace(next);
+    tracing::debug!(claims = claims.len(), ?acked, decided = ?started.elapsed(), "claims batch");
     Ok(firsts)
 }
 

@@ -67,7 +67,7 @@ impl Publisher {
             config.produce_timeout(),
         )?;
         let claims = Claims::start(
-            publisher.producer.clone(),
+            kafka::claims_producer_config(config, bootstrap).create().map_err(IngestError::Producer)?,
             &kafka::claims_reader_config(config, bootstrap),
             &config.claims_topic,
             publisher.timeout,

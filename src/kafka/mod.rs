@@ -281,7 +281,17 @@ pub fn consumer_config(config: &KafkaConfig, bootstrap: &str, group_id: &str) ->
     client
 }
 
-/// Consumer settings for ingest's reader of the claims topic: assigned, never
+/// Producer settings for ingest's claims: as [`producer_config`] but
+/// uncompressed, since a claim is keyed hashes (random bytes that lz4 only
+/// wraps in a frame the broker must unwrap). A producer of its own, so a
+/// claim never queues behind the interviews on one connection.
+pub fn claims_producer_config(config: &KafkaConfig, bootstrap: &str) -> ClientConfig {
+    let mut client = producer_config(config, bootstrap);
+    client.set("compression.type", "none");
+    client
+}
+
+/// Consumer settings for ingest's reader of the claims topic/// Consumer settings for ingest's reader of the claims topic: assigned, never
 /// committing, and a short fetch wait, since a batch of claims waits for
 /// the claims written before it by other instances.
 pub fn claims_reader_config(config: &KafkaConfig, bootstrap: &str) -> ClientConfig {
