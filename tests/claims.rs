@@ -31,10 +31,23 @@ async fn instance(
     kafka: &KafkaConfig,
     bootstrap: &str,
 ) -> (IngestServiceClient<Channel>, oneshot::Sender<()>) {
+    instance_with(kafka, bootstrap, true).await
+}
+
+/// [`instance`] with `ingest.study_wide_submission_ids` as given.
+async fn instance_with(
+    kafka: &KafkaConfig,
+    bootstrap: &str,
+    study_wide: bool,
+) -> (IngestServiceClient<Channel>, oneshot::Sender<()>) {
     let publisher = Publisher::from_kafka(kafka, bootstrap).expect("publisher");
     let listener = ingest::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let config = IngestConfig { hmac_key: Some(HMAC_KEY.into()), ..IngestConfig::default() };
+    let config = IngestConfig {
+        hmac_key: Some(HMAC_KEY.into()),
+        study_wide_submission_ids: study_wide,
+        ..IngestConfig::default()
+    };
     let (stop, stopped) = oneshot::channel::<()>();
     let registry = prometheus::Registry::new();
     tokio::spawn(ingest::serve(config, Arc::new(Catalog::demo()), publisher, &registry, listener, async {
@@ -135,7 +148,11 @@ async fn a_submission_id_belongs_to_its_first_respondent_whichever_instance_took
             assert!(!p.windows(raw.len()).any(|w| w == raw), "a raw string in a claim");
         }
     }
-    for stop in [stop_a, stop_b, stop_c] {
+    // Switched off, an instance claims nothing and refuses nothing.
+    let (mut d, stop_d) = instance_with(&kafka, &bootstrap, false).await;
+    assert_eq!(submit(&mut d, "RAW-R9", "RAW-S2").await, Ok(()));
+    assert_eq!(common::topic_records(&kafka, &bootstrap, &kafka.responses_topic, WAIT), stored + 1);
+    for stop in [stop_a, stop_b, stop_c, stop_d] {
         let _ = stop.send(());
     }
     broker.shutdown().await;

@@ -115,6 +115,10 @@ pub struct BenchOptions {
     /// `ingest.stream_window` of the ingest server; default: its default.
     #[arg(long)]
     pub stream_window: Option<usize>,
+    /// Run the ingest server with `ingest.study_wide_submission_ids: false`
+    /// (no claims), to see what the claims cost.
+    #[arg(long)]
+    pub no_claims: bool,
     /// Write every call of (c) to this CSV file: scheduled offset, latency
     /// from the scheduled time and from the send (ms), error. For finding
     /// what the tail lines up with.
@@ -138,6 +142,7 @@ impl Default for BenchOptions {
             linger_ms: None,
             kafka_properties: Vec::new(),
             stream_window: None,
+            no_claims: false,
             latency_csv: None,
             phase_timeout_secs: 300,
         }

@@ -212,6 +212,7 @@ impl IngestUnderTest {
         if let Some(window) = opts.stream_window {
             config.stream_window = window;
         }
+        config.study_wide_submission_ids = !opts.no_claims;
         let limits = (config.stream_window, config.max_inflight);
         let (stop, stopped) = oneshot::channel::<()>();
         let serve = ingest::serve(

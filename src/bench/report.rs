@@ -185,10 +185,11 @@ impl fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
-            "settings: producer linger.ms {}; ingest stream_window {}, max_inflight {}{}",
+            "settings: producer linger.ms {}; ingest stream_window {}, max_inflight {}, study-wide submission ids {}{}",
             self.linger_ms,
             self.ingest_limits.0,
             self.ingest_limits.1,
+            if o.no_claims { "off" } else { "on" },
             self.options.kafka_properties.iter().map(|(k, v)| format!("; {k}={v}")).collect::<String>(),
         )?;
         writeln!(f)?;

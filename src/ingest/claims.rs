@@ -15,7 +15,7 @@
 //!   (`submission_id_taken`), so it is never published or counted.
 //!
 //! Claims go in batches, one in flight at a time and at most one every
-//! 5 ms (group commit): while one batch waits for the broker, the next
+//! 10 ms (group commit): while one batch waits for the broker, the next
 //! collects. The broker's cost is mostly per request, so pacing the claims
 //! keeps them cheap (`docs/benchmarks.md`). A batch is decided once
 //! every claim stored before it has been read: at once when nothing else
@@ -42,7 +42,7 @@ const FORMAT: u8 = 1;
 const CLAIM_BYTES: usize = 24;
 /// How long the writer waits after a first claim for others to join its
 /// batch (the broker's cost is mostly per request).
-const GATHER: Duration = Duration::from_millis(5);
+const GATHER: Duration = Duration::from_millis(10);
 /// How long the reader waits for a record before checking it is still needed.
 const POLL: Duration = Duration::from_millis(100);
 

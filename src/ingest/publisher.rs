@@ -113,6 +113,12 @@ impl Publisher {
         Ok(Published { took: start.elapsed(), partition, offset })
     }
 
+    /// This publisher without claims (`ingest.study_wide_submission_ids: false`).
+    pub fn without_claims(mut self) -> Publisher {
+        self.claims = None;
+        self
+    }
+
     /// The study-wide submission ids, when this publisher keeps them
     /// (made by [`Publisher::from_kafka`]).
     pub fn claims(&self) -> Option<&Claims> {

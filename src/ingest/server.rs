@@ -74,6 +74,7 @@ impl IngestServer {
         registry: &prometheus::Registry,
     ) -> Result<IngestServer, IngestError> {
         config.validate()?;
+        let publisher = if config.study_wide_submission_ids { publisher } else { publisher.without_claims() };
         let key = config.hmac_key.as_deref().unwrap_or_default();
         let metrics = IngestMetrics::register(registry, &catalog, config.max_inflight)
             .map_err(|e| IngestError::Config(format!("cannot register ingest metrics: {e}")))?;
