@@ -129,10 +129,14 @@ struct Inner {
     timeout: Duration,
 }
 
-/// The study-wide book of submission ids (see the module docs). Cheap to clone.
+/// The study-wide book of submission ids (see the module docs). Cheap to
+/// clone; the reader stops once every clone is dropped.
 #[derive(Clone)]
 pub struct Claims {
     inner: Arc<Inner>,
+    /// Held by every clone and by nothing else (the writer task holds
+    /// `inner`): the reader reads while it is held.
+    _alive: Arc<()>,
 }
 
 impl std::fmt::Debug for Claims {
@@ -168,12 +172,13 @@ impl Claims {
             writer: OnceLock::new(),
             timeout,
         });
-        let weak = Arc::downgrade(&inner);
+        let alive = Arc::new(());
+        let (reader_inner, reader_alive) = (inner.clone(), Arc::downgrade(&alive));
         std::thread::Builder::new()
             .name("fieldwatch-claims".into())
-            .spawn(move || read(consumer, weak))
+            .spawn(move || read(consumer, &reader_inner, &reader_alive))
             .map_err(|e| IngestError::Config(format!("cannot start the claims reader: {e}")))?;
-        Ok(Claims { inner })
+        Ok(Claims { inner, _alive: alive })
     }
 
     /// Whether every claim stored when this instance started has been read.
@@ -218,16 +223,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The reader: applies every claims record in order until the claims are
-/// dropped.
-fn read(consumer: BaseConsumer, inner: Weak<Inner>) {
-    loop {
-        let polled = consumer.poll(POLL);
-        let Some(inner) = inner.upgrade() else { return };
-        match polled {
+/// The reader: applies every claims record in order until every [`Claims`]
+/// is dropped.
+fn read(consumer: BaseConsumer, inner: &Inner, alive: &Weak<()>) {
+    while alive.strong_count() > 0 {
+        match consumer.poll(POLL) {
             None => {}
             Some(Err(e)) => {
-                tracing::warn!(error = %crate::errors::chain(&e), "claims: read failed");
+                // A broker outage shows in health (the probe); this would repeat every poll.
+                tracing::debug!(error = %crate::errors::chain(&e), "claims: read failed");
             }
             Some(Ok(m)) => {
                 let mut book = lock(&inner.book);
