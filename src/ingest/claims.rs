@@ -187,16 +187,6 @@ impl Claims {
         lock(&self.inner.book).next >= self.inner.start_end
     }
 
-    /// Submission ids in the book.
-    pub fn len(&self) -> usize {
-        lock(&self.inner.book).first.len()
-    }
-
-    /// Whether the book is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Claims a submission id for a respondent: `true` when the respondent
     /// holds it (claimed now or before by the same respondent), `false` when
     /// another respondent claimed it first. Fails like a publish when the
@@ -267,20 +257,24 @@ async fn write(inner: Arc<Inner>) {
             continue;
         }
         last = tokio::time::Instant::now();
-        let decided = decide(&inner, &batch).await;
-        for w in batch {
-            let answer = match &decided {
-                Ok(book) => Ok(book.get(&w.claim.submission).is_some_and(|&r| r == w.claim.respondent)),
-                Err(reason) => Err(IngestError::Publish { reason: *reason, source: None }),
-            };
-            let _ = w.reply.send(answer);
+        match decide(&inner, &batch).await {
+            Ok(holds) => {
+                for (w, holds) in batch.into_iter().zip(holds) {
+                    let _ = w.reply.send(Ok(holds));
+                }
+            }
+            Err(reason) => {
+                for w in batch {
+                    let _ = w.reply.send(Err(IngestError::Publish { reason, source: None }));
+                }
+            }
         }
     }
 }
 
-/// Writes a batch and decides it: the first respondent of each of its
-/// submission ids, once every record before it is in the book.
-async fn decide(inner: &Inner, batch: &[Waiting]) -> Result<HashMap<u128, u64>, PublishFailure> {
+/// Writes a batch and decides it, once every record before it is in the
+/// book: whether each claim's respondent holds its submission id.
+async fn decide(inner: &Inner, batch: &[Waiting]) -> Result<Vec<bool>, PublishFailure> {
     let claims: Vec<Claim> = batch.iter().map(|w| w.claim).collect();
     let started = std::time::Instant::now();
     let payload = encode(&claims);
@@ -299,12 +293,12 @@ async fn decide(inner: &Inner, batch: &[Waiting]) -> Result<HashMap<u128, u64>, 
     let mut book = lock(&inner.book);
     book.apply(offset, claims.iter().copied());
     let next = book.next;
-    let firsts =
-        claims.iter().filter_map(|c| book.first.get(&c.submission).map(|&r| (c.submission, r))).collect();
+    // Every claim of the batch is in the book now, so each is decided.
+    let holds = claims.iter().map(|&c| book.holds(c) == Some(true)).collect();
     drop(book);
     inner.read.send_replace(next);
     tracing::debug!(claims = claims.len(), ?acked, decided = ?started.elapsed(), "claims batch");
-    Ok(firsts)
+    Ok(holds)
 }
 
 #[cfg(test)]

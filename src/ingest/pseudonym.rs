@@ -37,9 +37,7 @@ impl Pseudonymizer {
         mac.update(respondent_id.as_bytes());
         hex::encode(mac.finalize().into_bytes())
     }
-}
 
-impl Pseudonymizer {
     /// The claim of a submission id by a respondent ([`super::claims`]):
     /// keyed hashes of (study, submission id) and of the respondent, so the
     /// claims topic holds neither id. `respondent_key` is [`Pseudonymizer::key`]'s.

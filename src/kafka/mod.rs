@@ -291,7 +291,7 @@ pub fn claims_producer_config(config: &KafkaConfig, bootstrap: &str) -> ClientCo
     client
 }
 
-/// Consumer settings for ingest's reader of the claims topic/// Consumer settings for ingest's reader of the claims topic: assigned, never
+/// Consumer settings for ingest's reader of the claims topic: assigned, never
 /// committing, and a short fetch wait, since a batch of claims waits for
 /// the claims written before it by other instances.
 pub fn claims_reader_config(config: &KafkaConfig, bootstrap: &str) -> ClientConfig {

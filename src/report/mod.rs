@@ -139,14 +139,9 @@ pub fn tally_with(study: &Study, input: impl BufRead, opts: &Offline<'_>) -> Res
         // A submission id belongs to the first respondent who used it,
         // study-wide: ingest refuses a valid interview of another
         // respondent under it (`ingest::claims`), so it is refused here.
-        let claim = match &parsed {
-            Line::Interview(sub) => Some((sub.submission_id.as_str(), sub.respondent_id.as_str())),
-            Line::Disposition(_) => None,
-        };
-        if let Some((id, respondent)) = claim
-            && claims.get(id).is_some_and(|first| first != respondent)
+        if let Line::Interview(sub) = &parsed
+            && claims.get(&sub.submission_id).is_some_and(|first| *first != sub.respondent_id)
         {
-            let Line::Interview(sub) = &parsed else { unreachable!() };
             let violations = match crate::validate::validate_in(study, sub, limits) {
                 Err(violations) => violations,
                 Ok(_) => {
@@ -160,10 +155,10 @@ pub fn tally_with(study: &Study, input: impl BufRead, opts: &Offline<'_>) -> Res
         let source =
             Source { partition: 0, offset: i64::try_from(n + 1).unwrap_or(i64::MAX), received_at: None };
         let step = pipeline::apply(study, &mut t.state, &parsed, limits, source);
-        if let (Some((id, respondent)), Fate::Counted | Fate::Retry | Fate::DuplicateRespondent) =
-            (claim, &step.fate)
+        if let (Line::Interview(sub), Fate::Counted | Fate::Retry | Fate::DuplicateRespondent) =
+            (&parsed, &step.fate)
         {
-            claims.entry(id.to_owned()).or_insert_with(|| respondent.to_owned());
+            claims.entry(sub.submission_id.clone()).or_insert_with(|| sub.respondent_id.clone());
         }
         match step.fate {
             Fate::Invalid(violations) => t.errors.push(LineError { line: n + 1, violations }),
