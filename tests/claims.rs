@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::HMAC_KEY;
-use fieldwatch::broker::{BrokerConfig, EmbeddedBroker};
 use fieldwatch::ingest::{self, IngestConfig, Publisher};
 use fieldwatch::instrument::Catalog;
 use fieldwatch::kafka::{self, KafkaConfig};
@@ -104,10 +103,7 @@ fn payloads(kafka: &KafkaConfig, bootstrap: &str, topic: &str) -> Vec<Vec<u8>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_submission_id_belongs_to_its_first_respondent_whichever_instance_took_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker =
-        EmbeddedBroker::start(BrokerConfig::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), dir.path()))
-            .await
-            .expect("broker starts");
+    let broker = common::embedded_broker(dir.path()).await;
     let bootstrap = broker.bootstrap();
     let kafka = KafkaConfig::default();
     kafka::ensure_topics(&kafka, &bootstrap).await.expect("topics");

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::HMAC_KEY;
-use fieldwatch::broker::{BrokerConfig, EmbeddedBroker};
 use fieldwatch::ingest::{self, IngestConfig, Pseudonymizer, Publisher, TokenConfig};
 use fieldwatch::instrument::{Catalog, DEMO_STUDY_ID};
 use fieldwatch::kafka::{self, KafkaConfig};
@@ -74,10 +73,7 @@ where
     Fut: Future<Output = ()>,
 {
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker =
-        EmbeddedBroker::start(BrokerConfig::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), dir.path()))
-            .await
-            .expect("broker starts");
+    let broker = common::embedded_broker(dir.path()).await;
     let bootstrap = broker.bootstrap();
     let kafka = KafkaConfig::default();
     kafka::ensure_topics(&kafka, &bootstrap).await.expect("topics");

@@ -10,11 +10,11 @@
 //! docs/benchmarks.md ("Failover").
 #![cfg(feature = "embedded-broker")]
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use fieldwatch::broker::{BrokerConfig, EmbeddedBroker};
 use fieldwatch::kafka::{self, KafkaConfig};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
@@ -58,10 +58,7 @@ fn poll_until(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_static_member_back_under_its_instance_id_gets_its_partitions_without_a_rebalance() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker =
-        EmbeddedBroker::start(BrokerConfig::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), dir.path()))
-            .await
-            .expect("broker starts");
+    let broker = common::embedded_broker(dir.path()).await;
     let bootstrap = broker.bootstrap();
     let config = KafkaConfig { partitions: 4, ..KafkaConfig::default() };
     kafka::ensure_topics(&config, &bootstrap).await.expect("topics");

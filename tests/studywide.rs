@@ -10,12 +10,11 @@
 mod common;
 
 use std::io::BufReader;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use fieldwatch::app::{self, Parts, Running};
-use fieldwatch::broker::{BrokerConfig, EmbeddedBroker};
 use fieldwatch::instrument::DEMO_STUDY_ID;
 use fieldwatch::submit::{self, SubmitOptions};
 
@@ -52,10 +51,7 @@ fn metric_sum(scrape: &str, prefix: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_instance_answers_for_the_whole_study_and_says_it_is_complete() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker =
-        EmbeddedBroker::start(BrokerConfig::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), dir.path()))
-            .await
-            .expect("broker starts");
+    let broker = common::embedded_broker(dir.path()).await;
     let mut config = common::loopback_config(dir.path());
     config.kafka.brokers = Some(broker.bootstrap());
     config.kafka.partitions = 4;

@@ -19,6 +19,16 @@ use fieldwatch::proto::v1;
 use futures::FutureExt;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
+/// The embedded broker on 127.0.0.1 at a port the system picks, storing
+/// in `dir`.
+#[cfg(feature = "embedded-broker")]
+pub async fn embedded_broker(dir: &Path) -> fieldwatch::broker::EmbeddedBroker {
+    let addr = SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0));
+    fieldwatch::broker::EmbeddedBroker::start(fieldwatch::broker::BrokerConfig::new(addr, dir))
+        .await
+        .expect("broker starts")
+}
+
 /// The pseudonym key of every test service.
 pub const HMAC_KEY: &str = "integration-test-hmac-key-0123456789";
 
