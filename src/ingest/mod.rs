@@ -90,9 +90,10 @@ pub struct IngestConfig {
     /// A submission id belongs study-wide to the first respondent who used
     /// it: each new id is claimed through `kafka.claims_topic` before its
     /// interview is published, and another respondent's interview under it
-    /// is refused (`submission_id_taken`). Off: no claims (one broker write
-    /// and about 10 ms less per new id), and an id reused under another
-    /// respondent counts once per partition it lands in, unlike `report`.
+    /// is refused (`submission_id_taken`). Off: no claims (one broker round
+    /// trip, and under load up to 10 ms, less per new id), and an id reused
+    /// under another respondent counts once per partition it lands in,
+    /// unlike `report`.
     #[serde(default = "default_true")]
     pub study_wide_submission_ids: bool,
     /// Secret key of the HMAC that turns respondent ids into respondent
@@ -176,8 +177,8 @@ pub struct IngestConfig {
     #[serde(default = "default_max_error_violations")]
     pub max_error_violations: usize,
     /// Most bytes of encoded `BadRequest` detail in a rejection (1024 to
-    /// 10240), so the status trailer stays under the 16 KiB metadata limit
-    /// of standard gRPC clients.
+    /// 5120), so the status stays under the 8 KiB metadata soft limit of
+    /// gRPC core clients, above which they refuse responses at random.
     #[serde(default = "default_max_error_detail_bytes")]
     pub max_error_detail_bytes: usize,
 }
@@ -394,7 +395,7 @@ impl IngestConfig {
         }
         if !b.contains(&self.max_error_detail_bytes) {
             problems.push(format!(
-                "max_error_detail_bytes must be {} to {} (the status must fit 16 KiB)",
+                "max_error_detail_bytes must be {} to {} (the status must fit gRPC clients' 8 KiB metadata soft limit)",
                 b.start(),
                 b.end()
             ));

@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """A rejection with 500 field violations reaches a standard grpcio client as
 INVALID_ARGUMENT (not RESOURCE_EXHAUSTED from an oversize trailer), with the
-listed violations bounded and the total in the message and ErrorInfo.
+response's metadata under the clients' 8 KiB soft limit (above it grpcio
+refuses responses at random), the listed violations bounded and the total in
+the message and ErrorInfo.
 
 Usage: many_violations.py --server HOST:PORT (run by tests/python/test_client.sh).
 Prints one `ok: ...` or `FAIL: ...` line per check; exits non-zero on a failure.
 """
 
 import argparse
+import base64
 import sys
 import uuid
 from pathlib import Path
@@ -18,6 +21,28 @@ from grpc_status import rpc_status
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "clients" / "python"))
 from submit_example import load_stubs  # noqa: E402
+
+
+# gRPC core clients refuse responses whose metadata is above this soft limit
+# at random (always above 16 KiB): a status must stay under it to arrive.
+SOFT_LIMIT = 8 * 1024
+# Headers grpcio does not hand to the application: `:status: 200`,
+# `content-type: application/grpc`, `grpc-status: 3`, each counted as
+# name + value + 32 bytes.
+HIDDEN = (7 + 3 + 32) + (12 + 16 + 32) + (11 + 1 + 32)
+
+
+def metadata_size(err):
+    """The size gRPC counts for a response's metadata: for each header, its
+    name, its value (base64 for `-bin`, as sent) and 32 bytes."""
+    size = HIDDEN + len("grpc-message") + len((err.details() or "").encode()) + 32
+    for key, value in list(err.initial_metadata() or ()) + list(err.trailing_metadata() or ()):
+        if isinstance(value, bytes):
+            value = base64.b64encode(value).rstrip(b"=")
+        else:
+            value = value.encode()
+        size += len(key) + len(value) + 32
+    return size
 
 
 def main():
@@ -47,6 +72,9 @@ def main():
             check(f"500 violations arrive as INVALID_ARGUMENT (got {err.code().name})",
                   err.code() == grpc.StatusCode.INVALID_ARGUMENT)
             check("the message gives the total", "500 problems" in (err.details() or ""))
+            size = metadata_size(err)
+            check(f"the response's metadata is under the {SOFT_LIMIT}-byte soft limit (got {size})",
+                  size < SOFT_LIMIT)
             status = rpc_status.from_call(err)
             listed, total = 0, None
             for detail in status.details if status else []:

@@ -40,7 +40,7 @@ ingest_counted() {
 check "ingest counted 1 accepted and 1 rejected" ingest_counted
 
 # A rejection with 500 violations must still be INVALID_ARGUMENT for grpcio
-# (its 16 KiB metadata limit): the trailer lists a bounded number of them.
+# (whose metadata soft limit is 8 KiB): the trailer lists a bounded number.
 violations_status=0
 "$PYTHON" tests/python/many_violations.py --server "$FW_GRPC" >"$out" 2>&1 || violations_status=$?
 cat "$out"
