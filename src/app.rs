@@ -4,7 +4,11 @@
 //!
 //! One shutdown path: the signal flips a watch channel every part listens
 //! to; ingest drains its calls and flushes the producer first, then the
-//! aggregator stops consuming, then HTTP, then the embedded broker.
+//! aggregator stops consuming, then HTTP, then the embedded broker. Every
+//! Kafka client is gone before the broker stops (the claims writer and
+//! reader end with the last `Claims`, the aggregator waits for its view
+//! builder and watermark reader), so a stop logs no `AllBrokersDown` error
+//! (`tests/logs.rs`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -58,8 +62,8 @@ pub struct Running {
 /// Runs the HTTP server's future on a runtime of its own (two worker
 /// threads named `name`, so one can answer 429 while the other renders),
 /// so a storm of reads (rendering `/metrics`, serialising flags) takes
-/// those threads and never the workers that run ingest, the aggregator and
-/// the embedded broker. The returned task of the calling
+/// those threads and never the workers that run ingest and the aggregator
+/// (the embedded broker has threads of its own). The returned task of the calling
 /// runtime ends with the server (the same stop signal ends both); the
 /// thread then drops its runtime, closing what connections remain.
 fn spawn_isolated(
@@ -172,7 +176,9 @@ async fn start_parts(
                 "ingest.tls is not set: bearer tokens cross the network in clear unless a proxy terminates tls"
             );
         }
-        let publisher = Publisher::from_kafka(&config.kafka, &bootstrap).context("creating the producer")?;
+        let publisher =
+            Publisher::from_kafka(&config.kafka, &bootstrap, config.ingest.study_wide_submission_ids)
+                .context("creating the producer")?;
         // Built here, not inside the spawned task, so a bad TLS file or
         // config fails start-up instead of a task nobody waits on yet.
         let mut server =

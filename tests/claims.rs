@@ -39,7 +39,7 @@ async fn instance_with(
     bootstrap: &str,
     study_wide: bool,
 ) -> (IngestServiceClient<Channel>, oneshot::Sender<()>) {
-    let publisher = Publisher::from_kafka(kafka, bootstrap).expect("publisher");
+    let publisher = Publisher::from_kafka(kafka, bootstrap, study_wide).expect("publisher");
     let listener = ingest::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let config = IngestConfig {

@@ -382,7 +382,7 @@ async fn ingest_health_goes_not_serving_when_the_broker_stops_and_back_when_it_r
     // outlives a broker restart.
     let kafka = KafkaConfig { idempotence: false, ..KafkaConfig::default() };
     kafka::ensure_topics(&kafka, &broker.bootstrap()).await.expect("topics");
-    let publisher = Publisher::from_kafka(&kafka, &broker.bootstrap()).expect("publisher");
+    let publisher = Publisher::from_kafka(&kafka, &broker.bootstrap(), true).expect("publisher");
     let listener = ingest::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await.expect("bind");
     let grpc = listener.local_addr().expect("addr");
     let config =

@@ -80,7 +80,7 @@ where
 
     let catalog = Arc::new(Catalog::demo());
     let registry = Registry::new();
-    let publisher = Publisher::from_kafka(&kafka, &bootstrap).expect("publisher");
+    let publisher = Publisher::from_kafka(&kafka, &bootstrap, true).expect("publisher");
     let listener = ingest::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let mut config = IngestConfig { hmac_key: Some(HMAC_KEY.into()), tokens, ..IngestConfig::default() };
@@ -459,7 +459,7 @@ async fn when_the_broker_cannot_take_the_write_in_time_the_call_is_unavailable()
     let kafka = KafkaConfig { produce_timeout_ms: 300, ..KafkaConfig::default() };
     let catalog = Arc::new(Catalog::demo());
     let registry = Registry::new();
-    let publisher = Publisher::from_kafka(&kafka, &bootstrap).expect("publisher");
+    let publisher = Publisher::from_kafka(&kafka, &bootstrap, true).expect("publisher");
     let listener = ingest::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let config =

@@ -205,7 +205,7 @@ impl IngestUnderTest {
         catalog: &Arc<Catalog>,
         opts: &BenchOptions,
     ) -> Result<IngestUnderTest, BenchError> {
-        let publisher = Publisher::from_kafka(kafka, bootstrap)?;
+        let publisher = Publisher::from_kafka(kafka, bootstrap, !opts.no_claims)?;
         let listener = ingest::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
         let addr = listener.local_addr().map_err(BenchError::LocalAddr)?;
         let mut config = IngestConfig { hmac_key: Some(HMAC_KEY.to_owned()), ..IngestConfig::default() };

@@ -14,18 +14,23 @@
 //! - an id first claimed by another respondent is refused
 //!   (`submission_id_taken`), so it is never published or counted.
 //!
-//! Claims go in batches, one in flight at a time and at most one every
-//! 10 ms (group commit): while one batch waits for the broker, the next
-//! collects. The broker's cost is mostly per request, so pacing the claims
-//! keeps them cheap (`docs/benchmarks.md`). A batch is decided once
+//! Claims go in batches, one in flight at a time (group commit): while one
+//! batch waits for the broker, the next collects. The broker's cost is
+//! mostly per request, so under load batches are paced, at most one every
+//! 10 ms; the pace eases with the rate of new ids (at 1,000 a second, one
+//! every 4 ms), so a claim adds little to a reply when ingest is not busy
+//! (`docs/benchmarks.md`). A batch is decided once
 //! every claim stored before it has been read: at once when nothing else
 //! was written in between (one ingest instance), otherwise when the
-//! reader has caught up. An id already in the book needs no write at all.
+//! reader has caught up. The reader fetches only then (and at start, up to
+//! the claims stored before): with one ingest instance it never fetches
+//! once caught up, and costs the broker nothing. An id already in the book
+//! needs no write at all.
 //! The book holds 24 bytes of key and value per submission id (33 with
 //! alignment and the hash map's control byte).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -41,10 +46,14 @@ const MAX_BATCH: usize = 4096;
 const FORMAT: u8 = 1;
 /// Bytes per claim: 16 of submission key, 8 of respondent key.
 const CLAIM_BYTES: usize = 24;
-/// How long the writer waits after a first claim for others to join its
-/// batch (the broker's cost is mostly per request).
+/// The longest the writer waits between batches, for claims to join the next
+/// one (the broker's cost is mostly per request): reached at [`FULL_RATE`].
 const GATHER: Duration = Duration::from_millis(10);
-/// How long the reader waits for a record before checking it is still needed.
+/// New ids per second at which batches are paced a full [`GATHER`] apart
+/// (25 claims each, or more above it); below it the pace eases in proportion.
+const FULL_RATE: f64 = 2500.0;
+/// How long the reader waits for a record, or idle for a batch to need it,
+/// before checking it is still needed.
 const POLL: Duration = Duration::from_millis(100);
 
 /// One claim: the keyed hashes of (study, submission id) and of the respondent.
@@ -110,6 +119,34 @@ pub fn decode(payload: &[u8]) -> Option<impl Iterator<Item = Claim> + '_> {
     }))
 }
 
+/// When the writer may send its next batch: a [`GATHER`] after the last
+/// one, shortened in proportion to the rate of claims below [`FULL_RATE`].
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    last: tokio::time::Instant,
+    /// Claims per second, smoothed over batches.
+    rate: f64,
+}
+
+impl Pace {
+    fn new(now: tokio::time::Instant) -> Pace {
+        Pace { last: now, rate: 0.0 }
+    }
+
+    /// The earliest time for the next batch.
+    fn next(&self) -> tokio::time::Instant {
+        self.last + GATHER.mul_f64((self.rate / FULL_RATE).min(1.0))
+    }
+
+    /// A batch of `claims` taken at `now`: the rate since the last one
+    /// counts for half of the new estimate.
+    fn taken(&mut self, claims: usize, now: tokio::time::Instant) {
+        let since = now.saturating_duration_since(self.last).as_secs_f64().max(1e-3);
+        self.rate = (self.rate + claims as f64 / since) / 2.0;
+        self.last = now;
+    }
+}
+
 struct Waiting {
     claim: Claim,
     reply: oneshot::Sender<Result<bool, IngestError>>,
@@ -124,6 +161,10 @@ struct Inner {
     /// The claims' high watermark when the reader started: the book is
     /// complete once `next` reaches it.
     start_end: i64,
+    /// The offset the book must reach for the batch waiting on the reader
+    /// (the reader fetches only while `next` is below it), and its signal.
+    need: Mutex<i64>,
+    needed: Condvar,
     waiting: Mutex<Vec<Waiting>>,
     wake: Notify,
     writer: OnceLock<()>,
@@ -131,13 +172,30 @@ struct Inner {
 }
 
 /// The study-wide book of submission ids (see the module docs). Cheap to
-/// clone; the reader stops once every clone is dropped.
+/// clone; the reader and the writer stop once every clone is dropped, so
+/// their Kafka clients are gone before a `serve` stops its embedded broker
+/// (a client left connected logs `AllBrokersDown` at ERROR).
 #[derive(Clone)]
 pub struct Claims {
     inner: Arc<Inner>,
-    /// Held by every clone and by nothing else (the writer task holds
-    /// `inner`): the reader reads while it is held.
-    _alive: Arc<()>,
+    /// Held by every clone and by nothing else (the writer and the reader
+    /// hold `inner` and a `Weak` of this): they run while it is held.
+    alive: Arc<Alive>,
+}
+
+/// Dropped with the last [`Claims`] (its count is 0 by then): wakes the
+/// writer and the reader so that they end now rather than at their next
+/// poll. The writer then drops the producer instead of waiting for claims
+/// that cannot come.
+struct Alive(Arc<Inner>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.wake.notify_one();
+        // Under the lock the reader waits with, which checks the count first.
+        let _need = lock(&self.0.need);
+        self.0.needed.notify_all();
+    }
 }
 
 impl std::fmt::Debug for Claims {
@@ -168,18 +226,20 @@ impl Claims {
             book: Mutex::new(Book::default()),
             read: watch::Sender::new(0),
             start_end,
+            need: Mutex::new(start_end),
+            needed: Condvar::new(),
             waiting: Mutex::new(Vec::new()),
             wake: Notify::new(),
             writer: OnceLock::new(),
             timeout,
         });
-        let alive = Arc::new(());
+        let alive = Arc::new(Alive(inner.clone()));
         let (reader_inner, reader_alive) = (inner.clone(), Arc::downgrade(&alive));
         std::thread::Builder::new()
             .name("fieldwatch-claims".into())
             .spawn(move || read(consumer, &reader_inner, &reader_alive))
             .map_err(|e| IngestError::Config(format!("cannot start the claims reader: {e}")))?;
-        Ok(Claims { inner, _alive: alive })
+        Ok(Claims { inner, alive })
     }
 
     /// Whether every claim stored when this instance started has been read.
@@ -199,14 +259,12 @@ impl Claims {
         lock(&self.inner.waiting).push(Waiting { claim, reply });
         let inner = &self.inner;
         inner.writer.get_or_init(|| {
-            tokio::spawn(write(inner.clone()));
+            tokio::spawn(write(inner.clone(), Arc::downgrade(&self.alive)));
         });
         inner.wake.notify_one();
-        match tokio::time::timeout(inner.timeout * 2, answer).await {
-            Ok(Ok(decided)) => decided,
-            Ok(Err(_)) => Err(IngestError::Publish { reason: PublishFailure::Canceled, source: None }),
-            Err(_) => Err(IngestError::Publish { reason: PublishFailure::Timeout, source: None }),
-        }
+        // The writer answers every claim within its bounds (the write's and
+        // the reader's `timeout`), so no timer of its own per claim.
+        answer.await.unwrap_or(Err(IngestError::Publish { reason: PublishFailure::Canceled, source: None }))
     }
 }
 
@@ -214,10 +272,38 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The reader: applies every claims record in order until every [`Claims`]
-/// is dropped.
-fn read(consumer: BaseConsumer, inner: &Inner, alive: &Weak<()>) {
+/// The reader: applies every claims record in order, while the book is
+/// short of what is needed (the claims stored at start, or those before a
+/// batch being decided), until every [`Claims`] is dropped. Otherwise its
+/// partition is paused: no fetches. On resuming, it reads on from the last
+/// record it read; records the writer applied meanwhile apply again as no-ops.
+fn read(consumer: BaseConsumer, inner: &Inner, alive: &Weak<Alive>) {
+    let mut partition = TopicPartitionList::new();
+    partition.add_partition(&inner.topic, 0);
+    let mut paused = false;
     while alive.strong_count() > 0 {
+        let next = lock(&inner.book).next;
+        let short = next < *lock(&inner.need);
+        if short == paused {
+            let turn = if short { consumer.resume(&partition) } else { consumer.pause(&partition) };
+            match turn {
+                Ok(()) => paused = !short,
+                Err(e) => {
+                    tracing::debug!(error = %crate::errors::chain(&e), "claims: pause or resume failed");
+                    // Not in a loop without a wait: try again after a poll's time.
+                    std::thread::sleep(POLL);
+                }
+            }
+        }
+        if paused {
+            // The writer raises `need` under its lock, so a raise after the
+            // check above is seen here or wakes the wait.
+            let need = lock(&inner.need);
+            if alive.strong_count() > 0 && lock(&inner.book).next >= *need {
+                let _ = inner.needed.wait_timeout(need, POLL);
+            }
+            continue;
+        }
         match consumer.poll(POLL) {
             None => {}
             Some(Err(e)) => {
@@ -242,21 +328,25 @@ fn read(consumer: BaseConsumer, inner: &Inner, alive: &Weak<()>) {
 }
 
 /// The writer: one batch in flight at a time.
-async fn write(inner: Arc<Inner>) {
-    let mut last = tokio::time::Instant::now();
+async fn write(inner: Arc<Inner>, alive: Weak<Alive>) {
+    let mut pace = Pace::new(tokio::time::Instant::now());
     loop {
-        // At most one batch per GATHER: claims arriving meanwhile share it.
-        tokio::time::sleep_until(last + GATHER).await;
+        // Claims arriving meanwhile share the batch.
+        tokio::time::sleep_until(pace.next()).await;
         let batch: Vec<Waiting> = {
             let mut w = lock(&inner.waiting);
             let n = w.len().min(MAX_BATCH);
             w.drain(..n).collect()
         };
         if batch.is_empty() {
+            // A claim holds its `Claims`, so none is waiting once all are gone.
+            if alive.strong_count() == 0 {
+                return;
+            }
             inner.wake.notified().await;
             continue;
         }
-        last = tokio::time::Instant::now();
+        pace.taken(batch.len(), tokio::time::Instant::now());
         match decide(&inner, &batch).await {
             Ok(holds) => {
                 for (w, holds) in batch.into_iter().zip(holds) {
@@ -286,6 +376,12 @@ async fn decide(inner: &Inner, batch: &[Waiting]) -> Result<Vec<bool>, PublishFa
         })?;
     let acked = started.elapsed();
     let mut read = inner.read.subscribe();
+    if lock(&inner.book).next < offset {
+        // Another instance wrote in between: the reader fetches up to it.
+        let mut need = lock(&inner.need);
+        *need = (*need).max(offset);
+        inner.needed.notify_one();
+    }
     tokio::time::timeout(inner.timeout, read.wait_for(|&next| next >= offset))
         .await
         .map_err(|_| PublishFailure::Timeout)?
@@ -319,6 +415,34 @@ mod tests {
         assert!(decode(&[2]).is_none());
         assert!(decode(&bytes[..bytes.len() - 1]).is_none());
         assert_eq!(decode(&[FORMAT]).expect("empty batch").count(), 0);
+    }
+
+    #[test]
+    fn batches_are_paced_by_the_rate_of_claims_up_to_the_full_gather() {
+        let t0 = tokio::time::Instant::now();
+        let ms = Duration::from_millis;
+        let mut pace = Pace::new(t0);
+        assert_eq!(pace.next(), t0, "no claims yet: the first batch goes at once");
+        // 10 claims in 10 ms: 1,000/s, half of it counted at first.
+        pace.taken(10, t0 + ms(10));
+        assert_eq!(pace.next(), t0 + ms(10) + ms(2));
+        pace.taken(2, t0 + ms(11));
+        assert_eq!((pace.rate, pace.next()), (1250.0, t0 + ms(11) + ms(5)));
+        // Busy: 100 claims in 10 ms is far over FULL_RATE: a full GATHER.
+        pace.taken(100, t0 + ms(21));
+        pace.taken(100, t0 + ms(31));
+        assert_eq!(pace.next(), t0 + ms(31) + GATHER);
+        // After an idle second the estimate halves at each batch, and so
+        // does the wait.
+        let mut at = t0 + ms(31);
+        for _ in 0..2 {
+            at += ms(1000);
+            pace.taken(1, at);
+        }
+        assert!(pace.rate < FULL_RATE && pace.next() < at + GATHER);
+        at += ms(1000);
+        pace.taken(1, at);
+        assert!(pace.rate < FULL_RATE / 2.0 && pace.next() < at + GATHER / 2);
     }
 
     #[test]

@@ -59,13 +59,19 @@ impl std::fmt::Debug for Publisher {
 
 impl Publisher {
     /// The publisher for the responses topic of `config` on the cluster at
-    /// `bootstrap`, with fieldwatch's producer settings.
-    pub fn from_kafka(config: &KafkaConfig, bootstrap: &str) -> Result<Publisher, IngestError> {
+    /// `bootstrap`, with fieldwatch's producer settings; with `claims`
+    /// (`ingest.study_wide_submission_ids`), it also keeps the study-wide
+    /// book of submission ids ([`Claims`]: a producer and a reader of
+    /// `config.claims_topic`), which nothing starts otherwise.
+    pub fn from_kafka(config: &KafkaConfig, bootstrap: &str, claims: bool) -> Result<Publisher, IngestError> {
         let mut publisher = Publisher::new(
             &kafka::producer_config(config, bootstrap),
             &config.responses_topic,
             config.produce_timeout(),
         )?;
+        if !claims {
+            return Ok(publisher);
+        }
         let claims = Claims::start(
             kafka::claims_producer_config(config, bootstrap).create().map_err(IngestError::Producer)?,
             &kafka::claims_reader_config(config, bootstrap),
@@ -120,7 +126,7 @@ impl Publisher {
     }
 
     /// The study-wide submission ids, when this publisher keeps them
-    /// (made by [`Publisher::from_kafka`]).
+    /// (made by [`Publisher::from_kafka`] with `claims`).
     pub fn claims(&self) -> Option<&Claims> {
         self.claims.as_ref()
     }
