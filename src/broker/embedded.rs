@@ -10,6 +10,13 @@
 //! create the topics with [`crate::kafka::ensure_topics`]. It listens on plain TCP
 //! on an IPv4 address of this machine and advertises that same address.
 //!
+//! The broker runs on a tokio runtime of its own ([`BROKER_THREADS`] workers
+//! named `broker`), not the caller's: tansu's SQLite storage (libsql) runs its
+//! queries, commits and WAL checkpoints inline on the worker that polls it, so
+//! on a shared runtime every task queued behind that worker (a gRPC reply, the
+//! aggregator, a page) waited for the database. On its own threads the OS
+//! shares the cores between the broker and the rest.
+//!
 //! Entry points: [`EmbeddedBroker::start`], [`run_standalone`].
 
 use std::io;
@@ -37,6 +44,10 @@ const PORT_ATTEMPTS: usize = 3;
 /// How long `shutdown` waits for tansu to close the SQLite database after the
 /// broker task was aborted (normally a few milliseconds).
 const STORAGE_RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Worker threads of the broker's own runtime: request decoding for several
+/// connections in parallel beside the one SQLite connection.
+pub const BROKER_THREADS: usize = 2;
 
 /// Errors of the embedded broker.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +91,9 @@ pub enum BrokerError {
     /// Signal handlers for `run_standalone` could not be installed.
     #[error("cannot listen for shutdown signals")]
     Signal(#[source] io::Error),
+    /// The broker's own runtime (its threads) could not be started.
+    #[error("cannot start the broker's threads")]
+    Runtime(#[source] io::Error),
 }
 
 /// Settings of the embedded broker.
@@ -127,15 +141,48 @@ impl BrokerConfig {
     }
 }
 
-/// A running in-process broker. Dropping it aborts the broker task without
-/// waiting for the database to close; prefer [`EmbeddedBroker::shutdown`].
+/// A running in-process broker on its own threads. Dropping it stops the
+/// broker without waiting for the database to close; prefer
+/// [`EmbeddedBroker::shutdown`].
 #[derive(Debug)]
 pub struct EmbeddedBroker {
     addr: SocketAddr,
     database: PathBuf,
     /// The task running tansu's accept loop; `None` once shut down. Aborting it
-    /// drops the listener, every connection task and the storage.
-    task: Option<JoinHandle<Result<(), tansu_broker::Error>>>,
+    /// drops the listener; shutting the runtime down drops every connection
+    /// task and the storage.
+    task: Option<JoinHandle<Result<(), BrokerError>>>,
+    /// The broker's own runtime.
+    runtime: BrokerRuntime,
+}
+
+/// The broker's runtime, shut down in the background when dropped: a tokio
+/// runtime must not be dropped (which blocks) inside another runtime.
+#[derive(Debug)]
+struct BrokerRuntime(Option<tokio::runtime::Runtime>);
+
+impl BrokerRuntime {
+    fn new() -> Result<BrokerRuntime, BrokerError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(BROKER_THREADS)
+            .thread_name("broker")
+            .enable_all()
+            .build()
+            .map_err(BrokerError::Runtime)?;
+        Ok(BrokerRuntime(Some(runtime)))
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0.as_ref().expect("the runtime lives until drop").handle()
+    }
+}
+
+impl Drop for BrokerRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl EmbeddedBroker {
@@ -194,7 +241,7 @@ impl EmbeddedBroker {
         database: PathBuf,
     ) -> Result<Self, BrokerError> {
         let listener = tcp_url(addr)?;
-        let mut broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
+        let builder = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
             .node_id(config.node_id)
             .cluster_id(config.cluster_id.clone())
             .incarnation_id(uuid::Uuid::now_v7())
@@ -202,13 +249,15 @@ impl EmbeddedBroker {
             .storage(storage.clone())
             .listener(listener)
             // No "ready in" line or progress spinners on stdout.
-            .silent(true)
-            .build()
-            .await
-            .map_err(BrokerError::Build)?;
+            .silent(true);
+        let runtime = BrokerRuntime::new()?;
+        // Built on its runtime too, so the storage task tansu spawns runs there.
         // `serve` (not `main`) leaves SIGINT/SIGTERM to us; it returns only on
         // error, e.g. when the port cannot be bound.
-        let mut task = tokio::spawn(async move { broker.serve(Instant::now()).await });
+        let mut task = runtime.handle().spawn(async move {
+            let mut broker = builder.build().await.map_err(BrokerError::Build)?;
+            broker.serve(Instant::now()).await.map_err(BrokerError::Stopped)
+        });
         let timeout = config.ready_timeout();
         let bootstrap = addr.to_string();
         let ready = async {
@@ -223,14 +272,14 @@ impl EmbeddedBroker {
                 ready = ready => Ok(ready),
                 ended = &mut task => Err(match ended {
                     Ok(Ok(())) => BrokerError::Stopped(tansu_broker::Error::Message("serve returned".into())),
-                    Ok(Err(e)) => BrokerError::Stopped(e),
+                    Ok(Err(e)) => e,
                     Err(e) => BrokerError::Task(e),
                 }),
             }
         })
         .await;
         let error = match outcome {
-            Ok(Ok(true)) => return Ok(Self { addr, database, task: Some(task) }),
+            Ok(Ok(true)) => return Ok(Self { addr, database, task: Some(task), runtime }),
             Ok(Err(e)) => e,
             Ok(Ok(false)) | Err(_) => {
                 task.abort();
@@ -239,6 +288,7 @@ impl EmbeddedBroker {
             }
         };
         // A retry or a later start must find the database closed.
+        drop(runtime);
         wait_for_storage_release(&database).await;
         Err(error)
     }
@@ -272,6 +322,8 @@ impl EmbeddedBroker {
                 }
                 Ok(Ok(())) => {}
             }
+            // Drops the connection tasks and the storage, on the broker's threads.
+            drop(std::mem::replace(&mut self.runtime, BrokerRuntime(None)));
             wait_for_storage_release(&self.database).await;
             tracing::info!(bootstrap = %self.bootstrap(), "embedded broker stopped");
         }
@@ -284,7 +336,7 @@ impl EmbeddedBroker {
         self.task = None;
         match ended {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(BrokerError::Stopped(e)),
+            Ok(Err(e)) => Err(e),
             Err(e) => Err(BrokerError::Task(e)),
         }
     }
