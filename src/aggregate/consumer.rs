@@ -168,6 +168,10 @@ async fn assign_all(
     Ok(())
 }
 
+/// How long shutdown waits for the watermark reader and the view builder
+/// to finish their Kafka call under way.
+const TASKS_STOP_BOUND: Duration = Duration::from_secs(5);
+
 /// Runs the aggregator until `shutdown` resolves.
 pub async fn run(
     kafka: &KafkaConfig,
@@ -195,14 +199,19 @@ pub async fn run(
         consumer.subscribe(&[kafka.responses_topic.as_str()])?;
     }
 
-    // Reads high watermarks of owned partitions every interval; ends when the
-    // consumer loop below ends (it aborts this task at shutdown).
+    // Ends the watermark and view tasks below once the consumer loop ends;
+    // each finishes its blocking Kafka call first, so no client of theirs
+    // outlives this function (and the embedded broker `serve` stops next).
+    let (stop_tasks, stop) = tokio::sync::watch::channel(false);
+
+    // Reads high watermarks of owned partitions every interval.
     let wm_consumer = consumer.clone();
     let wm_shared = shared.clone();
     let topic = kafka.responses_topic.clone();
     let interval = Duration::from_millis(config.watermark_interval_ms.max(50));
+    let mut wm_stop = stop.clone();
     let watermarks = tokio::spawn(async move {
-        loop {
+        while !*wm_stop.borrow_and_update() {
             let owned: Vec<i32> = wm_shared.partitions().iter().map(|p| p.partition).collect();
             for p in owned {
                 let c = wm_consumer.clone();
@@ -215,7 +224,10 @@ pub async fn run(
                     wm_shared.set_high_watermark(p, high);
                 }
             }
-            tokio::time::sleep(interval).await;
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = wm_stop.changed() => {}
+            }
         }
     });
 
@@ -223,12 +235,12 @@ pub async fn run(
     // the publisher falls behind, the consumer loop waits here instead of
     // piling up records. The receiver is the publisher task; the senders are
     // this loop's (dropped after the loop) and the view task's (late flags,
-    // dropped when it is aborted), which ends the task once it has drained.
+    // dropped when it ends), which ends the task once it has drained.
     let (quality_tx, quality_rx) = tokio::sync::mpsc::channel(flag_publisher::CHANNEL_CAPACITY);
     let publisher = flag_publisher::QualityPublisher::new(kafka, bootstrap, shared.clone())?;
     let publisher = tokio::spawn(publisher.run(quality_rx));
 
-    // Rebuilds the study-wide view every interval; aborted after the loop.
+    // Rebuilds the study-wide view every interval; stopped after the loop.
     let global = global::Global::new(
         kafka.responses_topic.clone(),
         kafka.state_topic.clone(),
@@ -241,6 +253,7 @@ pub async fn run(
         shared.clone(),
         Duration::from_millis(config.view_interval_ms.max(50)),
         quality_tx.clone(),
+        stop,
     ));
 
     tokio::pin!(shutdown);
@@ -299,8 +312,18 @@ pub async fn run(
             }
         }
     }
-    watermarks.abort();
-    views.abort();
+    let _ = stop_tasks.send(true);
+    // A watermark fetch ends within its 2 s timeout and a view build
+    // normally well within a second; past the bound they go on detached.
+    if tokio::time::timeout(TASKS_STOP_BOUND, async {
+        let _ = watermarks.await;
+        let _ = views.await;
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!("the view builder or the watermark reader did not stop before shutdown");
+    }
     // Shutdown: save every owned partition and commit, then leave the group.
     let tpl = save_snapshots(&shared, &store, &kafka.responses_topic, false, None).await;
     if tpl.count() > 0 {

@@ -232,16 +232,23 @@ impl Global {
     }
 }
 
-/// Rebuilds the view every `interval` until `shutdown` resolves; each view
+/// Rebuilds the view every `interval` until `stop` turns true; each view
 /// replaces the previous one in `shared`, and late flags go to `quality`
-/// (the flag publisher).
+/// (the flag publisher). A build under way when `stop` turns is finished
+/// first: it runs on the blocking pool, which no abort reaches, so only
+/// returning drops `global`'s Kafka clients before the caller goes on
+/// (and, in `serve`, stops the embedded broker under them).
 pub(crate) async fn run(
     mut global: Global,
     shared: Arc<LiveState>,
     interval: Duration,
     quality: tokio::sync::mpsc::Sender<QualityRecord>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
+        if *stop.borrow_and_update() {
+            return;
+        }
         let s = shared.clone();
         let started = std::time::Instant::now();
         // Kafka calls and merging block: on the blocking pool, one build at a time.
@@ -266,7 +273,10 @@ pub(crate) async fn run(
                 return;
             }
         }
-        tokio::time::sleep(wait_after(interval, took)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(wait_after(interval, took)) => {}
+            _ = stop.changed() => return,
+        }
     }
 }
 
