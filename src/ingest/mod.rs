@@ -84,7 +84,11 @@ pub struct IngestConfig {
     pub max_inflight: usize,
     /// Most interviews of one `SubmitStream` call in flight at once; the
     /// server reads no further records of that stream until the oldest
-    /// result is sent.
+    /// result is sent. A stream's rate is at most this many records per
+    /// reply time (the claim and the publish), so the window is wide: 256
+    /// against 64 took `fieldwatch bench` (b) from 57-64 % to 85-89 % of the
+    /// raw producer (docs/benchmarks.md). Four full streams take half of
+    /// the default `max_inflight`.
     #[serde(default = "default_stream_window")]
     pub stream_window: usize,
     /// A submission id belongs study-wide to the first respondent who used
@@ -242,10 +246,10 @@ fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 50051))
 }
 fn default_max_inflight() -> usize {
-    1024
+    2048
 }
 fn default_stream_window() -> usize {
-    64
+    256
 }
 fn default_max_message_bytes() -> usize {
     4 * 1024 * 1024

@@ -7,7 +7,7 @@ fn an_empty_config_takes_every_default_but_needs_a_key() {
     let c: IngestConfig = crate::yaml::from_str("{}").expect("parse");
     assert_eq!(c, IngestConfig::default());
     assert_eq!(c.listen.to_string(), "127.0.0.1:50051");
-    assert_eq!(c.max_inflight, 1024);
+    assert_eq!((c.max_inflight, c.stream_window), (2048, 256));
     assert!(matches!(c.validate(), Err(IngestError::Config(m)) if m.contains("hmac_key")));
 }
 

@@ -34,7 +34,7 @@ use window::{InFlight, Pending};
 
 /// Records held at once by [`run`]: a few megabytes of encoded demo
 /// interviews, far more than the server reads ahead of its results
-/// (`ingest.stream_window`, 64), so the stream never waits for the window
+/// (`ingest.stream_window`, 256), so the stream never waits for the window
 /// unless many records wait for a resend.
 pub const DEFAULT_WINDOW: usize = 4096;
 
