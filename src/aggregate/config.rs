@@ -14,7 +14,8 @@ pub struct AggregateConfig {
     pub watermark_interval_ms: u64,
     /// How often changed partitions are snapshotted to the state topic (and
     /// their offsets committed), in ms. Bounds the records a restarted
-    /// instance reads again.
+    /// instance reads again. While more than 1,000 records are unread (a
+    /// backlog being caught up), saves wait until it is read, at most 30 s.
     #[serde(default = "default_snapshot_interval_ms")]
     pub snapshot_interval_ms: u64,
     /// Consumer group session timeout, in ms: how long a crashed instance

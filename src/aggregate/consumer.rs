@@ -172,6 +172,29 @@ async fn assign_all(
 /// to finish their Kafka call under way.
 const TASKS_STOP_BOUND: Duration = Duration::from_secs(5);
 
+/// Unread records in the owned partitions above which the aggregator is
+/// catching up (a backlog after a start, a restart or a rebalance) rather
+/// than following live submissions: more than a second of 1,000
+/// interviews/s, the heaviest live load `fieldwatch bench` drives.
+const CATCH_UP_RECORDS: u64 = 1_000;
+
+/// The longest a cadence snapshot waits while the aggregator catches up.
+const CATCH_UP_MAX_WAIT: Duration = Duration::from_secs(30);
+
+/// Whether a cadence snapshot waits, given the unread records of the owned
+/// partitions and the time since the last cadence save. While catching
+/// up, a snapshot rewrites a state that is seconds from being superseded,
+/// and its writes slow the broker's reads that the catch-up waits on (the
+/// broker is the bottleneck of a catch-up on the embedded one: a save in
+/// the middle of reading 50,000 interviews cost about a tenth of the
+/// aggregator's rate in `fieldwatch bench`, docs/benchmarks.md). So it
+/// waits until the backlog is read, at most [`CATCH_UP_MAX_WAIT`], which
+/// bounds what a crash during a long catch-up reads again. Revokes and
+/// shutdown save regardless.
+fn snapshot_waits(unread: u64, since_last_save: Duration) -> bool {
+    unread > CATCH_UP_RECORDS && since_last_save < CATCH_UP_MAX_WAIT
+}
+
 /// Runs the aggregator until `shutdown` resolves.
 pub async fn run(
     kafka: &KafkaConfig,
@@ -262,21 +285,25 @@ pub async fn run(
     let snapshot_interval = Duration::from_millis(config.snapshot_interval_ms.max(100));
     let mut snapshot_tick = tokio::time::interval(snapshot_interval);
     snapshot_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_save = std::time::Instant::now();
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             _ = snapshot_tick.tick() => {
-                let started = std::time::Instant::now();
-                let tpl = save_snapshots(&shared, &store, &kafka.responses_topic, true, None).await;
-                // Saving holds up applying: as the state grows, save less
-                // often (at most a tenth of the time), as the view does.
-                let took = started.elapsed();
-                let wait = global::wait_after(snapshot_interval, took);
-                if wait > snapshot_interval {
-                    snapshot_tick.reset_after(wait);
-                }
-                if tpl.count() > 0 && let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
-                    tracing::warn!(error = %crate::errors::chain(&e), "offset commit failed");
+                if !snapshot_waits(shared.unread(), last_save.elapsed()) {
+                    let started = std::time::Instant::now();
+                    last_save = started;
+                    let tpl = save_snapshots(&shared, &store, &kafka.responses_topic, true, None).await;
+                    // Saving holds up applying: as the state grows, save less
+                    // often (at most a tenth of the time), as the view does.
+                    let took = started.elapsed();
+                    let wait = global::wait_after(snapshot_interval, took);
+                    if wait > snapshot_interval {
+                        snapshot_tick.reset_after(wait);
+                    }
+                    if tpl.count() > 0 && let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+                        tracing::warn!(error = %crate::errors::chain(&e), "offset commit failed");
+                    }
                 }
                 if idle.due(shared.partitions().is_empty(), std::time::Instant::now()) {
                     rejoin_if_stalled(&consumer, &shared, &mut idle, &kafka.responses_topic).await;
@@ -342,4 +369,22 @@ pub async fn run(
         tracing::warn!("quality publisher did not finish before shutdown");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cadence_snapshot_waits_only_while_catching_up_and_at_most_the_bound() {
+        let second = Duration::from_secs(1);
+        // Following live submissions: saved on the cadence.
+        assert!(!snapshot_waits(0, second));
+        assert!(!snapshot_waits(CATCH_UP_RECORDS, second));
+        // A backlog: the snapshot waits until it is read...
+        assert!(snapshot_waits(CATCH_UP_RECORDS + 1, second));
+        assert!(snapshot_waits(1_000_000, CATCH_UP_MAX_WAIT - second));
+        // ...but never longer than the bound since the last save.
+        assert!(!snapshot_waits(1_000_000, CATCH_UP_MAX_WAIT));
+    }
 }

@@ -455,6 +455,17 @@ impl LiveState {
         g.partitions.values().all(|p| p.high_watermark.is_some_and(|h| p.offsets.next() >= h))
     }
 
+    /// Records stored in the owned partitions but not applied yet, as of
+    /// the high watermarks last read (0 for a partition whose watermark is
+    /// not known yet).
+    pub(crate) fn unread(&self) -> u64 {
+        let g = self.lock();
+        g.partitions
+            .values()
+            .filter_map(|p| p.high_watermark.map(|h| (h - p.offsets.next()).max(0) as u64))
+            .sum()
+    }
+
     /// Per-partition progress.
     pub fn partitions(&self) -> Vec<PartitionStatus> {
         self.lock()
