@@ -182,7 +182,9 @@ const CATCH_UP_RECORDS: u64 = 1_000;
 const CATCH_UP_MAX_WAIT: Duration = Duration::from_secs(30);
 
 /// Whether a cadence snapshot waits, given the unread records of the owned
-/// partitions and the time since the last cadence save. While catching
+/// partitions (none while a watermark is still unknown, which on a busy
+/// broker can take seconds: the request waits behind the fetches on its
+/// connection) and the time since the last cadence save. While catching
 /// up, a snapshot rewrites a state that is seconds from being superseded,
 /// and its writes slow the broker's reads that the catch-up waits on (the
 /// broker is the bottleneck of a catch-up on the embedded one: a save in
@@ -191,8 +193,8 @@ const CATCH_UP_MAX_WAIT: Duration = Duration::from_secs(30);
 /// waits until the backlog is read, at most [`CATCH_UP_MAX_WAIT`], which
 /// bounds what a crash during a long catch-up reads again. Revokes and
 /// shutdown save regardless.
-fn snapshot_waits(unread: u64, since_last_save: Duration) -> bool {
-    unread > CATCH_UP_RECORDS && since_last_save < CATCH_UP_MAX_WAIT
+fn snapshot_waits(unread: Option<u64>, since_last_save: Duration) -> bool {
+    unread.is_none_or(|n| n > CATCH_UP_RECORDS) && since_last_save < CATCH_UP_MAX_WAIT
 }
 
 /// Runs the aggregator until `shutdown` resolves.
@@ -379,12 +381,15 @@ mod tests {
     fn a_cadence_snapshot_waits_only_while_catching_up_and_at_most_the_bound() {
         let second = Duration::from_secs(1);
         // Following live submissions: saved on the cadence.
-        assert!(!snapshot_waits(0, second));
-        assert!(!snapshot_waits(CATCH_UP_RECORDS, second));
-        // A backlog: the snapshot waits until it is read...
-        assert!(snapshot_waits(CATCH_UP_RECORDS + 1, second));
-        assert!(snapshot_waits(1_000_000, CATCH_UP_MAX_WAIT - second));
+        assert!(!snapshot_waits(Some(0), second));
+        assert!(!snapshot_waits(Some(CATCH_UP_RECORDS), second));
+        // A backlog, or one not measured yet: the snapshot waits until it
+        // is read...
+        assert!(snapshot_waits(Some(CATCH_UP_RECORDS + 1), second));
+        assert!(snapshot_waits(None, second));
+        assert!(snapshot_waits(Some(1_000_000), CATCH_UP_MAX_WAIT - second));
         // ...but never longer than the bound since the last save.
-        assert!(!snapshot_waits(1_000_000, CATCH_UP_MAX_WAIT));
+        assert!(!snapshot_waits(Some(1_000_000), CATCH_UP_MAX_WAIT));
+        assert!(!snapshot_waits(None, CATCH_UP_MAX_WAIT));
     }
 }

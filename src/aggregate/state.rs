@@ -456,14 +456,11 @@ impl LiveState {
     }
 
     /// Records stored in the owned partitions but not applied yet, as of
-    /// the high watermarks last read (0 for a partition whose watermark is
-    /// not known yet).
-    pub(crate) fn unread(&self) -> u64 {
+    /// the high watermarks last read; none while an owned partition's
+    /// watermark has not been read yet.
+    pub(crate) fn unread(&self) -> Option<u64> {
         let g = self.lock();
-        g.partitions
-            .values()
-            .filter_map(|p| p.high_watermark.map(|h| (h - p.offsets.next()).max(0) as u64))
-            .sum()
+        g.partitions.values().map(|p| p.high_watermark.map(|h| (h - p.offsets.next()).max(0) as u64)).sum()
     }
 
     /// Per-partition progress.
