@@ -15,7 +15,8 @@ pub struct AggregateConfig {
     /// How often changed partitions are snapshotted to the state topic (and
     /// their offsets committed), in ms. Bounds the records a restarted
     /// instance reads again. While more than 1,000 records are unread (a
-    /// backlog being caught up), saves wait until it is read, at most 30 s.
+    /// backlog being caught up), a save waits until it is read, at most
+    /// one interval more.
     #[serde(default = "default_snapshot_interval_ms")]
     pub snapshot_interval_ms: u64,
     /// Consumer group session timeout, in ms: how long a crashed instance

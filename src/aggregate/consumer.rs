@@ -178,23 +178,20 @@ const TASKS_STOP_BOUND: Duration = Duration::from_secs(5);
 /// interviews/s, the heaviest live load `fieldwatch bench` drives.
 const CATCH_UP_RECORDS: u64 = 1_000;
 
-/// The longest a cadence snapshot waits while the aggregator catches up.
-const CATCH_UP_MAX_WAIT: Duration = Duration::from_secs(30);
-
 /// Whether a cadence snapshot waits, given the unread records of the owned
 /// partitions (none while a watermark is still unknown, which on a busy
 /// broker can take seconds: the request waits behind the fetches on its
-/// connection) and the time since the last cadence save. While catching
-/// up, a snapshot rewrites a state that is seconds from being superseded,
-/// and its writes slow the broker's reads that the catch-up waits on (the
-/// broker is the bottleneck of a catch-up on the embedded one: a save in
-/// the middle of reading 50,000 interviews cost about a tenth of the
-/// aggregator's rate in `fieldwatch bench`, docs/benchmarks.md). So it
-/// waits until the backlog is read, at most [`CATCH_UP_MAX_WAIT`], which
-/// bounds what a crash during a long catch-up reads again. Revokes and
-/// shutdown save regardless.
-fn snapshot_waits(unread: Option<u64>, since_last_save: Duration) -> bool {
-    unread.is_none_or(|n| n > CATCH_UP_RECORDS) && since_last_save < CATCH_UP_MAX_WAIT
+/// connection), the time since the last cadence save and the cadence.
+/// While catching up, a snapshot rewrites a state that is seconds from
+/// being superseded, and its writes slow the broker's reads that the
+/// catch-up waits on (on the embedded broker, the bottleneck of a
+/// catch-up: docs/benchmarks.md, runs 51-64). So it waits until the
+/// backlog is read, but at most two intervals since the last save (one
+/// cadence save skipped), which bounds what a crash during a long
+/// catch-up reads again and how stale another owner's view of the
+/// partitions gets. Revokes and shutdown save regardless.
+fn snapshot_waits(unread: Option<u64>, since_last_save: Duration, interval: Duration) -> bool {
+    unread.is_none_or(|n| n > CATCH_UP_RECORDS) && since_last_save < interval.saturating_mul(2)
 }
 
 /// Runs the aggregator until `shutdown` resolves.
@@ -292,7 +289,7 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => break,
             _ = snapshot_tick.tick() => {
-                if !snapshot_waits(shared.unread(), last_save.elapsed()) {
+                if !snapshot_waits(shared.unread(), last_save.elapsed(), snapshot_interval) {
                     let started = std::time::Instant::now();
                     last_save = started;
                     let tpl = save_snapshots(&shared, &store, &kafka.responses_topic, true, None).await;
@@ -378,18 +375,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_cadence_snapshot_waits_only_while_catching_up_and_at_most_the_bound() {
+    fn a_cadence_snapshot_waits_only_while_catching_up_and_at_most_two_intervals() {
+        let interval = Duration::from_secs(5);
         let second = Duration::from_secs(1);
         // Following live submissions: saved on the cadence.
-        assert!(!snapshot_waits(Some(0), second));
-        assert!(!snapshot_waits(Some(CATCH_UP_RECORDS), second));
+        assert!(!snapshot_waits(Some(0), second, interval));
+        assert!(!snapshot_waits(Some(CATCH_UP_RECORDS), interval, interval));
         // A backlog, or one not measured yet: the snapshot waits until it
         // is read...
-        assert!(snapshot_waits(Some(CATCH_UP_RECORDS + 1), second));
-        assert!(snapshot_waits(None, second));
-        assert!(snapshot_waits(Some(1_000_000), CATCH_UP_MAX_WAIT - second));
-        // ...but never longer than the bound since the last save.
-        assert!(!snapshot_waits(Some(1_000_000), CATCH_UP_MAX_WAIT));
-        assert!(!snapshot_waits(None, CATCH_UP_MAX_WAIT));
+        assert!(snapshot_waits(Some(CATCH_UP_RECORDS + 1), interval, interval));
+        assert!(snapshot_waits(None, interval, interval));
+        assert!(snapshot_waits(Some(1_000_000), 2 * interval - second, interval));
+        // ...but one cadence save at most: never two intervals since the last.
+        assert!(!snapshot_waits(Some(1_000_000), 2 * interval, interval));
+        assert!(!snapshot_waits(None, 2 * interval, interval));
     }
 }
