@@ -290,12 +290,11 @@ pub async fn run(
             _ = &mut shutdown => break,
             _ = snapshot_tick.tick() => {
                 if !snapshot_waits(shared.unread(), last_save.elapsed(), snapshot_interval) {
-                    let started = std::time::Instant::now();
-                    last_save = started;
+                    last_save = std::time::Instant::now();
                     let tpl = save_snapshots(&shared, &store, &kafka.responses_topic, true, None).await;
                     // Saving holds up applying: as the state grows, save less
                     // often (at most a tenth of the time), as the view does.
-                    let took = started.elapsed();
+                    let took = last_save.elapsed();
                     let wait = global::wait_after(snapshot_interval, took);
                     if wait > snapshot_interval {
                         snapshot_tick.reset_after(wait);

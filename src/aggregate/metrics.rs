@@ -176,8 +176,7 @@ pub fn scrape(shared: &LiveState) -> prometheus::Result<Registry> {
     let parts = shared.partitions();
     owned.with_label_values(&[] as &[&str]).set(parts.len() as i64);
     for p in &parts {
-        let l = p.high_watermark.map(|h| (h - p.next_offset).max(0)).unwrap_or(0);
-        lag.with_label_values(&[p.partition.to_string().as_str()]).set(l);
+        lag.with_label_values(&[p.partition.to_string().as_str()]).set(p.unread().unwrap_or(0));
     }
     caught_up.with_label_values(&[] as &[&str]).set(i64::from(shared.caught_up()));
     Ok(reg)

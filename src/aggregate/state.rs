@@ -113,6 +113,14 @@ pub struct PartitionStatus {
     pub high_watermark: Option<i64>,
 }
 
+impl PartitionStatus {
+    /// Records stored but not applied yet (at least 0), as of the high
+    /// watermark last read; none before it is read.
+    pub fn unread(&self) -> Option<i64> {
+        self.high_watermark.map(|h| (h - self.next_offset).max(0))
+    }
+}
+
 impl LiveState {
     /// The live state for a catalog, owning no partition yet.
     pub fn new(catalog: Arc<Catalog>, limits: Limits) -> Arc<LiveState> {
@@ -459,8 +467,7 @@ impl LiveState {
     /// the high watermarks last read; none while an owned partition's
     /// watermark has not been read yet.
     pub(crate) fn unread(&self) -> Option<u64> {
-        let g = self.lock();
-        g.partitions.values().map(|p| p.high_watermark.map(|h| (h - p.offsets.next()).max(0) as u64)).sum()
+        self.partitions().iter().map(|p| p.unread().map(|n| n as u64)).sum()
     }
 
     /// Per-partition progress.
