@@ -2,28 +2,38 @@
 //! study, for counting instructions with callgrind (`scripts/callgrind`):
 //!
 //! ```text
-//! instructions validate|check|apply N
+//! instructions validate|check|apply|record N
 //! ```
 //!
-//! The inputs of the step (interviews; validated records; checked records)
-//! are prepared first; the step itself runs inside one function per step
-//! (`measure_validate`, `measure_check`, `measure_apply`), never inlined, so
+//! `record` is the aggregator's whole path for each record of a partition
+//! (`LiveState::apply_record`: decode the envelope as ingest encoded it,
+//! validate, check, apply, bookkeeping).
+//!
+//! The inputs of the step (interviews; validated records; checked records;
+//! encoded envelopes) are prepared first; the step itself runs inside one
+//! function per step (`measure_validate`, `measure_check`, `measure_apply`,
+//! `measure_record`), never inlined, so
 //! `valgrind --tool=callgrind --toggle-collect='*measure_<step>*'` counts
 //! that step alone. Interviews go round the study's four forms.
 
 use std::hint::black_box;
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
+use fieldwatch::aggregate::{LiveState, Outcome};
 use fieldwatch::instrument::{Catalog, DEMO_STUDY_ID, Study};
+use fieldwatch::proto::{ENVELOPE_VERSION, v1};
 use fieldwatch::quality::{Checked, check};
 use fieldwatch::results::StudyState;
 use fieldwatch::synth::{Options, interviews};
 use fieldwatch::validate::{Limits, Record, Submission, validate};
+use prost::Message as _;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some(step), Some(Ok(n))) = (args.first(), args.get(1).map(|n| n.parse::<u64>())) else {
-        eprintln!("usage: instructions validate|check|apply N");
+        eprintln!("usage: instructions validate|check|apply|record N");
         return ExitCode::FAILURE;
     };
     let catalog = Catalog::demo();
@@ -43,8 +53,26 @@ fn main() -> ExitCode {
             let checked: Vec<Checked> = records.iter().map(|r| check(&study, r)).collect();
             measure_apply(&study, &records, &checked)
         }
+        "record" => {
+            let envelopes: Vec<Vec<u8>> = subs
+                .iter()
+                .map(|s| {
+                    v1::Envelope {
+                        version: ENVELOPE_VERSION,
+                        received_at: Some(std::time::SystemTime::UNIX_EPOCH.into()),
+                        frontend: "instructions".into(),
+                        submission: Some(v1::Submission::from(s.clone())),
+                        disposition: None,
+                    }
+                    .encode_to_vec()
+                })
+                .collect();
+            let live = LiveState::new(Arc::new(catalog.clone()), limits);
+            live.assign(0, None);
+            measure_record(&live, &envelopes)
+        }
         _ => {
-            eprintln!("unknown step `{step}`: validate, check or apply");
+            eprintln!("unknown step `{step}`: validate, check, apply or record");
             return ExitCode::FAILURE;
         }
     };
@@ -69,6 +97,20 @@ fn measure_check(study: &Study, records: &[Record]) -> usize {
     for r in records {
         black_box(check(study, r));
         n += 1;
+    }
+    n
+}
+
+/// The aggregator's whole path for each record of one partition: decode
+/// the envelope, validate, check, apply, bookkeeping
+/// (`LiveState::apply_record`); returns how many were applied.
+#[inline(never)]
+fn measure_record(live: &LiveState, envelopes: &[Vec<u8>]) -> usize {
+    let mut n = 0;
+    for (offset, e) in (0i64..).zip(envelopes) {
+        if black_box(live.apply_record(0, offset, Some(e))).0 == Outcome::Applied {
+            n += 1;
+        }
     }
     n
 }

@@ -20,7 +20,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
@@ -28,7 +27,7 @@ use super::LiveState;
 use super::flag_publisher::QualityRecord;
 use super::state::received_at_of;
 use crate::fieldwork::review::{FlaggedCheck, FlaggedInterview};
-use crate::proto::v1;
+use crate::proto::envelope;
 use crate::quality::{Check, check};
 use crate::results::{Origin, StudyState};
 use crate::validate::validate_in;
@@ -90,9 +89,9 @@ impl LiveState {
     /// nothing is to do: the partition is not owned (any more), the
     /// fingerprint was superseded already, or the record is not that copy.
     pub(crate) fn late_flag(&self, hash: u128, origin: Origin, payload: &[u8]) -> Option<QualityRecord> {
-        let envelope = v1::Envelope::decode(payload).ok()?;
+        let envelope = envelope::decode(payload).ok()?;
         let received_at = received_at_of(&envelope);
-        let sub: crate::validate::Submission = envelope.submission?.into();
+        let sub = envelope.submission?;
         let study = self.catalog().get(&sub.study)?;
         // Validated and checked again (pure) off the lock, to name the form
         // and interviewer as the flag at apply would.
@@ -150,10 +149,12 @@ impl LiveState {
 mod tests {
     use std::collections::BTreeMap;
 
+    use prost::Message as _;
+
     use super::*;
     use crate::aggregate::view::{Source, View};
     use crate::instrument::{Catalog, Study};
-    use crate::proto::ENVELOPE_VERSION;
+    use crate::proto::{ENVELOPE_VERSION, v1};
 
     const STUDY: &str = r#"
 study: t

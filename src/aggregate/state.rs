@@ -17,12 +17,12 @@ use crate::fieldwork::Line;
 use crate::fieldwork::review::{self, FlagFilter, FlagPage, FlaggedInterview};
 use crate::instrument::Catalog;
 use crate::pipeline;
-use crate::proto::v1;
+use crate::proto::envelope::{self, DecodedEnvelope};
 use crate::results::StudyState;
 use crate::validate::Limits;
 
 /// When ingest received the record, RFC 3339 with milliseconds.
-pub(super) fn received_at_of(envelope: &v1::Envelope) -> Option<String> {
+pub(super) fn received_at_of(envelope: &DecodedEnvelope) -> Option<String> {
     envelope.received_at.as_ref().and_then(|t| {
         chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
@@ -281,7 +281,7 @@ impl LiveState {
         payload: Option<&[u8]>,
     ) -> (Outcome, Option<QualityRecord>) {
         // Decoded before taking the lock.
-        let decoded = payload.and_then(|b| v1::Envelope::decode(b).ok());
+        let decoded = payload.and_then(|b| envelope::decode(b).ok());
         let mut g = self.lock();
         let (outcome, flagged) = self.apply_locked(&mut g, partition, offset, decoded);
         *g.outcomes.entry(outcome).or_default() += 1;
@@ -293,7 +293,7 @@ impl LiveState {
         g: &mut Inner,
         partition: i32,
         offset: i64,
-        envelope: Option<v1::Envelope>,
+        envelope: Option<DecodedEnvelope>,
     ) -> (Outcome, Option<QualityRecord>) {
         let Some(ps) = g.partitions.get_mut(&partition) else {
             return (Outcome::NotOwned, None);
@@ -309,7 +309,7 @@ impl LiveState {
         let received_at = received_at_of(&envelope);
         let line = match (envelope.disposition, envelope.submission) {
             (Some(d), _) => Line::Disposition(d.into()),
-            (None, Some(s)) => Line::Interview(Box::new(s.into())),
+            (None, Some(s)) => Line::Interview(Box::new(s)),
             (None, None) => return (Outcome::DecodeError, None),
         };
         let Some(study) = self.catalog.get(line.study()) else {

@@ -7,6 +7,8 @@
 //! JSONL line.
 
 use crate::instrument::{DimensionSource, Direction, KindDef, Study};
+
+pub mod envelope;
 use crate::validate;
 
 /// Generated code for package `fieldwatch.v1`.

@@ -1,0 +1,377 @@
+//! Responses-topic records decoded straight into the pipeline's types.
+//!
+//! The aggregator decodes every record of the responses topic. Through
+//! prost's `v1::Envelope` and the conversion to [`validate::Submission`]
+//! that was half of the instructions of a record (an ordered-map insert per
+//! answer, then the map built a second time; `scripts/callgrind`'s `record`
+//! step). [`decode`] reads an envelope encoded as ingest encodes it (each
+//! field once, map entries in key order, no unknown fields) into the
+//! pipeline's types directly, and hands any other input to prost and the
+//! conversion, so its result is theirs for every input; the property tests
+//! below hold it to that.
+
+use prost::Message as _;
+
+use super::v1;
+use super::v1::answer::Value as PbValue;
+use crate::validate;
+
+/// A decoded [`v1::Envelope`], with the submission converted.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DecodedEnvelope {
+    /// When ingest received the record.
+    pub received_at: Option<prost_types::Timestamp>,
+    /// The interview, if the record is one.
+    pub submission: Option<validate::Submission>,
+    /// The case disposition, if the record is one.
+    pub disposition: Option<v1::Disposition>,
+}
+
+impl From<v1::Envelope> for DecodedEnvelope {
+    fn from(e: v1::Envelope) -> Self {
+        DecodedEnvelope {
+            received_at: e.received_at,
+            submission: e.submission.map(validate::Submission::from),
+            disposition: e.disposition,
+        }
+    }
+}
+
+/// Decodes a responses-topic record: the same as
+/// `v1::Envelope::decode(bytes).map(DecodedEnvelope::from)`, with fewer
+/// allocations and no second map for an envelope as ingest writes it.
+pub fn decode(bytes: &[u8]) -> Result<DecodedEnvelope, prost::DecodeError> {
+    match canonical(bytes) {
+        Some(e) => Ok(e),
+        None => v1::Envelope::decode(bytes).map(DecodedEnvelope::from),
+    }
+}
+
+/// Protobuf wire types used by the messages read here.
+const VARINT: u64 = 0;
+const I64: u64 = 1;
+const LEN: u64 = 2;
+
+/// Reads protobuf's wire format from a byte slice. Every method returns
+/// None on anything it does not read exactly as prost would; the caller
+/// then gives the whole record to prost.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn done(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn varint(&mut self) -> Option<u64> {
+        let mut value = 0u64;
+        for i in 0..10 {
+            let (&b, rest) = self.0.split_first()?;
+            self.0 = rest;
+            // The tenth byte holds bit 63 only; prost refuses more.
+            if i == 9 && b > 1 {
+                return None;
+            }
+            value |= u64::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                return Some(value);
+            }
+        }
+        None
+    }
+
+    /// A field's (tag, wire type).
+    fn key(&mut self) -> Option<(u64, u64)> {
+        let key = self.varint()?;
+        (key <= u64::from(u32::MAX)).then_some((key >> 3, key & 7))
+    }
+
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = usize::try_from(self.varint()?).ok()?;
+        if n > self.0.len() {
+            return None;
+        }
+        let (field, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(field)
+    }
+
+    fn string(&mut self) -> Option<String> {
+        std::str::from_utf8(self.bytes()?).ok().map(str::to_owned)
+    }
+
+    fn fixed64(&mut self) -> Option<u64> {
+        let (field, rest) = self.0.split_first_chunk::<8>()?;
+        self.0 = rest;
+        Some(u64::from_le_bytes(*field))
+    }
+}
+
+/// Marks field `tag` (below 32) as read; None when it was read before (a
+/// repeated singular field, which prost merges).
+fn once(seen: &mut u32, tag: u64) -> Option<()> {
+    let bit = 1u32 << tag;
+    if *seen & bit != 0 {
+        return None;
+    }
+    *seen |= bit;
+    Some(())
+}
+
+/// An envelope as ingest writes it, or None.
+fn canonical(bytes: &[u8]) -> Option<DecodedEnvelope> {
+    let mut r = Reader(bytes);
+    let mut out = DecodedEnvelope::default();
+    let mut seen = 0;
+    while !r.done() {
+        let (tag, wire) = r.key()?;
+        match (tag, wire) {
+            // version: read, not kept (any value decodes).
+            (1, VARINT) => r.varint().map(drop)?,
+            (2, LEN) => out.received_at = Some(prost_types::Timestamp::decode(r.bytes()?).ok()?),
+            // frontend: not kept, but prost refuses one that is not UTF-8.
+            (3, LEN) => std::str::from_utf8(r.bytes()?).ok().map(drop)?,
+            (4, LEN) => out.submission = Some(submission(r.bytes()?)?),
+            (5, LEN) => out.disposition = Some(v1::Disposition::decode(r.bytes()?).ok()?),
+            _ => return None,
+        }
+        once(&mut seen, tag)?;
+    }
+    Some(out)
+}
+
+fn submission(bytes: &[u8]) -> Option<validate::Submission> {
+    let mut r = Reader(bytes);
+    let mut s = validate::Submission::default();
+    let mut attributes: Vec<(String, String)> = Vec::new();
+    let mut answers: Vec<(String, validate::Answer)> = Vec::new();
+    let mut seen = 0;
+    while !r.done() {
+        let (tag, wire) = r.key()?;
+        if wire != LEN {
+            return None;
+        }
+        match tag {
+            1 => s.study = r.string()?,
+            2 => s.form = r.string()?,
+            3 => s.respondent_id = r.string()?,
+            4 => s.submission_id = r.string()?,
+            5 => s.started_at = Some(r.string()?),
+            6 => s.completed_at = Some(r.string()?),
+            7 => s.interviewer = Some(r.string()?),
+            8 => {
+                push_in_order(
+                    &mut attributes,
+                    entry(r.bytes()?, |r: &mut Reader<'_>| r.string(), String::new)?,
+                )?;
+                continue;
+            }
+            9 => {
+                let value = |r: &mut Reader<'_>| answer(r.bytes()?);
+                push_in_order(&mut answers, entry(r.bytes()?, value, || validate::Answer::Blank)?)?;
+                continue;
+            }
+            _ => return None,
+        }
+        once(&mut seen, tag)?;
+    }
+    // In strictly increasing key order: built without comparing keys again.
+    s.attributes = attributes.into_iter().collect();
+    s.answers = answers.into_iter().collect();
+    Some(s)
+}
+
+/// Adds a map entry that comes after the last one in key order; None for
+/// any other (prost's map keeps the last of equal keys).
+fn push_in_order<V>(entries: &mut Vec<(String, V)>, (key, value): (String, V)) -> Option<()> {
+    if entries.last().is_some_and(|(last, _)| *last >= key) {
+        return None;
+    }
+    entries.push((key, value));
+    Some(())
+}
+
+/// A map entry: a string key (field 1) and a value (field 2), each at most
+/// once; a missing one is its default.
+fn entry<V>(
+    bytes: &[u8],
+    value: impl Fn(&mut Reader<'_>) -> Option<V>,
+    default: impl Fn() -> V,
+) -> Option<(String, V)> {
+    let mut r = Reader(bytes);
+    let (mut k, mut v) = (None, None);
+    while !r.done() {
+        match r.key()? {
+            (1, LEN) if k.is_none() => k = Some(r.string()?),
+            (2, LEN) if v.is_none() => v = Some(value(&mut r)?),
+            _ => return None,
+        }
+    }
+    Some((k.unwrap_or_default(), v.unwrap_or_else(default)))
+}
+
+/// An `Answer` message: at most one of its `value` fields.
+fn answer(bytes: &[u8]) -> Option<validate::Answer> {
+    let mut r = Reader(bytes);
+    let mut value = None;
+    while !r.done() {
+        if value.is_some() {
+            return None;
+        }
+        let (tag, wire) = r.key()?;
+        value = Some(match (tag, wire) {
+            // int64: the varint's bits, as prost reads it.
+            (1, VARINT) => PbValue::Integer(r.varint()?.cast_signed()),
+            (2, I64) => PbValue::Number(f64::from_bits(r.fixed64()?)),
+            (3, LEN) => PbValue::Text(r.string()?),
+            (4, LEN) => PbValue::Choices(v1::StringList { values: strings(r.bytes()?)? }),
+            (5, LEN) => PbValue::Ranked(v1::RankedChoices::decode(r.bytes()?).ok()?),
+            (6, LEN) => PbValue::Missing(r.string()?),
+            (7, LEN) => PbValue::OtherJson(r.string()?),
+            _ => return None,
+        });
+    }
+    Some(v1::Answer { value }.into())
+}
+
+/// A `StringList` message: its repeated field 1.
+fn strings(bytes: &[u8]) -> Option<Vec<String>> {
+    let mut r = Reader(bytes);
+    let mut out = Vec::new();
+    while !r.done() {
+        if r.key()? != (1, LEN) {
+            return None;
+        }
+        out.push(r.string()?);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn prost_path(bytes: &[u8]) -> Option<DecodedEnvelope> {
+        v1::Envelope::decode(bytes).map(DecodedEnvelope::from).ok()
+    }
+
+    /// Debug text: equal for equal values, NaN included.
+    fn shown(e: &Option<DecodedEnvelope>) -> String {
+        format!("{e:?}")
+    }
+
+    fn arb_value() -> impl Strategy<Value = Option<PbValue>> {
+        let code = "[a-z_]{0,6}|\\PC{0,4}";
+        prop::option::of(prop_oneof![
+            any::<i64>().prop_map(PbValue::Integer),
+            any::<f64>().prop_map(PbValue::Number),
+            code.prop_map(PbValue::Text),
+            prop::collection::vec(code, 0..4).prop_map(|values| PbValue::Choices(v1::StringList { values })),
+            prop::collection::btree_map(code, any::<i64>(), 0..3)
+                .prop_map(|ranks| PbValue::Ranked(v1::RankedChoices { ranks })),
+            code.prop_map(PbValue::Missing),
+            "\\[1\\]|true|\\{\\}|x".prop_map(PbValue::OtherJson),
+        ])
+    }
+
+    prop_compose! {
+        fn arb_envelope()(
+            ids in prop::collection::vec("[a-z0-9_-]{0,8}", 4),
+            times in prop::collection::vec(prop::option::of("2024-01-01T10:00:00Z|"), 3),
+            attributes in prop::collection::btree_map("[a-z]{0,4}", "[a-z]{0,4}", 0..3),
+            answers in prop::collection::btree_map("q[0-9]{0,2}|", arb_value(), 0..12),
+            received in prop::option::of((any::<i64>(), any::<i32>())),
+            disposition in prop::option::of("[a-z]{0,4}"),
+            interview in any::<bool>(),
+            version in any::<u32>(),
+        ) -> v1::Envelope {
+            let submission = v1::Submission {
+                study: ids[0].clone(),
+                form: ids[1].clone(),
+                respondent_id: ids[2].clone(),
+                submission_id: ids[3].clone(),
+                started_at: times[0].clone(),
+                completed_at: times[1].clone(),
+                interviewer: times[2].clone(),
+                attributes,
+                answers: answers.into_iter().map(|(k, value)| (k, v1::Answer { value })).collect(),
+            };
+            v1::Envelope {
+                version,
+                received_at: received.map(|(seconds, nanos)| prost_types::Timestamp { seconds, nanos }),
+                frontend: "anonymous".into(),
+                submission: interview.then_some(submission),
+                disposition: disposition.map(|case_id| v1::Disposition { case_id, ..Default::default() }),
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn an_envelope_as_ingest_writes_it_decodes_without_prost_and_the_same(e in arb_envelope()) {
+            let bytes = e.encode_to_vec();
+            let fast = canonical(&bytes);
+            prop_assert!(fast.is_some(), "{e:?}");
+            prop_assert_eq!(shown(&fast), shown(&prost_path(&bytes)));
+        }
+
+        #[test]
+        fn any_bytes_decode_as_prost_decodes_them(
+            e in arb_envelope(),
+            cuts in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0..3u8), 1..4),
+        ) {
+            // The encoding with bytes changed, inserted or cut off: most
+            // no longer canonical, some no longer protobuf.
+            let mut bytes = e.encode_to_vec();
+            for (at, byte, how) in cuts {
+                if bytes.is_empty() {
+                    break;
+                }
+                let i = at.index(bytes.len());
+                match how {
+                    0 => bytes[i] = byte,
+                    1 => bytes.insert(i, byte),
+                    _ => bytes.truncate(i),
+                }
+            }
+            prop_assert_eq!(shown(&decode(&bytes).ok()), shown(&prost_path(&bytes)));
+        }
+    }
+
+    #[test]
+    fn other_encodings_of_the_same_envelope_go_to_prost_and_decode_alike() {
+        let answer = |t: &str| v1::Answer { value: Some(PbValue::Text(t.into())) };
+        let sub = v1::Submission {
+            study: "s".into(),
+            answers: BTreeMap::from([("q1".into(), answer("a")), ("q2".into(), answer("b"))]),
+            ..Default::default()
+        };
+        let env = v1::Envelope { submission: Some(sub.clone()), ..Default::default() };
+        let bytes = env.encode_to_vec();
+        assert!(canonical(&bytes).is_some());
+        // The submission field twice: prost merges the two (the later
+        // answers win), the fast path declines.
+        let later = v1::Envelope {
+            submission: Some(v1::Submission {
+                answers: BTreeMap::from([("q1".into(), answer("c"))]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let twice = [bytes.clone(), later.encode_to_vec()].concat();
+        assert!(canonical(&twice).is_none());
+        let merged = decode(&twice).expect("protobuf");
+        let answers = &merged.submission.expect("a submission").answers;
+        assert_eq!(answers.get("q1"), Some(&validate::Answer::Text("c".into())));
+        assert_eq!(answers.get("q2"), Some(&validate::Answer::Text("b".into())));
+        // An unknown field: skipped by prost, declined by the fast path.
+        let unknown = [bytes.clone(), vec![0x78, 0x01]].concat();
+        assert!(canonical(&unknown).is_none());
+        assert_eq!(decode(&unknown), decode(&bytes));
+        // Not protobuf: an error, as prost's.
+        assert!(decode(&[0x22, 0x05, 0x01]).is_err());
+    }
+}
