@@ -22,7 +22,7 @@
 //! - [`pipeline`]: the one path from a decoded record to applied state and flags, shared by the aggregator and `report`; [`pipeline::apply`].
 //! - [`report`]: the offline `report` command over a JSONL file; [`report::run`].
 //! - [`synth`]: deterministic synthetic interviews for benches and load tests; [`synth::interviews`].
-//! - [`proto`]: the gRPC API (`fieldwatch.v1`) and its conversion to and from JSONL submissions; [`proto::v1`].
+//! - [`proto`]: the gRPC API (`fieldwatch.v1`) and its conversion to and from JSONL submissions; [`proto::v1`]; [`proto::envelope`] decodes a responses-topic record straight into the pipeline's types.
 //! - [`ingest`]: gRPC ingest server, auth, load shedding, Kafka publisher; [`ingest::serve`].
 //! - [`kafka`]: Kafka client settings and topic creation; [`kafka::KafkaConfig`], [`kafka::ensure_topics`].
 //! - [`broker`]: configured brokers or the in-process tansu broker (feature `embedded-broker`); [`broker::bootstrap_or_embedded`].

@@ -63,6 +63,13 @@ impl<'a> Reader<'a> {
     }
 
     fn varint(&mut self) -> Option<u64> {
+        // Most are one byte: keys, lengths of ids and codes.
+        if let Some((&b, rest)) = self.0.split_first()
+            && b < 0x80
+        {
+            self.0 = rest;
+            return Some(u64::from(b));
+        }
         let mut value = 0u64;
         for i in 0..10 {
             let (&b, rest) = self.0.split_first()?;
