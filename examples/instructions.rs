@@ -18,7 +18,6 @@
 
 use std::hint::black_box;
 use std::process::ExitCode;
-
 use std::sync::Arc;
 
 use fieldwatch::aggregate::{LiveState, Outcome};
