@@ -19,7 +19,7 @@
 //! - [`quality`]: soft checks on an accepted record; [`quality::check`].
 //! - [`results`]: mergeable counts and toplines; [`results::StudyState`], [`results::toplines`].
 //! - [`fieldwork`]: case dispositions, AAPOR rates, interviewer quality, flags for review; [`fieldwork::report`].
-//! - [`pipeline`]: the one path from a decoded record to applied state and flags, shared by the aggregator and `report`; [`pipeline::apply`].
+//! - [`pipeline`]: the one path from a decoded record to applied state and flags, shared by the aggregator and `report`; [`pipeline::apply`], which is [`pipeline::prepare`] (no state read) then [`pipeline::apply_prepared`].
 //! - [`report`]: the offline `report` command over a JSONL file; [`report::run`].
 //! - [`synth`]: deterministic synthetic interviews for benches and load tests; [`synth::interviews`].
 //! - [`proto`]: the gRPC API (`fieldwatch.v1`) and its conversion to and from JSONL submissions; [`proto::v1`]; [`proto::envelope`] decodes a responses-topic record straight into the pipeline's types.

@@ -2,16 +2,19 @@
 //! apply → flags.
 //!
 //! The Kafka aggregator ([`crate::aggregate`]) and the offline `report`
-//! command ([`crate::report`]) both call [`apply`] for every interview and
-//! every case disposition, so live and offline numbers come from the same
+//! command ([`crate::report`]) take every interview and every case
+//! disposition through this module (`report` calls [`apply`], the
+//! aggregator its two halves, [`prepare`] then [`apply_prepared`], which
+//! are all [`apply`] does), so live and offline numbers come from the same
 //! code. The callers keep only what differs between them: decoding (a
 //! protobuf envelope or a JSONL line), finding the study's state, locking,
 //! and where a flagged interview goes (the quality topic, or the report's
-//! JSON). Pure: no I/O, no clock.
+//! JSON). [`prepare`] (validate, check) reads no state, so the aggregator
+//! runs it outside its lock, on several threads. Pure: no I/O, no clock.
 
 use crate::fieldwork::Line;
 use crate::fieldwork::review::{FlaggedCheck, FlaggedInterview};
-use crate::fieldwork::validate_disposition_in;
+use crate::fieldwork::{DispositionRecord, validate_disposition_in};
 use crate::instrument::Study;
 use crate::quality::{Check, Checked, check};
 use crate::results::{Applied, StudyState};
@@ -29,7 +32,11 @@ const MAX_FLAGGED_ID_BYTES: usize = 128;
 /// mutate the state).
 type Prepare = fn(&Study, &Submission, &Limits) -> Result<(Record, Checked), Vec<Violation>>;
 
-fn prepare(study: &Study, sub: &Submission, limits: &Limits) -> Result<(Record, Checked), Vec<Violation>> {
+fn prepare_interview(
+    study: &Study,
+    sub: &Submission,
+    limits: &Limits,
+) -> Result<(Record, Checked), Vec<Violation>> {
     validate_in(study, sub, limits).map(|rec| {
         let checked = check(study, &rec);
         (rec, checked)
@@ -80,22 +87,66 @@ pub struct Step {
 
 /// Applies one decoded record of `study` to the study's state: validates
 /// it, runs the quality checks, applies it and lists the checks it raised.
-/// The caller has found the study the record names.
+/// The caller has found the study the record names. The same as
+/// [`prepare`] then [`apply_prepared`].
 pub fn apply(study: &Study, state: &mut StudyState, line: &Line, limits: &Limits, source: Source) -> Step {
-    apply_with(study, state, line, limits, source, prepare)
+    apply_prepared(study, state, prepare_with(study, line, limits, prepare_interview), source)
 }
 
-fn apply_with(
-    study: &Study,
-    state: &mut StudyState,
-    line: &Line,
-    limits: &Limits,
-    source: Source,
-    prepare: Prepare,
-) -> Step {
+/// A record validated and checked against its study: the part of
+/// [`apply`] that reads no state, so a caller may run it before taking the
+/// state's lock, and on other threads (the aggregator prepares a batch of
+/// records on two). [`apply_prepared`] finishes it.
+#[derive(Debug)]
+pub struct Prepared(Prep);
+
+#[derive(Debug)]
+enum Prep {
+    Disposition(Result<DispositionRecord, Vec<Violation>>),
+    Interview(Result<(Record, Checked), Vec<Violation>>),
+    /// Validation or the checks panicked on the interview: what its flag
+    /// names, taken without trusting the record (see [`unprocessable`]).
+    Unprocessable {
+        form: Option<usize>,
+        submission_id: String,
+        respondent_key: String,
+        interviewer: Option<String>,
+    },
+}
+
+/// Validates and checks one decoded record of `study` (see [`Prepared`]).
+pub fn prepare(study: &Study, line: &Line, limits: &Limits) -> Prepared {
+    prepare_with(study, line, limits, prepare_interview)
+}
+
+fn prepare_with(study: &Study, line: &Line, limits: &Limits, prepare: Prepare) -> Prepared {
     let sub = match line {
         Line::Disposition(d) => {
-            let fate = match validate_disposition_in(study, d, limits) {
+            return Prepared(Prep::Disposition(validate_disposition_in(study, d, limits)));
+        }
+        Line::Interview(sub) => sub,
+    };
+    // Validation and the checks are bounded by construction; should they
+    // panic all the same on some record, the record is unprocessable and
+    // skipped, and flagged, instead of taking the caller down. Nothing is
+    // mutated before `state.apply`, so no state is left half-applied.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| prepare(study, sub, limits))) {
+        Ok(done) => Prepared(Prep::Interview(done)),
+        Err(_) => Prepared(Prep::Unprocessable {
+            form: study.form(&sub.form),
+            submission_id: cut(&sub.submission_id, MAX_FLAGGED_ID_BYTES),
+            respondent_key: cut(&sub.respondent_id, MAX_FLAGGED_ID_BYTES),
+            interviewer: sub.interviewer.clone(),
+        }),
+    }
+}
+
+/// Applies a record [`prepare`]d for `study` to the study's state and lists
+/// the checks it raised.
+pub fn apply_prepared(study: &Study, state: &mut StudyState, prepared: Prepared, source: Source) -> Step {
+    let (rec, checked) = match prepared.0 {
+        Prep::Disposition(validated) => {
+            let fate = match validated {
                 Ok(rec) => {
                     state.apply_disposition(study, &rec);
                     Fate::Disposition
@@ -104,18 +155,11 @@ fn apply_with(
             };
             return Step { fate, flagged: None };
         }
-        Line::Interview(sub) => sub,
-    };
-    // Validation and the checks are bounded by construction; should they
-    // panic all the same on some record, the record is unprocessable and
-    // skipped, and flagged, instead of taking the caller down. Nothing is
-    // mutated before `state.apply`, so no state is left half-applied.
-    let prepared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| prepare(study, sub, limits)));
-    let (rec, checked) = match prepared {
-        Ok(Ok(done)) => done,
-        Ok(Err(violations)) => return Step { fate: Fate::Invalid(violations), flagged: None },
-        Err(_) => {
-            let flagged = unprocessable(study, state, sub, source);
+        Prep::Interview(Ok(done)) => done,
+        Prep::Interview(Err(violations)) => return Step { fate: Fate::Invalid(violations), flagged: None },
+        Prep::Unprocessable { form, submission_id, respondent_key, interviewer } => {
+            let ids = (form, submission_id, respondent_key, interviewer);
+            let flagged = unprocessable(study, state, ids, source);
             return Step { fate: Fate::Unprocessable, flagged: Some(flagged) };
         }
     };
@@ -162,17 +206,16 @@ fn apply_with(
 fn unprocessable(
     study: &Study,
     state: &mut StudyState,
-    sub: &Submission,
+    (form, submission_id, respondent_key, interviewer): (Option<usize>, String, String, Option<String>),
     source: Source,
 ) -> FlaggedInterview {
-    let form = study.form(&sub.form);
     *state.flags.entry((form.unwrap_or(UNKNOWN_FORM), Check::Unprocessable, None)).or_default() += 1;
     FlaggedInterview {
         study: study.id().to_string(),
         form: form.and_then(|f| study.forms.get(f)).map_or_else(|| "unknown".to_string(), |f| f.id.clone()),
-        submission_id: cut(&sub.submission_id, MAX_FLAGGED_ID_BYTES),
-        respondent_key: cut(&sub.respondent_id, MAX_FLAGGED_ID_BYTES),
-        interviewer: state.fieldwork.interviewer_label_of(study, sub.interviewer.as_deref()),
+        submission_id,
+        respondent_key,
+        interviewer: state.fieldwork.interviewer_label_of(study, interviewer.as_deref()),
         received_at: source.received_at,
         checks: vec![FlaggedCheck { check: Check::Unprocessable, item: None, code: None, message: None }],
         source_partition: source.partition,
@@ -301,7 +344,8 @@ mod tests {
             r#"{"study":"t","form":"f","respondent_id":"key-1","submission_id":"s9","interviewer":"int01","answers":{"q1":"a secret"}}"#,
         );
         let from = Source { partition: 4, offset: 11, received_at: Some("2025-03-01T10:00:00.000Z".into()) };
-        let step = apply_with(&study, &mut st, &poison, &Limits::default(), from, panics);
+        let step =
+            apply_prepared(&study, &mut st, prepare_with(&study, &poison, &Limits::default(), panics), from);
         assert_eq!(step.fate, Fate::Unprocessable);
         let f = step.flagged.expect("flagged");
         assert_eq!((f.study.as_str(), f.form.as_str(), f.submission_id.as_str()), ("t", "f", "s9"));
@@ -331,9 +375,14 @@ mod tests {
         let odd = line(&format!(
             r#"{{"study":"t","form":"no-such-form","respondent_id":"k","submission_id":"{long}","answers":{{}}}}"#
         ));
-        let f = apply_with(&study, &mut st, &odd, &Limits::default(), source(13), panics)
-            .flagged
-            .expect("flagged");
+        let f = apply_prepared(
+            &study,
+            &mut st,
+            prepare_with(&study, &odd, &Limits::default(), panics),
+            source(13),
+        )
+        .flagged
+        .expect("flagged");
         assert_eq!((f.form.as_str(), f.submission_id.len()), ("unknown", MAX_FLAGGED_ID_BYTES));
         assert_eq!(st.flags.get(&(UNKNOWN_FORM, Check::Unprocessable, None)), Some(&1));
     }

@@ -6,10 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt as _;
+
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
+use super::record::{BATCH_RECORDS, prepare_batch};
 use super::stall::{IdleWatch, rejoin_if_stalled};
 use super::{AggregateConfig, AggregateError, LiveState, Outcome, flag_publisher, global, snapshot};
 use crate::kafka::{KafkaConfig, consumer_config, producer_config};
@@ -226,8 +229,14 @@ pub async fn run(
     // outlives this function (and the embedded broker `serve` stops next).
     let (stop_tasks, stop) = tokio::sync::watch::channel(false);
 
-    // Reads high watermarks of owned partitions every interval.
-    let wm_consumer = consumer.clone();
+    // Reads high watermarks of owned partitions every interval, on a client
+    // of its own: on the consumer's connection a ListOffsets request waits
+    // behind the fetch in flight, and when that fetch outlasts the request's
+    // timeout (a fetch of several megabytes from a busy broker), librdkafka
+    // drops the connection and the fetch's records with it, to fetch them
+    // again, so that a slow broker could keep the aggregator from advancing.
+    let wm_consumer: Arc<BaseConsumer> =
+        Arc::new(consumer_config(kafka, bootstrap, &format!("{}-watermarks", config.group_id)).create()?);
     let wm_shared = shared.clone();
     let topic = kafka.responses_topic.clone();
     let interval = Duration::from_millis(config.watermark_interval_ms.max(50));
@@ -285,7 +294,7 @@ pub async fn run(
     let mut snapshot_tick = tokio::time::interval(snapshot_interval);
     snapshot_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_save = std::time::Instant::now();
-    loop {
+    'consume: loop {
         tokio::select! {
             _ = &mut shutdown => break,
             _ = snapshot_tick.tick() => {
@@ -309,24 +318,40 @@ pub async fn run(
             }
             msg = consumer.recv() => match msg {
                 Ok(m) => {
-                    let (partition, offset) = (m.partition(), m.offset());
-                    let (outcome, flagged) = shared.apply_record(partition, offset, m.payload());
-                    if outcome == Outcome::Gap
-                        && let Some(next) = shared.next_offset(partition)
-                    {
-                        drop(m);
-                        tracing::info!(partition, from = offset, to = next, "offset ahead of the state; seeking back");
-                        if let Err(e) =
-                            consumer.seek(&kafka.responses_topic, partition, Offset::Offset(next), Duration::from_secs(5))
-                        {
-                            tracing::warn!(partition, error = %crate::errors::chain(&e), "seek failed");
+                    // The records ready now, up to a batch, prepared on
+                    // several threads and applied in order under one lock.
+                    let mut batch = vec![m];
+                    while batch.len() < BATCH_RECORDS {
+                        match consumer.recv().now_or_never() {
+                            Some(Ok(m)) => batch.push(m),
+                            Some(Err(e)) => {
+                                tracing::warn!(error = %crate::errors::chain(&e), "consume error");
+                                break;
+                            }
+                            None => break,
                         }
-                    } else if let Some(record) = flagged {
-                        tokio::select! {
-                            _ = &mut shutdown => break,
-                            sent = quality_tx.send(record) => if sent.is_err() {
-                                tracing::warn!(partition, offset, "quality publisher is gone");
-                            },
+                    }
+                    let records: Vec<_> = batch.iter().map(|m| (m.partition(), m.offset(), m.payload())).collect();
+                    let prepared = prepare_batch(&shared, &records);
+                    drop(records);
+                    drop(batch);
+                    for (partition, offset, outcome, flagged) in shared.apply_batch(prepared) {
+                        if outcome == Outcome::Gap
+                            && let Some(next) = shared.next_offset(partition)
+                        {
+                            tracing::info!(partition, from = offset, to = next, "offset ahead of the state; seeking back");
+                            if let Err(e) =
+                                consumer.seek(&kafka.responses_topic, partition, Offset::Offset(next), Duration::from_secs(5))
+                            {
+                                tracing::warn!(partition, error = %crate::errors::chain(&e), "seek failed");
+                            }
+                        } else if let Some(record) = flagged {
+                            tokio::select! {
+                                _ = &mut shutdown => break 'consume,
+                                sent = quality_tx.send(record) => if sent.is_err() {
+                                    tracing::warn!(partition, offset, "quality publisher is gone");
+                                },
+                            }
                         }
                     }
                 }

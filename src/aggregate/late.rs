@@ -25,7 +25,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::LiveState;
 use super::flag_publisher::QualityRecord;
-use super::state::received_at_of;
+use super::record::received_at_of;
 use crate::fieldwork::review::{FlaggedCheck, FlaggedInterview};
 use crate::proto::envelope;
 use crate::quality::{Check, check};

@@ -30,7 +30,9 @@
 //! Files: [`config`] (settings), [`offsets`] (the offset rules), [`outcome`]
 //! (what happened to a record, a metric label), [`state`]
 //! ([`LiveState`]: partition states and what the HTTP side reads),
-//! [`consumer`] (the consumer loop, rebalances, snapshot cadence),
+//! [`record`] (a record's path into them: prepared on any thread, applied
+//! in order under the lock), [`consumer`] (the consumer loop, rebalances,
+//! snapshot cadence),
 //! [`stall`] (rejoining when partitions stall), [`snapshot`] (the state
 //! topic), [`flag_publisher`] (the quality topic), [`metrics`] and
 //! [`fieldwork_metrics`] (the Prometheus export), [`view`] (the study-wide
@@ -47,6 +49,7 @@ pub(crate) mod late;
 pub mod metrics;
 pub mod offsets;
 pub mod outcome;
+pub mod record;
 pub mod snapshot;
 pub mod stall;
 pub mod state;
@@ -56,6 +59,7 @@ pub use config::AggregateConfig;
 pub use consumer::run;
 pub(crate) use consumer::save_snapshots;
 pub use outcome::Outcome;
+pub use record::PreparedRecord;
 pub use state::{LiveState, PartitionState, PartitionStatus};
 
 /// Errors of the aggregator.

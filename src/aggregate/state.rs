@@ -8,26 +8,15 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use prost::Message as _;
 use serde::Serialize;
 
-use super::flag_publisher::{QualityCounters, QualityRecord};
-use super::offsets::{Admit, Offsets};
+use super::flag_publisher::QualityCounters;
+use super::offsets::Offsets;
 pub use super::outcome::Outcome;
 use super::snapshot;
 use super::view::{self, Part};
-use crate::fieldwork::Line;
 use crate::fieldwork::review::{self, FlagFilter, FlagPage, FlaggedInterview};
 use crate::instrument::Catalog;
-use crate::pipeline;
-use crate::proto::envelope::{self, DecodedEnvelope};
 use crate::results::StudyState;
 use crate::validate::Limits;
-
-/// When ingest received the record, RFC 3339 with milliseconds.
-pub(super) fn received_at_of(envelope: &DecodedEnvelope) -> Option<String> {
-    envelope.received_at.as_ref().and_then(|t| {
-        chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-    })
-}
 
 /// The view task's copies of the owned partitions, kept between builds:
 /// per partition, (generation, next offset, revision) of the copy, and the copy.
@@ -77,7 +66,7 @@ pub(super) struct Inner {
     /// [`super::stall`]): not ready until a partition is assigned or nothing
     /// is left unread.
     orphaned: bool,
-    outcomes: HashMap<Outcome, u64>,
+    pub(super) outcomes: HashMap<Outcome, u64>,
     snapshots_written: u64,
     snapshots_restored: u64,
     generations: u64,
@@ -265,68 +254,6 @@ impl LiveState {
     /// The next offset of an owned partition.
     pub fn next_offset(&self, partition: i32) -> Option<i64> {
         self.lock().partitions.get(&partition).map(|p| p.offsets.next())
-    }
-
-    /// Applies the record at `offset` of `partition`.
-    pub fn apply(&self, partition: i32, offset: i64, payload: Option<&[u8]>) -> Outcome {
-        self.apply_record(partition, offset, payload).0
-    }
-
-    /// Applies the record at `offset` of `partition`; returns what happened
-    /// and, for a flagged interview, the record for the quality topic.
-    pub fn apply_record(
-        &self,
-        partition: i32,
-        offset: i64,
-        payload: Option<&[u8]>,
-    ) -> (Outcome, Option<QualityRecord>) {
-        // Decoded before taking the lock.
-        let decoded = payload.and_then(|b| envelope::decode(b).ok());
-        let mut g = self.lock();
-        let (outcome, flagged) = self.apply_locked(&mut g, partition, offset, decoded);
-        *g.outcomes.entry(outcome).or_default() += 1;
-        (outcome, flagged)
-    }
-
-    fn apply_locked(
-        &self,
-        g: &mut Inner,
-        partition: i32,
-        offset: i64,
-        envelope: Option<DecodedEnvelope>,
-    ) -> (Outcome, Option<QualityRecord>) {
-        let Some(ps) = g.partitions.get_mut(&partition) else {
-            return (Outcome::NotOwned, None);
-        };
-        match ps.offsets.admit(offset) {
-            Admit::Apply => {}
-            Admit::Redelivered => return (Outcome::Redelivered, None),
-            Admit::SeekBack(_) => return (Outcome::Gap, None),
-        }
-        let Some(envelope) = envelope else {
-            return (Outcome::DecodeError, None);
-        };
-        let received_at = received_at_of(&envelope);
-        let line = match (envelope.disposition, envelope.submission) {
-            (Some(d), _) => Line::Disposition(d.into()),
-            (None, Some(s)) => Line::Interview(Box::new(s)),
-            (None, None) => return (Outcome::DecodeError, None),
-        };
-        let Some(study) = self.catalog.get(line.study()) else {
-            return (Outcome::UnknownStudy, None);
-        };
-        let state = ps.studies.entry(study.id().to_string()).or_default();
-        let source = pipeline::Source { partition, offset, received_at };
-        let step = pipeline::apply(study, state, &line, &self.limits, source);
-        let outcome = Outcome::from(&step.fate);
-        if outcome == Outcome::Unprocessable {
-            tracing::error!(partition, offset, "record cannot be processed; skipped");
-        }
-        let Some(flagged) = step.flagged else {
-            return (outcome, None);
-        };
-        ps.flagged.push(Arc::new(flagged.clone()));
-        (outcome, Some(QualityRecord { generation: ps.generation, flagged, late: false }))
     }
 
     /// One page of the study's flagged interviews in the partitions owned now.

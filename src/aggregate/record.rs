@@ -1,0 +1,345 @@
+//! The aggregator's path for a record, from the bytes in the responses
+//! topic to the partition's state: [`LiveState::prepare`] decodes the
+//! envelope and runs the part of [`crate::pipeline`] that reads no state
+//! (validate, check), outside the lock and on any thread;
+//! [`LiveState::apply_batch`] then applies prepared records in order under
+//! the lock, by the partition's offset rules ([`super::offsets`]). The
+//! consumer loop prepares the records ready in its queue on several threads
+//! ([`prepare_batch`]); [`LiveState::apply_record`] is one record's path.
+
+use std::sync::Arc;
+
+use super::flag_publisher::QualityRecord;
+use super::offsets::Admit;
+use super::state::Inner;
+use super::{LiveState, Outcome};
+use crate::fieldwork::Line;
+use crate::instrument::Study;
+use crate::pipeline;
+use crate::proto::envelope::{self, DecodedEnvelope};
+
+/// When ingest received the record, RFC 3339 with milliseconds.
+pub(super) fn received_at_of(envelope: &DecodedEnvelope) -> Option<String> {
+    envelope.received_at.as_ref().and_then(|t| {
+        chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    })
+}
+
+/// A record's payload prepared for applying ([`LiveState::prepare`]).
+// Nearly every record is `Ready`: boxing it would allocate once more per record.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum PreparedRecord<'a> {
+    /// Not an envelope, or one with neither an interview nor a disposition.
+    DecodeError,
+    /// An envelope of a study the catalog does not have.
+    UnknownStudy,
+    /// Validated and checked against its study.
+    Ready {
+        /// The record's study.
+        study: &'a Arc<Study>,
+        /// When ingest received it (RFC 3339), if the envelope says.
+        received_at: Option<String>,
+        /// The pipeline's part that reads no state.
+        prepared: pipeline::Prepared,
+        /// The decoded record.
+        line: Line,
+    },
+}
+
+/// Most records taken from the consumer's queue at once. A batch is
+/// whatever is ready when the loop looks (one record at a time while
+/// following live submissions; full batches while catching up).
+pub(super) const BATCH_RECORDS: usize = 256;
+
+/// Fewest records per thread worth another thread: below it a batch is
+/// prepared on the loop's own thread.
+const RECORDS_PER_THREAD: usize = 32;
+
+/// Decodes, validates and checks a batch of records ([`LiveState::prepare`]),
+/// split in order over up to as many threads as there are cores (scoped:
+/// the records stay borrowed from the consumer's queue). Preparing is most
+/// of a record's cost and reads no state, so a backlog is read on every
+/// core, while applying stays in order under the lock.
+pub(super) fn prepare_batch<'a>(
+    shared: &'a LiveState,
+    batch: &[(i32, i64, Option<&[u8]>)],
+) -> Vec<(i32, i64, PreparedRecord<'a>)> {
+    let prepare = |chunk: &[(i32, i64, Option<&[u8]>)]| -> Vec<(i32, i64, PreparedRecord<'a>)> {
+        chunk
+            .iter()
+            .map(|&(partition, offset, payload)| (partition, offset, shared.prepare(payload)))
+            .collect()
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(batch.len() / RECORDS_PER_THREAD)
+        .max(1);
+    if threads == 1 {
+        return prepare(batch);
+    }
+    let per_thread = batch.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let mut chunks = batch.chunks(per_thread);
+        let first = chunks.next().unwrap_or_default();
+        let others: Vec<_> = chunks.map(|chunk| scope.spawn(move || prepare(chunk))).collect();
+        let mut out = prepare(first);
+        for other in others {
+            match other.join() {
+                Ok(part) => out.extend(part),
+                // Preparing catches the pipeline's panics; one here is a bug.
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        out
+    })
+}
+
+impl LiveState {
+    /// Applies the record at `offset` of `partition`.
+    pub fn apply(&self, partition: i32, offset: i64, payload: Option<&[u8]>) -> Outcome {
+        self.apply_record(partition, offset, payload).0
+    }
+
+    /// Applies the record at `offset` of `partition`; returns what happened
+    /// and, for a flagged interview, the record for the quality topic.
+    pub fn apply_record(
+        &self,
+        partition: i32,
+        offset: i64,
+        payload: Option<&[u8]>,
+    ) -> (Outcome, Option<QualityRecord>) {
+        // Prepared before taking the lock.
+        let prepared = self.prepare(payload);
+        let mut g = self.lock();
+        self.apply_locked(&mut g, partition, offset, prepared)
+    }
+
+    /// Decodes, validates and checks a record's payload: all of its path
+    /// that reads no state, so it runs without the lock, on any thread
+    /// ([`LiveState::apply_batch`] applies it). Whether the record is then
+    /// applied is decided by the partition's offsets when it is.
+    pub fn prepare(&self, payload: Option<&[u8]>) -> PreparedRecord<'_> {
+        let Some(envelope) = payload.and_then(|b| envelope::decode(b).ok()) else {
+            return PreparedRecord::DecodeError;
+        };
+        let received_at = received_at_of(&envelope);
+        let line = match (envelope.disposition, envelope.submission) {
+            (Some(d), _) => Line::Disposition(d.into()),
+            (None, Some(s)) => Line::Interview(Box::new(s)),
+            (None, None) => return PreparedRecord::DecodeError,
+        };
+        let Some(study) = self.catalog().get(line.study()) else {
+            return PreparedRecord::UnknownStudy;
+        };
+        let prepared = pipeline::prepare(study, &line, self.limits());
+        PreparedRecord::Ready { study, received_at, prepared, line }
+    }
+
+    /// Applies prepared records, in order, under one lock; returns, for each
+    /// record applied or skipped, its partition, offset, what happened and,
+    /// for a flagged interview, its quality record. A record after an
+    /// [`Outcome::Gap`] of its partition is left out, unread: the caller
+    /// seeks the partition back, which drops the partition's records
+    /// fetched before the seek, and the record comes again after it.
+    pub fn apply_batch<'a>(
+        &'a self,
+        records: impl IntoIterator<Item = (i32, i64, PreparedRecord<'a>)>,
+    ) -> Vec<(i32, i64, Outcome, Option<QualityRecord>)> {
+        let mut g = self.lock();
+        let mut gaps: Vec<i32> = Vec::new();
+        let mut out = Vec::new();
+        for (partition, offset, record) in records {
+            if gaps.contains(&partition) {
+                continue;
+            }
+            let (outcome, flagged) = self.apply_locked(&mut g, partition, offset, record);
+            if outcome == Outcome::Gap {
+                gaps.push(partition);
+            }
+            out.push((partition, offset, outcome, flagged));
+        }
+        out
+    }
+
+    fn apply_locked(
+        &self,
+        g: &mut Inner,
+        partition: i32,
+        offset: i64,
+        prepared: PreparedRecord<'_>,
+    ) -> (Outcome, Option<QualityRecord>) {
+        let (outcome, flagged) = self.apply_admitted(g, partition, offset, prepared);
+        *g.outcomes.entry(outcome).or_default() += 1;
+        (outcome, flagged)
+    }
+
+    fn apply_admitted(
+        &self,
+        g: &mut Inner,
+        partition: i32,
+        offset: i64,
+        prepared: PreparedRecord<'_>,
+    ) -> (Outcome, Option<QualityRecord>) {
+        let Some(ps) = g.partitions.get_mut(&partition) else {
+            return (Outcome::NotOwned, None);
+        };
+        match ps.offsets.admit(offset) {
+            Admit::Apply => {}
+            Admit::Redelivered => return (Outcome::Redelivered, None),
+            Admit::SeekBack(_) => return (Outcome::Gap, None),
+        }
+        let (study, received_at, prepared, _line) = match prepared {
+            PreparedRecord::DecodeError => return (Outcome::DecodeError, None),
+            PreparedRecord::UnknownStudy => return (Outcome::UnknownStudy, None),
+            PreparedRecord::Ready { study, received_at, prepared, line } => {
+                (study, received_at, prepared, line)
+            }
+        };
+        let state = ps.studies.entry(study.id().to_string()).or_default();
+        let source = pipeline::Source { partition, offset, received_at };
+        let step = pipeline::apply_prepared(study, state, prepared, source);
+        let outcome = Outcome::from(&step.fate);
+        if outcome == Outcome::Unprocessable {
+            tracing::error!(partition, offset, "record cannot be processed; skipped");
+        }
+        let Some(flagged) = step.flagged else {
+            return (outcome, None);
+        };
+        ps.flagged.push(Arc::new(flagged.clone()));
+        (outcome, Some(QualityRecord { generation: ps.generation, flagged, late: false }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message as _;
+
+    use super::*;
+    use crate::aggregate::Outcome;
+    use crate::instrument::{Catalog, Study};
+    use crate::proto::{ENVELOPE_VERSION, v1};
+
+    const STUDY: &str = r#"
+study: t
+reporting: {min_cell_size: 1, straightlining_min_run: 0, fingerprint_min_answers: 2}
+forms:
+  - id: fa
+    items:
+      - {id: q1, code: know, kind: scale, min: 1, max: 5, labels: {1: a, 5: b}}
+      - {id: q2, code: tf, kind: yes_no}
+"#;
+
+    fn live() -> Arc<LiveState> {
+        let mut c = Catalog::default();
+        c.insert(Study::from_yaml(STUDY).expect("valid"));
+        LiveState::new(Arc::new(c), Default::default())
+    }
+
+    /// An envelope of an interview of `study`: some with out-of-range
+    /// answers (flagged), some with a number for a yes/no item (invalid);
+    /// respondents repeat, so some are duplicates.
+    fn envelope(study: &str, n: usize) -> Vec<u8> {
+        let q2 = if n % 11 == 5 { serde_json::json!(7) } else { serde_json::json!("yes") };
+        let sub: crate::validate::Submission = serde_json::from_value(serde_json::json!({
+            "study": study, "form": "fa", "respondent_id": format!("r{}", n % 150),
+            "submission_id": format!("s{n}"), "answers": {"q1": n % 7, "q2": q2},
+        }))
+        .expect("submission");
+        v1::Envelope {
+            version: ENVELOPE_VERSION,
+            received_at: Some(prost_types::Timestamp { seconds: 1_700_000_000 + n as i64, nanos: 0 }),
+            submission: Some(sub.into()),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    fn flags(shared: &LiveState) -> Vec<String> {
+        let page = shared.flags("t", &Default::default(), 1, 1_000);
+        page.flags.iter().map(|f| serde_json::to_string(f).expect("json")).collect()
+    }
+
+    #[test]
+    fn a_batch_prepared_on_several_threads_applies_as_its_records_one_by_one() {
+        // Three partitions interleaved, with a record that is no envelope
+        // and one of a study the catalog does not have.
+        let payloads: Vec<(i32, i64, Vec<u8>)> = (0..240)
+            .map(|n| {
+                let payload = match n {
+                    17 => b"not an envelope".to_vec(),
+                    18 => envelope("other", n),
+                    _ => envelope("t", n),
+                };
+                ((n % 3) as i32, (n / 3) as i64, payload)
+            })
+            .collect();
+        let batch: Vec<(i32, i64, Option<&[u8]>)> =
+            payloads.iter().map(|(p, o, b)| (*p, *o, Some(b.as_slice()))).collect();
+        let (one_by_one, batched) = (live(), live());
+        for p in 0..3 {
+            one_by_one.assign(p, None);
+            batched.assign(p, None);
+        }
+        let expected: Vec<_> = batch
+            .iter()
+            .map(|&(p, o, b)| {
+                let (outcome, flagged) = one_by_one.apply_record(p, o, b);
+                (p, o, outcome, flagged.map(|q| q.flagged))
+            })
+            .collect();
+        let prepared = prepare_batch(&batched, &batch);
+        let got: Vec<_> = batched
+            .apply_batch(prepared)
+            .into_iter()
+            .map(|(p, o, outcome, q)| (p, o, outcome, q.map(|q| q.flagged)))
+            .collect();
+        assert_eq!(got, expected);
+        let outcomes = batched.outcomes();
+        for outcome in [Outcome::Applied, Outcome::Invalid, Outcome::DecodeError, Outcome::UnknownStudy] {
+            assert!(outcomes.get(&outcome).is_some_and(|n| *n > 0), "{outcome:?} in {outcomes:?}");
+        }
+        assert_eq!(outcomes, one_by_one.outcomes());
+        assert_eq!(batched.merged("t"), one_by_one.merged("t"));
+        assert!(!flags(&batched).is_empty());
+        assert_eq!(flags(&batched), flags(&one_by_one));
+    }
+
+    #[test]
+    fn after_a_gap_the_rest_of_its_partition_is_left_out_of_the_batch() {
+        let shared = live();
+        shared.assign(0, None);
+        shared.assign(1, None);
+        let e: Vec<Vec<u8>> = (20..26).map(|n| envelope("t", n)).collect();
+        // Partition 0 skips offset 1; partition 1 is in order.
+        let batch = [
+            (0, 0, Some(&e[0][..])),
+            (0, 2, Some(&e[1][..])),
+            (1, 0, Some(&e[2][..])),
+            (0, 3, Some(&e[3][..])),
+            (1, 1, Some(&e[4][..])),
+        ];
+        let done: Vec<_> = shared
+            .apply_batch(prepare_batch(&shared, &batch))
+            .into_iter()
+            .map(|(p, o, outcome, _)| (p, o, outcome))
+            .collect();
+        assert_eq!(
+            done,
+            [
+                (0, 0, Outcome::Applied),
+                (0, 2, Outcome::Gap),
+                (1, 0, Outcome::Applied),
+                (1, 1, Outcome::Applied)
+            ]
+        );
+        assert_eq!((shared.next_offset(0), shared.next_offset(1)), (Some(1), Some(2)));
+        // After the seek back, the partition's records come again from offset 1.
+        let again = [(0, 1, Some(&e[5][..])), (0, 2, Some(&e[1][..])), (0, 3, Some(&e[3][..]))];
+        let outcomes: Vec<_> =
+            shared.apply_batch(prepare_batch(&shared, &again)).into_iter().map(|d| d.2).collect();
+        assert_eq!(outcomes, [Outcome::Applied; 3]);
+        assert_eq!(shared.next_offset(0), Some(4));
+    }
+}
