@@ -74,10 +74,13 @@ pub(super) fn prepare_batch<'a>(
             .map(|&(partition, offset, payload)| (partition, offset, shared.prepare(payload)))
             .collect()
     };
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(batch.len() / RECORDS_PER_THREAD)
-        .max(1);
+    if batch.len() < 2 * RECORDS_PER_THREAD {
+        return prepare(batch);
+    }
+    // Read once: on Linux, std reads the cgroup's CPU quota from files on every call.
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = cores.min(batch.len() / RECORDS_PER_THREAD).max(1);
     if threads == 1 {
         return prepare(batch);
     }
