@@ -149,43 +149,14 @@ impl LiveState {
 mod tests {
     use std::collections::BTreeMap;
 
-    use prost::Message as _;
-
     use super::*;
+    use crate::aggregate::test_study::live;
     use crate::aggregate::view::{Source, View};
-    use crate::instrument::{Catalog, Study};
-    use crate::proto::{ENVELOPE_VERSION, v1};
-
-    const STUDY: &str = r#"
-study: t
-reporting: {min_cell_size: 1, straightlining_min_run: 0, fingerprint_min_answers: 2}
-forms:
-  - id: fa
-    items:
-      - {id: q1, code: know, kind: scale, min: 1, max: 5, labels: {1: a, 5: b}}
-      - {id: q2, code: tf, kind: yes_no}
-"#;
-
-    fn live() -> Arc<LiveState> {
-        let mut c = Catalog::default();
-        c.insert(Study::from_yaml(STUDY).expect("valid"));
-        LiveState::new(Arc::new(c), Default::default())
-    }
 
     /// An envelope of an interview received at `at_secs`.
     fn envelope(respondent: &str, submission: &str, answer: i64, at_secs: i64) -> Vec<u8> {
-        let sub: crate::validate::Submission = serde_json::from_value(serde_json::json!({
-            "study": "t", "form": "fa", "respondent_id": respondent, "submission_id": submission,
-            "answers": {"q1": answer, "q2": "yes"},
-        }))
-        .expect("submission");
-        v1::Envelope {
-            version: ENVELOPE_VERSION,
-            received_at: Some(prost_types::Timestamp { seconds: at_secs, nanos: 0 }),
-            submission: Some(sub.into()),
-            ..Default::default()
-        }
-        .encode_to_vec()
+        let answers = serde_json::json!({"q1": answer, "q2": "yes"});
+        crate::aggregate::test_study::envelope("t", respondent, submission, answers, at_secs)
     }
 
     /// The view over the owned partitions, as the view task builds it.

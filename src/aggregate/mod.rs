@@ -53,6 +53,8 @@ pub mod record;
 pub mod snapshot;
 pub mod stall;
 pub mod state;
+#[cfg(test)]
+mod test_study;
 pub mod view;
 
 pub use config::AggregateConfig;

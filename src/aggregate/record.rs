@@ -219,46 +219,24 @@ impl LiveState {
 
 #[cfg(test)]
 mod tests {
-    use prost::Message as _;
-
     use super::*;
     use crate::aggregate::Outcome;
-    use crate::instrument::{Catalog, Study};
-    use crate::proto::{ENVELOPE_VERSION, v1};
-
-    const STUDY: &str = r#"
-study: t
-reporting: {min_cell_size: 1, straightlining_min_run: 0, fingerprint_min_answers: 2}
-forms:
-  - id: fa
-    items:
-      - {id: q1, code: know, kind: scale, min: 1, max: 5, labels: {1: a, 5: b}}
-      - {id: q2, code: tf, kind: yes_no}
-"#;
-
-    fn live() -> Arc<LiveState> {
-        let mut c = Catalog::default();
-        c.insert(Study::from_yaml(STUDY).expect("valid"));
-        LiveState::new(Arc::new(c), Default::default())
-    }
+    use crate::aggregate::test_study::live;
 
     /// An envelope of an interview of `study`: some with out-of-range
     /// answers (flagged), some with a number for a yes/no item (invalid);
     /// respondents repeat, so some are duplicates.
     fn envelope(study: &str, n: usize) -> Vec<u8> {
         let q2 = if n % 11 == 5 { serde_json::json!(7) } else { serde_json::json!("yes") };
-        let sub: crate::validate::Submission = serde_json::from_value(serde_json::json!({
-            "study": study, "form": "fa", "respondent_id": format!("r{}", n % 150),
-            "submission_id": format!("s{n}"), "answers": {"q1": n % 7, "q2": q2},
-        }))
-        .expect("submission");
-        v1::Envelope {
-            version: ENVELOPE_VERSION,
-            received_at: Some(prost_types::Timestamp { seconds: 1_700_000_000 + n as i64, nanos: 0 }),
-            submission: Some(sub.into()),
-            ..Default::default()
-        }
-        .encode_to_vec()
+        let answers = serde_json::json!({"q1": n % 7, "q2": q2});
+        let (respondent, submission) = (format!("r{}", n % 150), format!("s{n}"));
+        crate::aggregate::test_study::envelope(
+            study,
+            &respondent,
+            &submission,
+            answers,
+            1_700_000_000 + n as i64,
+        )
     }
 
     fn flags(shared: &LiveState) -> Vec<String> {
