@@ -14,11 +14,11 @@
 
 use crate::fieldwork::Line;
 use crate::fieldwork::review::{FlaggedCheck, FlaggedInterview};
-use crate::fieldwork::{DispositionRecord, validate_disposition_in};
+use crate::fieldwork::{DispositionRecord, DispositionSubmission, validate_disposition_in};
 use crate::instrument::Study;
 use crate::quality::{Check, Checked, check};
 use crate::results::{Applied, StudyState};
-use crate::validate::{Limits, Record, Submission, Violation, validate_in};
+use crate::validate::{Limits, Record, SubmissionRef, Violation, validate_ref_in};
 
 /// Form index of the flag count of an unprocessable record whose form the
 /// study does not have (shown as form `unknown`, as in the metrics).
@@ -30,14 +30,14 @@ const MAX_FLAGGED_ID_BYTES: usize = 128;
 
 /// Validates and checks an interview (the part of [`apply`] that may not
 /// mutate the state).
-type Prepare = fn(&Study, &Submission, &Limits) -> Result<(Record, Checked), Vec<Violation>>;
+type Prepare = fn(&Study, &SubmissionRef<'_>, &Limits) -> Result<(Record, Checked), Vec<Violation>>;
 
-fn prepare_interview(
+fn validate_and_check(
     study: &Study,
-    sub: &Submission,
+    sub: &SubmissionRef<'_>,
     limits: &Limits,
 ) -> Result<(Record, Checked), Vec<Violation>> {
-    validate_in(study, sub, limits).map(|rec| {
+    validate_ref_in(study, sub, limits).map(|rec| {
         let checked = check(study, &rec);
         (rec, checked)
     })
@@ -90,7 +90,7 @@ pub struct Step {
 /// The caller has found the study the record names. The same as
 /// [`prepare`] then [`apply_prepared`].
 pub fn apply(study: &Study, state: &mut StudyState, line: &Line, limits: &Limits, source: Source) -> Step {
-    apply_prepared(study, state, prepare_with(study, line, limits, prepare_interview), source)
+    apply_prepared(study, state, prepare(study, line, limits), source)
 }
 
 /// A record validated and checked against its study: the part of
@@ -116,16 +116,33 @@ enum Prep {
 
 /// Validates and checks one decoded record of `study` (see [`Prepared`]).
 pub fn prepare(study: &Study, line: &Line, limits: &Limits) -> Prepared {
-    prepare_with(study, line, limits, prepare_interview)
+    prepare_with(study, line, limits, validate_and_check)
+}
+
+/// Validates a case disposition of `study` ([`prepare`] of one).
+pub fn prepare_disposition(study: &Study, disposition: &DispositionSubmission, limits: &Limits) -> Prepared {
+    Prepared(Prep::Disposition(validate_disposition_in(study, disposition, limits)))
+}
+
+/// Validates and checks an interview of `study`, borrowed ([`prepare`] of
+/// one; the aggregator's, from a record's bytes).
+pub fn prepare_interview(study: &Study, sub: &SubmissionRef<'_>, limits: &Limits) -> Prepared {
+    prepare_interview_with(study, sub, limits, validate_and_check)
 }
 
 fn prepare_with(study: &Study, line: &Line, limits: &Limits, prepare: Prepare) -> Prepared {
-    let sub = match line {
-        Line::Disposition(d) => {
-            return Prepared(Prep::Disposition(validate_disposition_in(study, d, limits)));
-        }
-        Line::Interview(sub) => sub,
-    };
+    match line {
+        Line::Disposition(d) => prepare_disposition(study, d, limits),
+        Line::Interview(sub) => prepare_interview_with(study, &sub.borrowed(), limits, prepare),
+    }
+}
+
+fn prepare_interview_with(
+    study: &Study,
+    sub: &SubmissionRef<'_>,
+    limits: &Limits,
+    prepare: Prepare,
+) -> Prepared {
     // Validation and the checks are bounded by construction; should they
     // panic all the same on some record, the record is unprocessable and
     // skipped, and flagged, instead of taking the caller down. Nothing is
@@ -133,10 +150,10 @@ fn prepare_with(study: &Study, line: &Line, limits: &Limits, prepare: Prepare) -
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| prepare(study, sub, limits))) {
         Ok(done) => Prepared(Prep::Interview(done)),
         Err(_) => Prepared(Prep::Unprocessable {
-            form: study.form(&sub.form),
-            submission_id: cut(&sub.submission_id, MAX_FLAGGED_ID_BYTES),
-            respondent_key: cut(&sub.respondent_id, MAX_FLAGGED_ID_BYTES),
-            interviewer: sub.interviewer.clone(),
+            form: study.form(sub.form),
+            submission_id: cut(sub.submission_id, MAX_FLAGGED_ID_BYTES),
+            respondent_key: cut(sub.respondent_id, MAX_FLAGGED_ID_BYTES),
+            interviewer: sub.interviewer.map(str::to_owned),
         }),
     }
 }
@@ -332,7 +349,11 @@ mod tests {
     /// No record makes validation or the checks panic today (they are
     /// bounded by construction, and the poison instrument of issue 15 is
     /// refused when loaded), so the panic is put into the preparation.
-    fn panics(_: &Study, _: &Submission, _: &Limits) -> Result<(Record, Checked), Vec<Violation>> {
+    fn panics(
+        _: &Study,
+        _: &crate::validate::SubmissionRef<'_>,
+        _: &Limits,
+    ) -> Result<(Record, Checked), Vec<Violation>> {
         panic!("a poison record")
     }
 

@@ -13,14 +13,15 @@ use super::flag_publisher::QualityRecord;
 use super::offsets::Admit;
 use super::state::Inner;
 use super::{LiveState, Outcome};
-use crate::fieldwork::Line;
+use crate::fieldwork::DispositionSubmission;
 use crate::instrument::Study;
 use crate::pipeline;
-use crate::proto::envelope::{self, DecodedEnvelope};
+use crate::proto::envelope::{self, EnvelopeRef};
+use crate::validate::Submission;
 
 /// When ingest received the record, RFC 3339 with milliseconds.
-pub(super) fn received_at_of(envelope: &DecodedEnvelope) -> Option<String> {
-    envelope.received_at.as_ref().and_then(|t| {
+pub(super) fn received_at_of(received_at: Option<&prost_types::Timestamp>) -> Option<String> {
+    received_at.and_then(|t| {
         chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
     })
@@ -43,10 +44,6 @@ pub enum PreparedRecord<'a> {
         received_at: Option<String>,
         /// The pipeline's part that reads no state.
         prepared: pipeline::Prepared,
-        /// The decoded record, dropped once the record is applied: dropped
-        /// right after preparing, the path counted 9 % more instructions,
-        /// in glibc's malloc (docs/benchmarks.md, "Instructions per interview").
-        line: Line,
     },
 }
 
@@ -63,7 +60,9 @@ const RECORDS_PER_THREAD: usize = 32;
 /// split in order over up to as many threads as there are cores (scoped:
 /// the records stay borrowed from the consumer's queue). Preparing is most
 /// of a record's cost and reads no state, so a backlog is read on every
-/// core, while applying stays in order under the lock.
+/// core, while applying stays in order under the lock. The loop's own
+/// thread prepares the first part; the other threads run at the lowest
+/// priority ([`run_last`]), on cores nothing else wants.
 pub(super) fn prepare_batch<'a>(
     shared: &'a LiveState,
     batch: &[(i32, i64, Option<&[u8]>)],
@@ -88,7 +87,14 @@ pub(super) fn prepare_batch<'a>(
     std::thread::scope(|scope| {
         let mut chunks = batch.chunks(per_thread);
         let first = chunks.next().unwrap_or_default();
-        let others: Vec<_> = chunks.map(|chunk| scope.spawn(move || prepare(chunk))).collect();
+        let others: Vec<_> = chunks
+            .map(|chunk| {
+                scope.spawn(move || {
+                    run_last();
+                    prepare(chunk)
+                })
+            })
+            .collect();
         let mut out = prepare(first);
         for other in others {
             match other.join() {
@@ -99,6 +105,20 @@ pub(super) fn prepare_batch<'a>(
         }
         out
     })
+}
+
+/// Gives the calling thread the lowest scheduling priority (nice 19), so
+/// that it runs only on a core that ingest, the HTTP server or a broker on
+/// the same machine leave idle. A backlog is then read on every idle core
+/// and on the consumer loop's own core, at normal priority, when none is
+/// idle; with the embedded broker a helper at normal priority slowed its
+/// fetches (docs/benchmarks.md, section "(d)"). On Linux the nice value is
+/// the thread's own (`setpriority` with `who` 0); elsewhere, where it would
+/// be the whole process's, nothing is changed. Should it fail, the thread
+/// keeps its priority.
+fn run_last() {
+    #[cfg(target_os = "linux")]
+    let _ = rustix::process::setpriority_process(None, 19);
 }
 
 impl LiveState {
@@ -126,20 +146,43 @@ impl LiveState {
     /// ([`LiveState::apply_batch`] applies it). Whether the record is then
     /// applied is decided by the partition's offsets when it is.
     pub fn prepare(&self, payload: Option<&[u8]>) -> PreparedRecord<'_> {
-        let Some(envelope) = payload.and_then(|b| envelope::decode(b).ok()) else {
+        let Some(bytes) = payload else {
             return PreparedRecord::DecodeError;
         };
-        let received_at = received_at_of(&envelope);
-        let line = match (envelope.disposition, envelope.submission) {
-            (Some(d), _) => Line::Disposition(d.into()),
-            (None, Some(s)) => Line::Interview(Box::new(s)),
+        // As ingest writes it: validated from the bytes, nothing copied.
+        if let Some(envelope) = envelope::decode_borrowed(bytes) {
+            return self.prepare_envelope(envelope);
+        }
+        // Anything else is read as prost reads it (or is not an envelope).
+        let Ok(envelope) = envelope::decode(bytes) else {
+            return PreparedRecord::DecodeError;
+        };
+        self.prepare_envelope(EnvelopeRef {
+            received_at: envelope.received_at,
+            submission: envelope.submission.as_ref().map(Submission::borrowed),
+            disposition: envelope.disposition,
+        })
+    }
+
+    fn prepare_envelope(&self, envelope: EnvelopeRef<'_>) -> PreparedRecord<'_> {
+        let received_at = received_at_of(envelope.received_at.as_ref());
+        let (study, prepared) = match (envelope.disposition, envelope.submission) {
+            (Some(d), _) => {
+                let d: DispositionSubmission = d.into();
+                let Some(study) = self.catalog().get(&d.study) else {
+                    return PreparedRecord::UnknownStudy;
+                };
+                (study, pipeline::prepare_disposition(study, &d, self.limits()))
+            }
+            (None, Some(sub)) => {
+                let Some(study) = self.catalog().get(sub.study) else {
+                    return PreparedRecord::UnknownStudy;
+                };
+                (study, pipeline::prepare_interview(study, &sub, self.limits()))
+            }
             (None, None) => return PreparedRecord::DecodeError,
         };
-        let Some(study) = self.catalog().get(line.study()) else {
-            return PreparedRecord::UnknownStudy;
-        };
-        let prepared = pipeline::prepare(study, &line, self.limits());
-        PreparedRecord::Ready { study, received_at, prepared, line }
+        PreparedRecord::Ready { study, received_at, prepared }
     }
 
     /// Applies prepared records, in order, under one lock; returns, for each
@@ -195,12 +238,10 @@ impl LiveState {
             Admit::Redelivered => return (Outcome::Redelivered, None),
             Admit::SeekBack(_) => return (Outcome::Gap, None),
         }
-        let (study, received_at, prepared, _line) = match prepared {
+        let (study, received_at, prepared) = match prepared {
             PreparedRecord::DecodeError => return (Outcome::DecodeError, None),
             PreparedRecord::UnknownStudy => return (Outcome::UnknownStudy, None),
-            PreparedRecord::Ready { study, received_at, prepared, line } => {
-                (study, received_at, prepared, line)
-            }
+            PreparedRecord::Ready { study, received_at, prepared } => (study, received_at, prepared),
         };
         let state = ps.studies.entry(study.id().to_string()).or_default();
         let source = pipeline::Source { partition, offset, received_at };
@@ -222,6 +263,23 @@ mod tests {
     use super::*;
     use crate::aggregate::Outcome;
     use crate::aggregate::test_study::live;
+
+    /// The helpers' priority is their own: the thread that spawned them
+    /// keeps its own.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_helper_runs_last_and_its_spawner_does_not() {
+        let own = rustix::process::getpriority_process(None).expect("own priority");
+        let helper = std::thread::spawn(|| {
+            run_last();
+            rustix::process::getpriority_process(None).expect("helper priority")
+        })
+        .join()
+        .expect("helper");
+        assert_eq!(helper, 19);
+        assert_eq!(rustix::process::getpriority_process(None).expect("own priority"), own);
+        assert!(own < 19, "the test runs at a normal priority: {own}");
+    }
 
     /// An envelope of an interview of `study`: some with out-of-range
     /// answers (flagged), some with a number for a yes/no item (invalid);

@@ -144,7 +144,7 @@ pub fn validate_disposition_in(
 ) -> Result<DispositionRecord, Vec<Violation>> {
     let mut v = validate::structural(d);
     let outcome = check_outcome(d, &mut v);
-    validate::check_attributes(&d.attributes, limits, &mut v);
+    validate::check_attributes(&validate::Attributes::Map(&d.attributes), limits, &mut v);
     let form = match d.form.as_deref() {
         Some(f) if !f.is_empty() => match study.form(f) {
             Some(fi) => Some(&study.forms[fi]),
@@ -161,7 +161,12 @@ pub fn validate_disposition_in(
             disposition,
             time,
             interviewer: d.interviewer.clone(),
-            segments: validate::segments_of(study, form, &d.attributes, d.interviewer.as_deref()),
+            segments: validate::segments_of(
+                study,
+                form,
+                &validate::Attributes::Map(&d.attributes),
+                d.interviewer.as_deref(),
+            ),
         }),
         _ => Err(v),
     }

@@ -4,16 +4,16 @@
 //! prost's `v1::Envelope` and the conversion to [`validate::Submission`]
 //! that was half of the instructions of a record (an ordered-map insert per
 //! answer, then the map built a second time; `scripts/callgrind`'s `record`
-//! step). [`decode`] reads an envelope encoded as ingest encodes it (each
-//! field once, map entries in key order, no unknown fields) into the
-//! pipeline's types directly, and hands any other input to prost and the
-//! conversion, so its result is theirs for every input; the property tests
-//! below hold it to that.
+//! step). [`decode_borrowed`] reads an envelope encoded as ingest encodes
+//! it (each field once, map entries in key order, no unknown fields) into
+//! a [`validate::SubmissionRef`] whose strings are the record's bytes;
+//! any other input is None, for [`decode`], which reads it with prost and
+//! the conversion. [`decode`] gives the owned form of either, so its result
+//! is prost's for every input; the property tests below hold it to that.
 
 use prost::Message as _;
 
 use super::v1;
-use super::v1::answer::Value as PbValue;
 use crate::validate;
 
 /// A decoded [`v1::Envelope`], with the submission converted.
@@ -37,14 +37,44 @@ impl From<v1::Envelope> for DecodedEnvelope {
     }
 }
 
+/// An envelope as ingest writes it, its submission borrowed from the
+/// record's bytes ([`decode_borrowed`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvelopeRef<'a> {
+    /// When ingest received the record.
+    pub received_at: Option<prost_types::Timestamp>,
+    /// The interview, if the record is one.
+    pub submission: Option<validate::SubmissionRef<'a>>,
+    /// The case disposition, if the record is one.
+    pub disposition: Option<v1::Disposition>,
+}
+
+impl EnvelopeRef<'_> {
+    /// The owned envelope.
+    pub fn into_owned(self) -> DecodedEnvelope {
+        DecodedEnvelope {
+            received_at: self.received_at,
+            submission: self.submission.map(validate::SubmissionRef::into_owned),
+            disposition: self.disposition,
+        }
+    }
+}
+
 /// Decodes a responses-topic record: the same as
 /// `v1::Envelope::decode(bytes).map(DecodedEnvelope::from)`, with fewer
 /// allocations and no second map for an envelope as ingest writes it.
 pub fn decode(bytes: &[u8]) -> Result<DecodedEnvelope, prost::DecodeError> {
     match canonical(bytes) {
-        Some(e) => Ok(e),
+        Some(e) => Ok(e.into_owned()),
         None => v1::Envelope::decode(bytes).map(DecodedEnvelope::from),
     }
+}
+
+/// Decodes a record written as ingest writes it, borrowing its strings;
+/// None for any other bytes, which [`decode`] reads (or refuses) as prost
+/// does. Where both decode, [`decode`] is this, owned.
+pub fn decode_borrowed(bytes: &[u8]) -> Option<EnvelopeRef<'_>> {
+    canonical(bytes)
 }
 
 /// Protobuf wire types used by the messages read here.
@@ -102,8 +132,8 @@ impl<'a> Reader<'a> {
         Some(field)
     }
 
-    fn string(&mut self) -> Option<String> {
-        std::str::from_utf8(self.bytes()?).ok().map(str::to_owned)
+    fn str(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.bytes()?).ok()
     }
 
     fn fixed64(&mut self) -> Option<u64> {
@@ -125,9 +155,9 @@ fn once(seen: &mut u32, tag: u64) -> Option<()> {
 }
 
 /// An envelope as ingest writes it, or None.
-fn canonical(bytes: &[u8]) -> Option<DecodedEnvelope> {
+fn canonical(bytes: &[u8]) -> Option<EnvelopeRef<'_>> {
     let mut r = Reader(bytes);
-    let mut out = DecodedEnvelope::default();
+    let mut out = EnvelopeRef { received_at: None, submission: None, disposition: None };
     let mut seen = 0;
     while !r.done() {
         let (tag, wire) = r.key()?;
@@ -146,11 +176,21 @@ fn canonical(bytes: &[u8]) -> Option<DecodedEnvelope> {
     Some(out)
 }
 
-fn submission(bytes: &[u8]) -> Option<validate::Submission> {
+fn submission<'a>(bytes: &'a [u8]) -> Option<validate::SubmissionRef<'a>> {
     let mut r = Reader(bytes);
-    let mut s = validate::Submission::default();
-    let mut attributes: Vec<(String, String)> = Vec::new();
-    let mut answers: Vec<(String, validate::Answer)> = Vec::new();
+    let mut s = validate::SubmissionRef {
+        study: "",
+        form: "",
+        respondent_id: "",
+        submission_id: "",
+        started_at: None,
+        completed_at: None,
+        interviewer: None,
+        attributes: validate::Attributes::Sorted(Vec::new()),
+        answers: validate::Answers::Sorted(Vec::new()),
+    };
+    let mut attributes: Vec<(&str, &str)> = Vec::new();
+    let mut answers: Vec<(&str, validate::DecodedAnswer<'_>)> = Vec::new();
     let mut seen = 0;
     while !r.done() {
         let (tag, wire) = r.key()?;
@@ -158,38 +198,34 @@ fn submission(bytes: &[u8]) -> Option<validate::Submission> {
             return None;
         }
         match tag {
-            1 => s.study = r.string()?,
-            2 => s.form = r.string()?,
-            3 => s.respondent_id = r.string()?,
-            4 => s.submission_id = r.string()?,
-            5 => s.started_at = Some(r.string()?),
-            6 => s.completed_at = Some(r.string()?),
-            7 => s.interviewer = Some(r.string()?),
+            1 => s.study = r.str()?,
+            2 => s.form = r.str()?,
+            3 => s.respondent_id = r.str()?,
+            4 => s.submission_id = r.str()?,
+            5 => s.started_at = Some(r.str()?),
+            6 => s.completed_at = Some(r.str()?),
+            7 => s.interviewer = Some(r.str()?),
             8 => {
-                push_in_order(
-                    &mut attributes,
-                    entry(r.bytes()?, |r: &mut Reader<'_>| r.string(), String::new)?,
-                )?;
+                push_in_order(&mut attributes, entry(r.bytes()?, Reader::str, || "")?)?;
                 continue;
             }
             9 => {
-                let value = |r: &mut Reader<'_>| answer(r.bytes()?);
-                push_in_order(&mut answers, entry(r.bytes()?, value, || validate::Answer::Blank)?)?;
+                let value = |r: &mut Reader<'a>| answer(r.bytes()?);
+                push_in_order(&mut answers, entry(r.bytes()?, value, || validate::DecodedAnswer::Blank)?)?;
                 continue;
             }
             _ => return None,
         }
         once(&mut seen, tag)?;
     }
-    // In strictly increasing key order: built without comparing keys again.
-    s.attributes = attributes.into_iter().collect();
-    s.answers = answers.into_iter().collect();
+    s.attributes = validate::Attributes::Sorted(attributes);
+    s.answers = validate::Answers::Sorted(answers);
     Some(s)
 }
 
 /// Adds a map entry that comes after the last one in key order; None for
 /// any other (prost's map keeps the last of equal keys).
-fn push_in_order<V>(entries: &mut Vec<(String, V)>, (key, value): (String, V)) -> Option<()> {
+fn push_in_order<'a, V>(entries: &mut Vec<(&'a str, V)>, (key, value): (&'a str, V)) -> Option<()> {
     if entries.last().is_some_and(|(last, _)| *last >= key) {
         return None;
     }
@@ -199,16 +235,16 @@ fn push_in_order<V>(entries: &mut Vec<(String, V)>, (key, value): (String, V)) -
 
 /// A map entry: a string key (field 1) and a value (field 2), each at most
 /// once; a missing one is its default.
-fn entry<V>(
-    bytes: &[u8],
-    value: impl Fn(&mut Reader<'_>) -> Option<V>,
+fn entry<'a, V>(
+    bytes: &'a [u8],
+    value: impl Fn(&mut Reader<'a>) -> Option<V>,
     default: impl Fn() -> V,
-) -> Option<(String, V)> {
+) -> Option<(&'a str, V)> {
     let mut r = Reader(bytes);
     let (mut k, mut v) = (None, None);
     while !r.done() {
         match r.key()? {
-            (1, LEN) if k.is_none() => k = Some(r.string()?),
+            (1, LEN) if k.is_none() => k = Some(r.str()?),
             (2, LEN) if v.is_none() => v = Some(value(&mut r)?),
             _ => return None,
         }
@@ -217,7 +253,8 @@ fn entry<V>(
 }
 
 /// An `Answer` message: at most one of its `value` fields.
-fn answer(bytes: &[u8]) -> Option<validate::Answer> {
+fn answer(bytes: &[u8]) -> Option<validate::DecodedAnswer<'_>> {
+    use validate::DecodedAnswer as A;
     let mut r = Reader(bytes);
     let mut value = None;
     while !r.done() {
@@ -227,28 +264,30 @@ fn answer(bytes: &[u8]) -> Option<validate::Answer> {
         let (tag, wire) = r.key()?;
         value = Some(match (tag, wire) {
             // int64: the varint's bits, as prost reads it.
-            (1, VARINT) => PbValue::Integer(r.varint()?.cast_signed()),
-            (2, I64) => PbValue::Number(f64::from_bits(r.fixed64()?)),
-            (3, LEN) => PbValue::Text(r.string()?),
-            (4, LEN) => PbValue::Choices(v1::StringList { values: strings(r.bytes()?)? }),
-            (5, LEN) => PbValue::Ranked(v1::RankedChoices::decode(r.bytes()?).ok()?),
-            (6, LEN) => PbValue::Missing(r.string()?),
-            (7, LEN) => PbValue::OtherJson(r.string()?),
+            (1, VARINT) => A::Integer(r.varint()?.cast_signed()),
+            (2, I64) => A::Number(f64::from_bits(r.fixed64()?)),
+            (3, LEN) => A::Text(r.str()?),
+            (4, LEN) => A::Choices(strings(r.bytes()?)?),
+            (5, LEN) => A::Ranked(validate::RankedAnswer {
+                ranked: v1::RankedChoices::decode(r.bytes()?).ok()?.ranks,
+            }),
+            (6, LEN) => A::Missing(r.str()?),
+            (7, LEN) => A::Other(r.str()?),
             _ => return None,
         });
     }
-    Some(v1::Answer { value }.into())
+    Some(value.unwrap_or(A::Blank))
 }
 
 /// A `StringList` message: its repeated field 1.
-fn strings(bytes: &[u8]) -> Option<Vec<String>> {
+fn strings(bytes: &[u8]) -> Option<Vec<&str>> {
     let mut r = Reader(bytes);
     let mut out = Vec::new();
     while !r.done() {
         if r.key()? != (1, LEN) {
             return None;
         }
-        out.push(r.string()?);
+        out.push(r.str()?);
     }
     Some(out)
 }
@@ -259,6 +298,7 @@ mod tests {
 
     use proptest::prelude::*;
 
+    use super::v1::answer::Value as PbValue;
     use super::*;
 
     fn prost_path(bytes: &[u8]) -> Option<DecodedEnvelope> {
@@ -320,7 +360,7 @@ mod tests {
         #[test]
         fn an_envelope_as_ingest_writes_it_decodes_without_prost_and_the_same(e in arb_envelope()) {
             let bytes = e.encode_to_vec();
-            let fast = canonical(&bytes);
+            let fast = decode_borrowed(&bytes).map(EnvelopeRef::into_owned);
             prop_assert!(fast.is_some(), "{e:?}");
             prop_assert_eq!(shown(&fast), shown(&prost_path(&bytes)));
         }

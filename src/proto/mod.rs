@@ -218,11 +218,7 @@ impl From<v1::Answer> for validate::Answer {
             Some(PbValue::Missing(code)) => {
                 validate::Answer::Missing(validate::MissingAnswer { missing: code })
             }
-            // Text that is not JSON is still "some other value": kept as a
-            // JSON string so it is rejected as `wrong_kind` like the rest.
-            Some(PbValue::OtherJson(s)) => {
-                validate::Answer::Other(serde_json::from_str(&s).unwrap_or(serde_json::Value::String(s)))
-            }
+            Some(PbValue::OtherJson(s)) => validate::Answer::other_json(s),
         }
     }
 }

@@ -14,30 +14,33 @@ use validator::Validate;
 
 use crate::instrument::{Catalog, MissingKind, Opt, Study};
 
+mod borrowed;
 mod hard;
 mod typed;
 
-pub(crate) use typed::typed;
+pub use borrowed::{AnswerRef, Answers, Attributes, Choices, DecodedAnswer, SubmissionRef};
 
-/// One interview as submitted (JSONL line or gRPC message).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Validate)]
+use typed::type_answers;
+#[cfg(test)]
+use typed::typed;
+
+/// One interview as submitted (JSONL line or gRPC message). Validation
+/// reads it borrowed ([`Submission::borrowed`]), where the length rules of
+/// its fields are.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Submission {
     /// Study id.
     #[serde(default)]
-    #[validate(length(min = 1, max = 64))]
     pub study: String,
     /// Form id.
     #[serde(default)]
-    #[validate(length(min = 1, max = 64))]
     pub form: String,
     /// The front-end's respondent id; pseudonymised before it leaves ingest.
     #[serde(default)]
-    #[validate(length(min = 1, max = 256))]
     pub respondent_id: String,
     /// Unique per submission attempt; the same id again is a retry.
     #[serde(default)]
-    #[validate(length(min = 1, max = 128))]
     pub submission_id: String,
     /// RFC 3339 start time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -47,7 +50,6 @@ pub struct Submission {
     pub completed_at: Option<String>,
     /// Interviewer id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[validate(length(min = 1, max = 128))]
     pub interviewer: Option<String>,
     /// Values of attribute-sourced dimensions.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -288,7 +290,7 @@ pub fn validate(catalog: &Catalog, sub: &Submission, limits: &Limits) -> Result<
     match catalog.get(&sub.study) {
         Some(study) => validate_in(study, sub, limits),
         None => {
-            let mut v = structural(sub);
+            let mut v = structural(&sub.borrowed());
             if !sub.study.is_empty() {
                 v.push(Violation::new("study", Rule::UnknownStudy, "no such study is loaded"));
             }
@@ -325,6 +327,15 @@ pub(crate) fn structural(sub: &impl Validate) -> Vec<Violation> {
 
 /// Validates a submission against a known study.
 pub fn validate_in(study: &Study, sub: &Submission, limits: &Limits) -> Result<Record, Vec<Violation>> {
+    validate_ref_in(study, &sub.borrowed(), limits)
+}
+
+/// Validates a borrowed submission against a known study ([`validate_in`]).
+pub fn validate_ref_in(
+    study: &Study,
+    sub: &SubmissionRef<'_>,
+    limits: &Limits,
+) -> Result<Record, Vec<Violation>> {
     let mut v = structural(sub);
 
     let (started, completed) = times(sub, &mut v);
@@ -343,7 +354,7 @@ pub fn validate_in(study: &Study, sub: &Submission, limits: &Limits) -> Result<R
         return Err(v);
     }
 
-    let Some(fi) = study.form(&sub.form) else {
+    let Some(fi) = study.form(sub.form) else {
         if !sub.form.is_empty() {
             v.push(Violation::new("form", Rule::UnknownForm, "the study has no such form"));
         }
@@ -352,22 +363,15 @@ pub fn validate_in(study: &Study, sub: &Submission, limits: &Limits) -> Result<R
     let form = &study.forms[fi];
 
     let mut answers = vec![Value::Blank; form.items.len()];
-    for (item_id, answer) in &sub.answers {
-        let Some(ii) = form.item(item_id) else {
-            // The field path names the item only when it is short and plain,
-            // so hostile keys are never echoed in full.
-            let field = if item_id.len() <= 64 && item_id.bytes().all(|b| b.is_ascii_graphic()) {
-                format!("answers.{item_id}")
-            } else {
-                "answers".to_string()
-            };
-            v.push(Violation::new(field, Rule::UnknownItem, "the form has no such item"));
-            continue;
-        };
-        let item = &form.items[ii];
-        match typed(study, item, answer, limits) {
-            Ok(val) => answers[ii] = val,
-            Err((rule, message)) => v.push(Violation::new(format!("answers.{}", item.id), rule, message)),
+    // One loop per form of the answers, each as tight as over its own type.
+    match &sub.answers {
+        Answers::Map(m) => {
+            let each = m.iter().map(|(k, a)| (k.as_str(), a.borrowed()));
+            type_answers(study, form, each, limits, &mut answers, &mut v);
+        }
+        Answers::Sorted(e) => {
+            let each = e.iter().map(|(k, a)| (*k, a.borrowed()));
+            type_answers(study, form, each, limits, &mut answers, &mut v);
         }
     }
 
@@ -379,12 +383,12 @@ pub fn validate_in(study: &Study, sub: &Submission, limits: &Limits) -> Result<R
     if !broken.is_empty() {
         return Err(broken);
     }
-    let segments = segments_of(study, Some(form), &sub.attributes, sub.interviewer.as_deref());
+    let segments = segments_of(study, Some(form), &sub.attributes, sub.interviewer);
     Ok(Record {
         form: fi,
-        respondent: sub.respondent_id.clone(),
-        submission_id: sub.submission_id.clone(),
-        interviewer: sub.interviewer.clone(),
+        respondent: sub.respondent_id.to_owned(),
+        submission_id: sub.submission_id.to_owned(),
+        interviewer: sub.interviewer.map(str::to_owned),
         segments,
         answers,
         duration_secs,
@@ -397,7 +401,7 @@ pub fn validate_in(study: &Study, sub: &Submission, limits: &Limits) -> Result<R
 pub fn segments_of(
     study: &Study,
     form: Option<&crate::instrument::Form>,
-    attributes: &BTreeMap<String, String>,
+    attributes: &Attributes<'_>,
     interviewer: Option<&str>,
 ) -> Vec<usize> {
     study
@@ -409,16 +413,14 @@ pub fn segments_of(
                 .and_then(|f| f.fixed_segments.iter().find(|(x, _)| *x == di))
                 .map(|(_, val)| *val)
                 .unwrap_or(d.unknown()),
-            crate::instrument::DimensionSource::Attribute => {
-                d.value_of(attributes.get(&d.name).map(String::as_str))
-            }
+            crate::instrument::DimensionSource::Attribute => d.value_of(attributes.get(&d.name)),
             crate::instrument::DimensionSource::Interviewer => d.value_of(interviewer),
         })
         .collect()
 }
 
 /// The limits on `attributes`: how many, and how long each name and value.
-pub fn check_attributes(attributes: &BTreeMap<String, String>, limits: &Limits, v: &mut Vec<Violation>) {
+pub fn check_attributes(attributes: &Attributes<'_>, limits: &Limits, v: &mut Vec<Violation>) {
     if attributes.len() > limits.max_attributes {
         v.push(Violation::new(
             "attributes",
@@ -426,7 +428,7 @@ pub fn check_attributes(attributes: &BTreeMap<String, String>, limits: &Limits, 
             format!("at most {} attributes are allowed", limits.max_attributes),
         ));
     }
-    for (k, val) in attributes {
+    for (k, val) in attributes.iter() {
         if k.chars().count() > MAX_ATTRIBUTE_CHARS || val.chars().count() > MAX_ATTRIBUTE_CHARS {
             v.push(Violation::new("attributes", Rule::TooLong, "an attribute name or value is too long"));
             break;
@@ -455,9 +457,9 @@ pub fn parse_timestamp(s: &str) -> Option<Time> {
     (MIN_YEAR..=MAX_YEAR).contains(&t.naive_utc().year()).then_some(t)
 }
 
-fn times(sub: &Submission, v: &mut Vec<Violation>) -> (Option<Time>, Option<Time>) {
-    let mut parse = |field: &str, s: &Option<String>| -> Option<Time> {
-        let s = s.as_deref()?;
+fn times(sub: &SubmissionRef<'_>, v: &mut Vec<Violation>) -> (Option<Time>, Option<Time>) {
+    let mut parse = |field: &str, s: Option<&str>| -> Option<Time> {
+        let s = s?;
         match parse_timestamp(s) {
             Some(t) => Some(t),
             None => {
@@ -470,8 +472,8 @@ fn times(sub: &Submission, v: &mut Vec<Violation>) -> (Option<Time>, Option<Time
             }
         }
     };
-    let started = parse("started_at", &sub.started_at);
-    let completed = parse("completed_at", &sub.completed_at);
+    let started = parse("started_at", sub.started_at);
+    let completed = parse("completed_at", sub.completed_at);
     if let (Some(s), Some(c)) = (started, completed)
         && c < s
     {

@@ -1,4 +1,5 @@
-//! Property tests: validation never panics, whatever the input.
+//! Property tests: validation never panics, whatever the input, and
+//! gives the same from a record's bytes (borrowed) as from the owned form.
 use proptest::prelude::*;
 
 use super::*;
@@ -42,10 +43,19 @@ proptest! {
             "started_at": started, "completed_at": completed,
             "attributes": {"region": region}, "answers": answers,
         });
-        if let Ok(sub) = serde_json::from_value::<Submission>(doc)
-            && let Ok(rec) = validate(&catalog, &sub, &Limits::default())
-        {
-            let study = catalog.get("le-trafficking").expect("demo");
+        let Ok(sub) = serde_json::from_value::<Submission>(doc) else {
+            return Ok(());
+        };
+        // The aggregator's path: the same submission in a record's bytes,
+        // validated borrowed from them.
+        let study = catalog.get("le-trafficking").expect("demo");
+        let owned = validate(&catalog, &sub, &Limits::default());
+        let envelope = crate::proto::v1::Envelope { submission: Some(sub.clone().into()), ..Default::default() };
+        let bytes = prost::Message::encode_to_vec(&envelope);
+        let decoded = crate::proto::envelope::decode_borrowed(&bytes).expect("written as ingest writes it");
+        let borrowed = decoded.submission.expect("an interview");
+        prop_assert_eq!(&validate_ref_in(study, &borrowed, &Limits::default()), &owned);
+        if let Ok(rec) = owned {
             let checked = check(study, &rec);
             prop_assert_eq!(checked.status.len(), study.forms[rec.form].items.len());
             let mut state = crate::results::StudyState::new();

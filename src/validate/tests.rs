@@ -115,9 +115,9 @@ fn refuses_numbers_whose_sum_could_overflow() {
     assert!(matches!(item.kind, KindDef::Number { .. }));
     let limits = Limits::default();
     for bad in [1e308, -1e308, MAX_NUMBER * 2.0, f64::INFINITY] {
-        assert!(typed(&s, item, &Answer::Number(bad), &limits).is_err(), "{bad}");
+        assert!(typed(&s, item, Answer::Number(bad).borrowed(), &limits).is_err(), "{bad}");
     }
-    assert_eq!(typed(&s, item, &Answer::Number(MAX_NUMBER), &limits), Ok(Value::Num(MAX_NUMBER)));
+    assert_eq!(typed(&s, item, Answer::Number(MAX_NUMBER).borrowed(), &limits), Ok(Value::Num(MAX_NUMBER)));
     assert!(MAX_NUMBER * 2.0 * (u64::MAX as f64) < f64::MAX, "a sum of 2^64 answers stays finite");
 }
 

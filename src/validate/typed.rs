@@ -1,7 +1,8 @@
 //! An answer as submitted becomes the typed [`Value`] its item takes, or
 //! the rule it breaks.
 
-use super::{Answer, Limits, MAX_NUMBER, Rule, Value};
+use super::{AnswerRef as Answer, Limits, MAX_NUMBER, Rule, Value, Violation};
+use crate::instrument::Form;
 use crate::instrument::{Item, KindDef, Study};
 
 fn wrong(kind: &KindDef, expected: &str) -> (Rule, String) {
@@ -21,19 +22,19 @@ fn check_len(s: &str, limits: &Limits) -> Result<(), (Rule, String)> {
 pub(crate) fn typed(
     study: &Study,
     item: &Item,
-    answer: &Answer,
+    answer: Answer<'_>,
     limits: &Limits,
 ) -> Result<Value, (Rule, String)> {
     let kind = &item.kind;
-    let as_int = |a: &Answer| match a {
-        Answer::Integer(i) => Some(*i),
-        Answer::Number(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(*f as i64),
+    let as_int = |a: Answer<'_>| match a {
+        Answer::Integer(i) => Some(i),
+        Answer::Number(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(f as i64),
         _ => None,
     };
     match answer {
         Answer::Blank => return Ok(Value::Blank),
         Answer::Missing(m) => {
-            return match study.missing_kind(&m.missing) {
+            return match study.missing_kind(m) {
                 Some(k) => Ok(Value::Missing(k)),
                 None => Err((Rule::UnknownMissingCode, "not one of the study's missing codes".into())),
             };
@@ -42,8 +43,8 @@ pub(crate) fn typed(
     }
     // A raw number the item takes as a missing code (`-99`): that code.
     let raw = match answer {
-        Answer::Integer(i) => Some(*i as f64),
-        Answer::Number(f) => Some(*f),
+        Answer::Integer(i) => Some(i as f64),
+        Answer::Number(f) => Some(f),
         _ => None,
     };
     if let Some(n) = raw
@@ -56,8 +57,8 @@ pub(crate) fn typed(
             as_int(answer).map(Value::Int).ok_or_else(|| wrong(kind, "a whole number"))
         }
         KindDef::Number { .. } => match answer {
-            Answer::Integer(i) => Ok(Value::Num(*i as f64)),
-            Answer::Number(f) if f.is_finite() && f.abs() <= MAX_NUMBER => Ok(Value::Num(*f)),
+            Answer::Integer(i) => Ok(Value::Num(i as f64)),
+            Answer::Number(f) if f.is_finite() && f.abs() <= MAX_NUMBER => Ok(Value::Num(f)),
             _ => Err(wrong(kind, "a number within ±2^53")),
         },
         KindDef::YesNo | KindDef::YesNoNa | KindDef::SingleChoice { .. } => match answer {
@@ -81,7 +82,7 @@ pub(crate) fn typed(
                     if list.len() > limits.max_choices {
                         return Err(too_many());
                     }
-                    for s in list {
+                    for s in list.iter() {
                         check_len(s, limits)?;
                     }
                     let picks = list.iter().map(|s| item.option(s));
@@ -103,6 +104,36 @@ pub(crate) fn typed(
                 _ if *ranked => Err(wrong(kind, "a list of option codes or {\"ranked\": {code: rank}}")),
                 _ => Err(wrong(kind, "a list of option codes")),
             }
+        }
+    }
+}
+
+/// Each answer's typed value at its item's index in `answers`, or the
+/// violations.
+pub(super) fn type_answers<'a>(
+    study: &Study,
+    form: &Form,
+    each: impl Iterator<Item = (&'a str, Answer<'a>)>,
+    limits: &Limits,
+    answers: &mut [Value],
+    v: &mut Vec<Violation>,
+) {
+    for (item_id, answer) in each {
+        let Some(ii) = form.item(item_id) else {
+            // The field path names the item only when it is short and plain,
+            // so hostile keys are never echoed in full.
+            let field = if item_id.len() <= 64 && item_id.bytes().all(|b| b.is_ascii_graphic()) {
+                format!("answers.{item_id}")
+            } else {
+                "answers".to_string()
+            };
+            v.push(Violation::new(field, Rule::UnknownItem, "the form has no such item"));
+            continue;
+        };
+        let item = &form.items[ii];
+        match typed(study, item, answer, limits) {
+            Ok(val) => answers[ii] = val,
+            Err((rule, message)) => v.push(Violation::new(format!("answers.{}", item.id), rule, message)),
         }
     }
 }
