@@ -108,11 +108,10 @@ pub(super) fn prepare_batch<'a>(
 }
 
 /// Gives the calling thread the lowest scheduling priority (nice 19), so
-/// that it runs only on a core that ingest, the HTTP server or a broker on
-/// the same machine leave idle. A backlog is then read on every idle core
-/// and on the consumer loop's own core, at normal priority, when none is
-/// idle; with the embedded broker a helper at normal priority slowed its
-/// fetches (docs/benchmarks.md, section "(d)"). On Linux the nice value is
+/// that it runs mostly on cores that ingest, the HTTP server or a broker on
+/// the same machine leave idle: a backlog is read on every idle core, and
+/// on the consumer loop's own core, at normal priority, when none is idle
+/// (docs/benchmarks.md, section "(d)", has the runs). On Linux the nice value is
 /// the thread's own (`setpriority` with `who` 0); elsewhere, where it would
 /// be the whole process's, nothing is changed. Should it fail, the thread
 /// keeps its priority.
