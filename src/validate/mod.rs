@@ -363,17 +363,7 @@ pub fn validate_ref_in(
     let form = &study.forms[fi];
 
     let mut answers = vec![Value::Blank; form.items.len()];
-    // One loop per form of the answers, each as tight as over its own type.
-    match &sub.answers {
-        Answers::Map(m) => {
-            let each = m.iter().map(|(k, a)| (k.as_str(), a.borrowed()));
-            type_answers(study, form, each, limits, &mut answers, &mut v);
-        }
-        Answers::Sorted(e) => {
-            let each = e.iter().map(|(k, a)| (*k, a.borrowed()));
-            type_answers(study, form, each, limits, &mut answers, &mut v);
-        }
-    }
+    type_answers(study, form, &sub.answers, limits, &mut answers, &mut v);
 
     if !v.is_empty() {
         return Err(v);

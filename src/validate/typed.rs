@@ -1,9 +1,8 @@
 //! An answer as submitted becomes the typed [`Value`] its item takes, or
 //! the rule it breaks.
 
-use super::{AnswerRef as Answer, Limits, MAX_NUMBER, Rule, Value, Violation};
-use crate::instrument::Form;
-use crate::instrument::{Item, KindDef, Study};
+use super::{AnswerRef as Answer, Answers, Limits, MAX_NUMBER, Rule, Value, Violation};
+use crate::instrument::{Form, Item, KindDef, Study};
 
 fn wrong(kind: &KindDef, expected: &str) -> (Rule, String) {
     (Rule::WrongKind, format!("a {} item takes {expected}", kind.name()))
@@ -110,15 +109,15 @@ pub(crate) fn typed(
 
 /// Each answer's typed value at its item's index in `answers`, or the
 /// violations.
-pub(super) fn type_answers<'a>(
+pub(super) fn type_answers(
     study: &Study,
     form: &Form,
-    each: impl Iterator<Item = (&'a str, Answer<'a>)>,
+    sent: &Answers<'_>,
     limits: &Limits,
     answers: &mut [Value],
     v: &mut Vec<Violation>,
 ) {
-    for (item_id, answer) in each {
+    sent.for_each(|item_id, answer| {
         let Some(ii) = form.item(item_id) else {
             // The field path names the item only when it is short and plain,
             // so hostile keys are never echoed in full.
@@ -128,12 +127,12 @@ pub(super) fn type_answers<'a>(
                 "answers".to_string()
             };
             v.push(Violation::new(field, Rule::UnknownItem, "the form has no such item"));
-            continue;
+            return;
         };
         let item = &form.items[ii];
         match typed(study, item, answer, limits) {
             Ok(val) => answers[ii] = val,
             Err((rule, message)) => v.push(Violation::new(format!("answers.{}", item.id), rule, message)),
         }
-    }
+    });
 }
