@@ -130,6 +130,10 @@ pub struct Fingerprint {
 /// fingerprint: the canonical code and the value, picks by their option
 /// codes in code order, so the fingerprint depends neither on the order of
 /// the picks nor on the order of the options in the instrument.
+/// Room for a record's fingerprint bytes ([`value_hash`] of each answer)
+/// from the start: the demo study's longest form takes about 700.
+const FINGERPRINT_BYTES: usize = 1024;
+
 fn value_hash(info: &CodeInfo, code: usize, v: &Value, out: &mut Vec<u8>) {
     out.extend_from_slice(&(code as u32).to_le_bytes());
     match v {
@@ -257,7 +261,7 @@ impl StudyState {
     /// none when it has too few substantive answers to be compared.
     pub fn fingerprint_of(study: &Study, rec: &Record, checked: &Checked) -> Option<u128> {
         let form = study.forms.get(rec.form)?;
-        let mut fp = Vec::with_capacity(256);
+        let mut fp = Vec::with_capacity(FINGERPRINT_BYTES);
         let mut substantive = 0u32;
         for (i, item) in form.items.iter().enumerate() {
             let value = rec.answers.get(i).unwrap_or(&Value::Blank);
@@ -304,7 +308,7 @@ impl StudyState {
             cell.items.resize_with(study.codes.len(), ItemCounts::default);
         }
 
-        let mut fp = Vec::with_capacity(256);
+        let mut fp = Vec::with_capacity(FINGERPRINT_BYTES);
         let mut substantive = 0u32;
         for (i, item) in form.items.iter().enumerate() {
             let counts = &mut cell.items[item.code];

@@ -129,11 +129,82 @@ pub enum AnswerRef<'a> {
     /// A list of option codes.
     Choices(Choices<'a>),
     /// Option code -> rank.
-    Ranked(&'a RankedAnswer),
+    Ranked(Ranks<'a>),
     /// A missing code.
     Missing(&'a str),
     /// Anything else: always `wrong_kind`.
     Other,
+}
+
+/// Option code -> rank, in code order: an owned answer's map or a decoded
+/// answer's sorted list (each code once).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Ranks<'a> {
+    /// An owned answer's map.
+    Owned(&'a BTreeMap<String, i64>),
+    /// A decoded answer's list, sorted by code.
+    Borrowed(&'a [(&'a str, i64)]),
+}
+
+impl<'a> Ranks<'a> {
+    /// How many codes.
+    pub fn len(&self) -> usize {
+        match self {
+            Ranks::Owned(m) => m.len(),
+            Ranks::Borrowed(v) => v.len(),
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// (code, rank) in code order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&'a str, i64)> + use<'a> {
+        let (owned, borrowed) = match *self {
+            Ranks::Owned(m) => (Some(m.iter().map(|(k, r)| (k.as_str(), *r))), None),
+            Ranks::Borrowed(v) => (None, Some(v.iter().copied())),
+        };
+        RanksIter { owned, borrowed }
+    }
+}
+
+/// [`Ranks::iter`]: one of the two forms' iterators.
+struct RanksIter<O, B> {
+    owned: Option<O>,
+    borrowed: Option<B>,
+}
+
+impl<'a, O, B> Iterator for RanksIter<O, B>
+where
+    O: Iterator<Item = (&'a str, i64)>,
+    B: Iterator<Item = (&'a str, i64)>,
+{
+    type Item = (&'a str, i64);
+
+    fn next(&mut self) -> Option<(&'a str, i64)> {
+        match (&mut self.owned, &mut self.borrowed) {
+            (Some(o), _) => o.next(),
+            (None, Some(b)) => b.next(),
+            (None, None) => None,
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match (&self.owned, &self.borrowed) {
+            (Some(o), _) => o.size_hint(),
+            (None, Some(b)) => b.size_hint(),
+            (None, None) => (0, Some(0)),
+        }
+    }
+}
+
+impl<'a, O, B> ExactSizeIterator for RanksIter<O, B>
+where
+    O: ExactSizeIterator<Item = (&'a str, i64)>,
+    B: ExactSizeIterator<Item = (&'a str, i64)>,
+{
 }
 
 /// A list of option codes, owned strings or borrowed ones.
@@ -205,8 +276,8 @@ pub enum DecodedAnswer<'a> {
     Text(&'a str),
     /// A list of option codes.
     Choices(Vec<&'a str>),
-    /// Option code -> rank (rare; decoded owned).
-    Ranked(RankedAnswer),
+    /// Option code -> rank, sorted by code, each code once.
+    Ranked(Vec<(&'a str, i64)>),
     /// A missing code.
     Missing(&'a str),
     /// Free-form JSON text.
@@ -222,7 +293,7 @@ impl DecodedAnswer<'_> {
             DecodedAnswer::Number(f) => AnswerRef::Number(*f),
             DecodedAnswer::Text(s) => AnswerRef::Text(s),
             DecodedAnswer::Choices(v) => AnswerRef::Choices(Choices::Borrowed(v)),
-            DecodedAnswer::Ranked(r) => AnswerRef::Ranked(r),
+            DecodedAnswer::Ranked(r) => AnswerRef::Ranked(Ranks::Borrowed(r)),
             DecodedAnswer::Missing(m) => AnswerRef::Missing(m),
             DecodedAnswer::Other(_) => AnswerRef::Other,
         }
@@ -235,7 +306,9 @@ impl DecodedAnswer<'_> {
             DecodedAnswer::Number(f) => Answer::Number(f),
             DecodedAnswer::Text(s) => Answer::Text(s.to_owned()),
             DecodedAnswer::Choices(v) => Answer::Choices(v.into_iter().map(str::to_owned).collect()),
-            DecodedAnswer::Ranked(r) => Answer::Ranked(r),
+            DecodedAnswer::Ranked(r) => Answer::Ranked(RankedAnswer {
+                ranked: r.into_iter().map(|(code, rank)| (code.to_owned(), rank)).collect(),
+            }),
             DecodedAnswer::Missing(m) => Answer::Missing(MissingAnswer { missing: m.to_owned() }),
             DecodedAnswer::Other(json) => Answer::other_json(json.to_owned()),
         }
@@ -251,7 +324,7 @@ impl Answer {
             Answer::Number(f) => AnswerRef::Number(*f),
             Answer::Text(s) => AnswerRef::Text(s),
             Answer::Choices(v) => AnswerRef::Choices(Choices::Owned(v)),
-            Answer::Ranked(r) => AnswerRef::Ranked(r),
+            Answer::Ranked(r) => AnswerRef::Ranked(Ranks::Owned(&r.ranked)),
             Answer::Missing(m) => AnswerRef::Missing(&m.missing),
             Answer::Other(_) => AnswerRef::Other,
         }

@@ -18,7 +18,7 @@ mod borrowed;
 mod hard;
 mod typed;
 
-pub use borrowed::{AnswerRef, Answers, Attributes, Choices, DecodedAnswer, SubmissionRef};
+pub use borrowed::{AnswerRef, Answers, Attributes, Choices, DecodedAnswer, Ranks, SubmissionRef};
 
 use typed::type_answers;
 #[cfg(test)]

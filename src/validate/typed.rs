@@ -92,13 +92,13 @@ pub(crate) fn typed(
                     }
                 }
                 Answer::Ranked(r) if *ranked => {
-                    if r.ranked.len() > limits.max_choices {
+                    if r.len() > limits.max_choices {
                         return Err(too_many());
                     }
-                    for s in r.ranked.keys() {
+                    for (s, _) in r.iter() {
                         check_len(s, limits)?;
                     }
-                    Ok(Value::Ranked(r.ranked.iter().map(|(k, v)| (item.option(k), *v)).collect()))
+                    Ok(Value::Ranked(r.iter().map(|(k, v)| (item.option(k), v)).collect()))
                 }
                 _ if *ranked => Err(wrong(kind, "a list of option codes or {\"ranked\": {code: rank}}")),
                 _ => Err(wrong(kind, "a list of option codes")),
