@@ -126,14 +126,14 @@ pub struct Fingerprint {
     pub superseded: bool,
 }
 
-/// Appends the bytes that identify one valid answer to an interview's
-/// fingerprint: the canonical code and the value, picks by their option
-/// codes in code order, so the fingerprint depends neither on the order of
-/// the picks nor on the order of the options in the instrument.
 /// Room for a record's fingerprint bytes ([`value_hash`] of each answer)
 /// from the start: the demo study's longest form takes about 700.
 const FINGERPRINT_BYTES: usize = 1024;
 
+/// Appends the bytes that identify one valid answer to an interview's
+/// fingerprint: the canonical code and the value, picks by their option
+/// codes in code order, so the fingerprint depends neither on the order of
+/// the picks nor on the order of the options in the instrument.
 fn value_hash(info: &CodeInfo, code: usize, v: &Value, out: &mut Vec<u8>) {
     out.extend_from_slice(&(code as u32).to_le_bytes());
     match v {
