@@ -161,51 +161,42 @@ impl<'a> Ranks<'a> {
     }
 
     /// (code, rank) in code order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&'a str, i64)> + use<'a> {
-        let (owned, borrowed) = match *self {
-            Ranks::Owned(m) => (Some(m.iter().map(|(k, r)| (k.as_str(), *r))), None),
-            Ranks::Borrowed(v) => (None, Some(v.iter().copied())),
-        };
-        RanksIter { owned, borrowed }
+    pub fn iter(&self) -> RanksIter<'a> {
+        match *self {
+            Ranks::Owned(m) => RanksIter::Owned(m.iter()),
+            Ranks::Borrowed(v) => RanksIter::Borrowed(v.iter()),
+        }
     }
 }
 
-/// [`Ranks::iter`]: one of the two forms' iterators.
-struct RanksIter<O, B> {
-    owned: Option<O>,
-    borrowed: Option<B>,
+/// The (code, rank) pairs of [`Ranks`], in code order.
+#[derive(Debug, Clone)]
+pub enum RanksIter<'a> {
+    /// Over an owned answer's map.
+    Owned(std::collections::btree_map::Iter<'a, String, i64>),
+    /// Over a decoded answer's list.
+    Borrowed(std::slice::Iter<'a, (&'a str, i64)>),
 }
 
-impl<'a, O, B> Iterator for RanksIter<O, B>
-where
-    O: Iterator<Item = (&'a str, i64)>,
-    B: Iterator<Item = (&'a str, i64)>,
-{
+impl<'a> Iterator for RanksIter<'a> {
     type Item = (&'a str, i64);
 
     fn next(&mut self) -> Option<(&'a str, i64)> {
-        match (&mut self.owned, &mut self.borrowed) {
-            (Some(o), _) => o.next(),
-            (None, Some(b)) => b.next(),
-            (None, None) => None,
+        match self {
+            RanksIter::Owned(i) => i.next().map(|(code, rank)| (code.as_str(), *rank)),
+            RanksIter::Borrowed(i) => i.next().copied(),
         }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        match (&self.owned, &self.borrowed) {
-            (Some(o), _) => o.size_hint(),
-            (None, Some(b)) => b.size_hint(),
-            (None, None) => (0, Some(0)),
+        match self {
+            RanksIter::Owned(i) => i.size_hint(),
+            RanksIter::Borrowed(i) => i.size_hint(),
         }
     }
 }
 
-impl<'a, O, B> ExactSizeIterator for RanksIter<O, B>
-where
-    O: ExactSizeIterator<Item = (&'a str, i64)>,
-    B: ExactSizeIterator<Item = (&'a str, i64)>,
-{
-}
+impl ExactSizeIterator for RanksIter<'_> {}
 
 /// A list of option codes, owned strings or borrowed ones.
 #[derive(Debug, Clone, Copy, PartialEq)]
