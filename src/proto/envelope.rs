@@ -191,8 +191,11 @@ fn submission<'a>(bytes: &'a [u8]) -> Option<validate::SubmissionRef<'a>> {
     };
     let mut attributes: Vec<(&str, &str)> = Vec::new();
     // At least ten bytes an answer, most take twenty or more: one
-    // allocation instead of a doubling per power of two.
-    let mut answers: Vec<(&str, validate::DecodedAnswer<'_>)> = Vec::with_capacity(bytes.len() / 16);
+    // allocation instead of a doubling per power of two. At most 512 ahead
+    // (validation's default limit is 500 answers), so that a long record
+    // does not reserve three times its own size before it is read.
+    let mut answers: Vec<(&str, validate::DecodedAnswer<'_>)> =
+        Vec::with_capacity((bytes.len() / 16).min(512));
     let mut seen = 0;
     while !r.done() {
         let (tag, wire) = r.key()?;
