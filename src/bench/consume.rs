@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::Message as _;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -19,9 +21,45 @@ use crate::instrument::Catalog;
 use crate::kafka::{self, KafkaConfig};
 use crate::validate::Limits;
 
+/// The baseline consumer's rebalance: on assignment, every partition starts
+/// at offset 0, set in the callback, as the aggregator's
+/// (`aggregate::consumer`) sets a partition without a snapshot. Left to
+/// librdkafka (committed offset, else `auto.offset.reset`), the partitions
+/// are fetched in another order (the last partition first, in the runs
+/// measured), and on the embedded broker the order alone moves a pass by
+/// several per cent: tansu fills each fetch up to 5 MiB from the
+/// partitions in the order requested, so the order decides where each
+/// fetch ends and how many small reads it takes (docs/benchmarks.md,
+/// section (d), "the baseline's start offsets").
+struct FromStart;
+
+impl ClientContext for FromStart {}
+
+impl ConsumerContext for FromStart {
+    fn rebalance(&self, c: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let done = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let parts: Vec<(String, i32)> =
+                    tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
+                for (topic, partition) in parts {
+                    if let Err(e) = tpl.set_partition_offset(&topic, partition, Offset::Offset(0)) {
+                        tracing::warn!(error = %crate::errors::chain(&e), "raw consumer: cannot set the start offset");
+                    }
+                }
+                c.assign(tpl)
+            }
+            _ => c.unassign(),
+        };
+        if let Err(e) = done {
+            tracing::warn!(error = %crate::errors::chain(&e), "raw consumer: rebalance failed");
+        }
+    }
+}
+
 /// (d) baseline: a bare `StreamConsumer` with the aggregator's consumer
-/// settings, counting `total` records. Returns the rate from the first to
-/// the last record, and the time from subscribing to the first record.
+/// settings and start offsets ([`FromStart`]), counting `total` records.
+/// Returns the rate from the first to the last record, and the time from
+/// subscribing to the first record.
 pub(super) async fn raw_consume(
     kafka: &KafkaConfig,
     bootstrap: &str,
@@ -30,7 +68,8 @@ pub(super) async fn raw_consume(
     opts: &BenchOptions,
 ) -> Result<(Throughput, Duration), BenchError> {
     const PHASE: &str = "(d) raw consumer";
-    let consumer: StreamConsumer = kafka::consumer_config(kafka, bootstrap, group).create()?;
+    let consumer: StreamConsumer<FromStart> =
+        kafka::consumer_config(kafka, bootstrap, group).create_with_context(FromStart)?;
     consumer.subscribe(&[kafka.responses_topic.as_str()])?;
     let read = Arc::new(AtomicU64::new(0));
     let _progress = Progress::start(PHASE, total, read.clone());
