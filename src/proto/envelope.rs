@@ -290,7 +290,10 @@ fn answer(bytes: &[u8]) -> Option<validate::DecodedAnswer<'_>> {
 /// entries in code order.
 fn ranks(bytes: &[u8]) -> Option<Vec<(&str, i64)>> {
     let mut r = Reader(bytes);
-    let mut out = Vec::new();
+    // An entry takes at least 7 bytes (its key, its length, a code's key,
+    // length and one byte, a rank's key and one byte): one allocation,
+    // never a regrowth.
+    let mut out = Vec::with_capacity(bytes.len() / 7);
     let rank = |r: &mut Reader<'_>| r.varint().map(u64::cast_signed);
     while !r.done() {
         if r.key()? != (1, LEN) {
@@ -304,7 +307,10 @@ fn ranks(bytes: &[u8]) -> Option<Vec<(&str, i64)>> {
 /// A `StringList` message: its repeated field 1.
 fn strings(bytes: &[u8]) -> Option<Vec<&str>> {
     let mut r = Reader(bytes);
-    let mut out = Vec::new();
+    // A string takes at least 3 bytes (its key, its length, one byte; an
+    // empty one 2, and a longer list then grows once): one allocation
+    // instead of a doubling from four.
+    let mut out = Vec::with_capacity(bytes.len() / 3);
     while !r.done() {
         if r.key()? != (1, LEN) {
             return None;

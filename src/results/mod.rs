@@ -130,6 +130,28 @@ pub struct Fingerprint {
 /// from the start: the demo study's longest form takes about 700.
 const FINGERPRINT_BYTES: usize = 1024;
 
+thread_local! {
+    /// The fingerprint buffer of this thread's last interview, kept for the
+    /// next: one buffer per thread that applies, instead of an allocation
+    /// (and often a regrowth) per interview.
+    static FINGERPRINT_BUF: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// An empty fingerprint buffer with room for [`FINGERPRINT_BYTES`]: this
+/// thread's kept one ([`FINGERPRINT_BUF`]); hand it back with
+/// [`keep_fingerprint_buf`]. A nested call gets a new one.
+fn fingerprint_buf() -> Vec<u8> {
+    let mut buf = FINGERPRINT_BUF.take();
+    buf.clear();
+    buf.reserve(FINGERPRINT_BYTES);
+    buf
+}
+
+/// Keeps `buf` for this thread's next [`fingerprint_buf`].
+fn keep_fingerprint_buf(buf: Vec<u8>) {
+    FINGERPRINT_BUF.set(buf);
+}
+
 /// Appends the bytes that identify one valid answer to an interview's
 /// fingerprint: the canonical code and the value, picks by their option
 /// codes in code order, so the fingerprint depends neither on the order of
@@ -261,7 +283,7 @@ impl StudyState {
     /// none when it has too few substantive answers to be compared.
     pub fn fingerprint_of(study: &Study, rec: &Record, checked: &Checked) -> Option<u128> {
         let form = study.forms.get(rec.form)?;
-        let mut fp = Vec::with_capacity(FINGERPRINT_BYTES);
+        let mut fp = fingerprint_buf();
         let mut substantive = 0u32;
         for (i, item) in form.items.iter().enumerate() {
             let value = rec.answers.get(i).unwrap_or(&Value::Blank);
@@ -270,7 +292,9 @@ impl StudyState {
                 value_hash(&study.codes[item.code], item.code, value, &mut fp);
             }
         }
-        (substantive >= study.def.reporting.fingerprint_min_answers.max(1)).then(|| xxh3_128(&fp))
+        let hash = (substantive >= study.def.reporting.fingerprint_min_answers.max(1)).then(|| xxh3_128(&fp));
+        keep_fingerprint_buf(fp);
+        hash
     }
 
     /// Applies one validated and checked record from an unknown place in
@@ -308,7 +332,7 @@ impl StudyState {
             cell.items.resize_with(study.codes.len(), ItemCounts::default);
         }
 
-        let mut fp = Vec::with_capacity(FINGERPRINT_BYTES);
+        let mut fp = fingerprint_buf();
         let mut substantive = 0u32;
         for (i, item) in form.items.iter().enumerate() {
             let counts = &mut cell.items[item.code];
@@ -376,8 +400,10 @@ impl StudyState {
             *self.flags.entry((rec.form, f.check, code)).or_default() += 1;
         }
         let mut possible_duplicate = false;
-        if substantive >= study.def.reporting.fingerprint_min_answers.max(1) {
-            let n = self.fingerprints.entry(xxh3_128(&fp)).or_insert(Fingerprint {
+        let hash = (substantive >= study.def.reporting.fingerprint_min_answers.max(1)).then(|| xxh3_128(&fp));
+        keep_fingerprint_buf(fp);
+        if let Some(hash) = hash {
+            let n = self.fingerprints.entry(hash).or_insert(Fingerprint {
                 count: 0,
                 first: origin,
                 superseded: false,
