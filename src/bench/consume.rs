@@ -1,5 +1,5 @@
 //! (d): the aggregator (`aggregate::run`) against a bare consumer with the
-//! same settings, over the records ingest accepted in (b).
+//! same settings and start offsets, over the records ingest accepted in (b).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

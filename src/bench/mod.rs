@@ -12,8 +12,8 @@
 //!   slow reply cannot hide behind a late send (target p99 below
 //!   [`TARGET_P99`]);
 //! - (d) the aggregator (`aggregate::run`) applying the records of (b) vs a
-//!   bare consumer reading them with the same settings (target at least
-//!   [`TARGET_AGGREGATE_RATIO`]).
+//!   bare consumer reading them with the same settings and start offsets
+//!   (target at least [`TARGET_AGGREGATE_RATIO`]).
 //!
 //! Without `--brokers` it starts the embedded broker on `127.0.0.1:0` in a
 //! fresh temporary directory and removes it afterwards. Every topic and
