@@ -286,14 +286,20 @@ fn answer(bytes: &[u8]) -> Option<validate::DecodedAnswer<'_>> {
     Some(value.unwrap_or(A::Blank))
 }
 
+/// Most picks a choice list or a ranking is sized for before it is read
+/// (validation's default limit is 64), so that a long list does not
+/// reserve five times its own size first, as the answers' list is bounded
+/// in [`submission`].
+const PRESIZED_PICKS: usize = 64;
+
 /// A `RankedChoices` message: its map of code -> rank (int64, field 1),
 /// entries in code order.
 fn ranks(bytes: &[u8]) -> Option<Vec<(&str, i64)>> {
     let mut r = Reader(bytes);
     // An entry takes at least 7 bytes (its key, its length, a code's key,
-    // length and one byte, a rank's key and one byte): one allocation,
-    // never a regrowth.
-    let mut out = Vec::with_capacity(bytes.len() / 7);
+    // length and one byte, a rank's key and one byte): one allocation, no
+    // regrowth up to [`PRESIZED_PICKS`].
+    let mut out = Vec::with_capacity((bytes.len() / 7).min(PRESIZED_PICKS));
     let rank = |r: &mut Reader<'_>| r.varint().map(u64::cast_signed);
     while !r.done() {
         if r.key()? != (1, LEN) {
@@ -309,8 +315,8 @@ fn strings(bytes: &[u8]) -> Option<Vec<&str>> {
     let mut r = Reader(bytes);
     // A string takes at least 3 bytes (its key, its length, one byte; an
     // empty one 2, and a longer list then grows once): one allocation
-    // instead of a doubling from four.
-    let mut out = Vec::with_capacity(bytes.len() / 3);
+    // instead of a doubling from four, up to [`PRESIZED_PICKS`].
+    let mut out = Vec::with_capacity((bytes.len() / 3).min(PRESIZED_PICKS));
     while !r.done() {
         if r.key()? != (1, LEN) {
             return None;
