@@ -138,8 +138,8 @@ thread_local! {
 }
 
 /// An empty fingerprint buffer with room for [`FINGERPRINT_BYTES`]: this
-/// thread's kept one ([`FINGERPRINT_BUF`]); hand it back with
-/// [`keep_fingerprint_buf`]. A nested call gets a new one.
+/// thread's kept one ([`FINGERPRINT_BUF`]); [`finish_fingerprint`] hands
+/// it back. A nested call gets a new one.
 fn fingerprint_buf() -> Vec<u8> {
     let mut buf = FINGERPRINT_BUF.take();
     buf.clear();
@@ -147,9 +147,13 @@ fn fingerprint_buf() -> Vec<u8> {
     buf
 }
 
-/// Keeps `buf` for this thread's next [`fingerprint_buf`].
-fn keep_fingerprint_buf(buf: Vec<u8>) {
+/// The fingerprint of an interview with `substantive` compared answers
+/// whose bytes are `buf` (none below the study's minimum); keeps `buf` for
+/// this thread's next [`fingerprint_buf`].
+fn finish_fingerprint(study: &Study, substantive: u32, buf: Vec<u8>) -> Option<u128> {
+    let hash = (substantive >= study.def.reporting.fingerprint_min_answers.max(1)).then(|| xxh3_128(&buf));
     FINGERPRINT_BUF.set(buf);
+    hash
 }
 
 /// Appends the bytes that identify one valid answer to an interview's
@@ -292,9 +296,7 @@ impl StudyState {
                 value_hash(&study.codes[item.code], item.code, value, &mut fp);
             }
         }
-        let hash = (substantive >= study.def.reporting.fingerprint_min_answers.max(1)).then(|| xxh3_128(&fp));
-        keep_fingerprint_buf(fp);
-        hash
+        finish_fingerprint(study, substantive, fp)
     }
 
     /// Applies one validated and checked record from an unknown place in
@@ -400,9 +402,7 @@ impl StudyState {
             *self.flags.entry((rec.form, f.check, code)).or_default() += 1;
         }
         let mut possible_duplicate = false;
-        let hash = (substantive >= study.def.reporting.fingerprint_min_answers.max(1)).then(|| xxh3_128(&fp));
-        keep_fingerprint_buf(fp);
-        if let Some(hash) = hash {
+        if let Some(hash) = finish_fingerprint(study, substantive, fp) {
             let n = self.fingerprints.entry(hash).or_insert(Fingerprint {
                 count: 0,
                 first: origin,
