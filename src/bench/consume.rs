@@ -39,10 +39,8 @@ impl ConsumerContext for FromStart {
     fn rebalance(&self, c: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
         let done = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let parts: Vec<(String, i32)> =
-                    tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
-                for (topic, partition) in parts {
-                    if let Err(e) = tpl.set_partition_offset(&topic, partition, Offset::Offset(0)) {
+                for mut elem in tpl.elements() {
+                    if let Err(e) = elem.set_offset(Offset::Offset(0)) {
                         tracing::warn!(error = %crate::errors::chain(&e), "raw consumer: cannot set the start offset");
                     }
                 }
