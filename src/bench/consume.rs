@@ -30,7 +30,7 @@ use crate::validate::Limits;
 /// several per cent: tansu fills each fetch up to 5 MiB from the
 /// partitions in the order requested, so the order decides where each
 /// fetch ends and how many small reads it takes (docs/benchmarks.md,
-/// section (d), "the baseline's start offsets").
+/// "4 December, evening: the baseline read the topic in another order").
 struct FromStart;
 
 impl ClientContext for FromStart {}
