@@ -85,25 +85,52 @@ const LEN: u64 = 2;
 /// Reads protobuf's wire format from a byte slice. Every method returns
 /// None on anything it does not read exactly as prost would; the caller
 /// then gives the whole record to prost.
-struct Reader<'a>(&'a [u8]);
+struct Reader<'a> {
+    /// What is left to read.
+    rest: &'a [u8],
+    /// The outermost message this reader is within that is all UTF-8, if
+    /// any ([`Reader::text`]).
+    text: Option<&'a str>,
+}
 
 impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Reader { rest: bytes, text: None }
+    }
+
+    /// A reader of a message that is mostly strings (a submission, and
+    /// each message within it, [`Reader::message`]). When all of its bytes
+    /// are UTF-8, they are checked once here, and [`Reader::str`] cuts each
+    /// string out of them instead of checking it again: a substring of
+    /// UTF-8 text that starts and ends at character boundaries is UTF-8,
+    /// and one that does not is not. A message is UTF-8 when its keys,
+    /// lengths and numbers are single ASCII bytes (below 128) and its
+    /// strings are UTF-8: most answers' messages, and a whole submission
+    /// when no answer is longer than 127 bytes. Checking a record's 150 or
+    /// so short strings one by one was a tenth of its instructions
+    /// (`scripts/callgrind`'s `record` step); a failed check stops at the
+    /// first byte that is not UTF-8, mostly a long field's length near the
+    /// start, and the strings are then checked in the messages within.
+    fn text(bytes: &'a [u8]) -> Self {
+        Reader { rest: bytes, text: std::str::from_utf8(bytes).ok() }
+    }
+
     fn done(&self) -> bool {
-        self.0.is_empty()
+        self.rest.is_empty()
     }
 
     fn varint(&mut self) -> Option<u64> {
         // Most are one byte: keys, lengths of ids and codes.
-        if let Some((&b, rest)) = self.0.split_first()
+        if let Some((&b, rest)) = self.rest.split_first()
             && b < 0x80
         {
-            self.0 = rest;
+            self.rest = rest;
             return Some(u64::from(b));
         }
         let mut value = 0u64;
         for i in 0..10 {
-            let (&b, rest) = self.0.split_first()?;
-            self.0 = rest;
+            let (&b, rest) = self.rest.split_first()?;
+            self.rest = rest;
             // The tenth byte holds bit 63 only; prost refuses more.
             if i == 9 && b > 1 {
                 return None;
@@ -124,21 +151,40 @@ impl<'a> Reader<'a> {
 
     fn bytes(&mut self) -> Option<&'a [u8]> {
         let n = usize::try_from(self.varint()?).ok()?;
-        if n > self.0.len() {
+        if n > self.rest.len() {
             return None;
         }
-        let (field, rest) = self.0.split_at(n);
-        self.0 = rest;
+        let (field, rest) = self.rest.split_at(n);
+        self.rest = rest;
         Some(field)
     }
 
+    /// A length-delimited field read as a message of its own: its strings
+    /// are cut from the whole's text when the whole is UTF-8, else from its
+    /// own when it is ([`Reader::text`]).
+    fn message(&mut self) -> Option<Reader<'a>> {
+        let bytes = self.bytes()?;
+        match self.text {
+            Some(text) => Some(Reader { rest: bytes, text: Some(text) }),
+            None => Some(Reader::text(bytes)),
+        }
+    }
+
     fn str(&mut self) -> Option<&'a str> {
-        std::str::from_utf8(self.bytes()?).ok()
+        let field = self.bytes()?;
+        match self.text {
+            // Where the field is in the whole: the field is a subslice of it.
+            Some(text) => {
+                let start = field.as_ptr().addr().checked_sub(text.as_ptr().addr())?;
+                text.get(start..start.checked_add(field.len())?)
+            }
+            None => std::str::from_utf8(field).ok(),
+        }
     }
 
     fn fixed64(&mut self) -> Option<u64> {
-        let (field, rest) = self.0.split_first_chunk::<8>()?;
-        self.0 = rest;
+        let (field, rest) = self.rest.split_first_chunk::<8>()?;
+        self.rest = rest;
         Some(u64::from_le_bytes(*field))
     }
 }
@@ -156,7 +202,7 @@ fn once(seen: &mut u32, tag: u64) -> Option<()> {
 
 /// An envelope as ingest writes it, or None.
 fn canonical(bytes: &[u8]) -> Option<EnvelopeRef<'_>> {
-    let mut r = Reader(bytes);
+    let mut r = Reader::new(bytes);
     let mut out = EnvelopeRef { received_at: None, submission: None, disposition: None };
     let mut seen = 0;
     while !r.done() {
@@ -167,7 +213,7 @@ fn canonical(bytes: &[u8]) -> Option<EnvelopeRef<'_>> {
             (2, LEN) => out.received_at = Some(prost_types::Timestamp::decode(r.bytes()?).ok()?),
             // frontend: not kept, but prost refuses one that is not UTF-8.
             (3, LEN) => std::str::from_utf8(r.bytes()?).ok().map(drop)?,
-            (4, LEN) => out.submission = Some(submission(r.bytes()?)?),
+            (4, LEN) => out.submission = Some(submission(Reader::text(r.bytes()?))?),
             (5, LEN) => out.disposition = Some(v1::Disposition::decode(r.bytes()?).ok()?),
             _ => return None,
         }
@@ -176,8 +222,7 @@ fn canonical(bytes: &[u8]) -> Option<EnvelopeRef<'_>> {
     Some(out)
 }
 
-fn submission<'a>(bytes: &'a [u8]) -> Option<validate::SubmissionRef<'a>> {
-    let mut r = Reader(bytes);
+fn submission<'a>(mut r: Reader<'a>) -> Option<validate::SubmissionRef<'a>> {
     let mut s = validate::SubmissionRef {
         study: "",
         form: "",
@@ -195,7 +240,7 @@ fn submission<'a>(bytes: &'a [u8]) -> Option<validate::SubmissionRef<'a>> {
     // (validation's default limit is 500 answers), so that a long record
     // does not reserve three times its own size before it is read.
     let mut answers: Vec<(&str, validate::DecodedAnswer<'_>)> =
-        Vec::with_capacity((bytes.len() / 16).min(512));
+        Vec::with_capacity((r.rest.len() / 16).min(512));
     let mut seen = 0;
     while !r.done() {
         let (tag, wire) = r.key()?;
@@ -211,14 +256,14 @@ fn submission<'a>(bytes: &'a [u8]) -> Option<validate::SubmissionRef<'a>> {
             6 => s.completed_at = Some(r.str()?),
             7 => s.interviewer = Some(r.str()?),
             8 => {
-                push_in_order(&mut attributes, entry(r.bytes()?, LEN, Reader::str, || "")?)?;
+                push_in_order(&mut attributes, entry(r.message()?, LEN, Reader::str, || "")?)?;
                 continue;
             }
             9 => {
-                let value = |r: &mut Reader<'a>| answer(r.bytes()?);
+                let value = |r: &mut Reader<'a>| answer(r.message()?);
                 push_in_order(
                     &mut answers,
-                    entry(r.bytes()?, LEN, value, || validate::DecodedAnswer::Blank)?,
+                    entry(r.message()?, LEN, value, || validate::DecodedAnswer::Blank)?,
                 )?;
                 continue;
             }
@@ -244,12 +289,11 @@ fn push_in_order<'a, V>(entries: &mut Vec<(&'a str, V)>, (key, value): (&'a str,
 /// A map entry: a string key (field 1) and a value (field 2, of wire type
 /// `wire`), each at most once; a missing one is its default.
 fn entry<'a, V>(
-    bytes: &'a [u8],
+    mut r: Reader<'a>,
     wire: u64,
     value: impl Fn(&mut Reader<'a>) -> Option<V>,
     default: impl Fn() -> V,
 ) -> Option<(&'a str, V)> {
-    let mut r = Reader(bytes);
     let (mut k, mut v) = (None, None);
     while !r.done() {
         match r.key()? {
@@ -262,9 +306,8 @@ fn entry<'a, V>(
 }
 
 /// An `Answer` message: at most one of its `value` fields.
-fn answer(bytes: &[u8]) -> Option<validate::DecodedAnswer<'_>> {
+fn answer(mut r: Reader<'_>) -> Option<validate::DecodedAnswer<'_>> {
     use validate::DecodedAnswer as A;
-    let mut r = Reader(bytes);
     let mut value = None;
     while !r.done() {
         if value.is_some() {
@@ -276,8 +319,8 @@ fn answer(bytes: &[u8]) -> Option<validate::DecodedAnswer<'_>> {
             (1, VARINT) => A::Integer(r.varint()?.cast_signed()),
             (2, I64) => A::Number(f64::from_bits(r.fixed64()?)),
             (3, LEN) => A::Text(r.str()?),
-            (4, LEN) => A::Choices(strings(r.bytes()?)?),
-            (5, LEN) => A::Ranked(ranks(r.bytes()?)?),
+            (4, LEN) => A::Choices(strings(r.message()?)?),
+            (5, LEN) => A::Ranked(ranks(r.message()?)?),
             (6, LEN) => A::Missing(r.str()?),
             (7, LEN) => A::Other(r.str()?),
             _ => return None,
@@ -294,29 +337,27 @@ const PRESIZED_PICKS: usize = 64;
 
 /// A `RankedChoices` message: its map of code -> rank (int64, field 1),
 /// entries in code order.
-fn ranks(bytes: &[u8]) -> Option<Vec<(&str, i64)>> {
-    let mut r = Reader(bytes);
+fn ranks(mut r: Reader<'_>) -> Option<Vec<(&str, i64)>> {
     // An entry takes at least 7 bytes (its key, its length, a code's key,
     // length and one byte, a rank's key and one byte): one allocation, no
     // regrowth up to [`PRESIZED_PICKS`].
-    let mut out = Vec::with_capacity((bytes.len() / 7).min(PRESIZED_PICKS));
+    let mut out = Vec::with_capacity((r.rest.len() / 7).min(PRESIZED_PICKS));
     let rank = |r: &mut Reader<'_>| r.varint().map(u64::cast_signed);
     while !r.done() {
         if r.key()? != (1, LEN) {
             return None;
         }
-        push_in_order(&mut out, entry(r.bytes()?, VARINT, rank, || 0)?)?;
+        push_in_order(&mut out, entry(r.message()?, VARINT, rank, || 0)?)?;
     }
     Some(out)
 }
 
 /// A `StringList` message: its repeated field 1.
-fn strings(bytes: &[u8]) -> Option<Vec<&str>> {
-    let mut r = Reader(bytes);
+fn strings(mut r: Reader<'_>) -> Option<Vec<&str>> {
     // A string takes at least 3 bytes (its key, its length, one byte; an
     // empty one 2, and a longer list then grows once): one allocation
     // instead of a doubling from four, up to [`PRESIZED_PICKS`].
-    let mut out = Vec::with_capacity((bytes.len() / 3).min(PRESIZED_PICKS));
+    let mut out = Vec::with_capacity((r.rest.len() / 3).min(PRESIZED_PICKS));
     while !r.done() {
         if r.key()? != (1, LEN) {
             return None;
@@ -420,6 +461,39 @@ mod tests {
             }
             prop_assert_eq!(shown(&decode(&bytes).ok()), shown(&prost_path(&bytes)));
         }
+    }
+
+    /// A submission all of whose bytes are UTF-8 has its strings cut from
+    /// that text; a string that would end inside a character is refused as
+    /// prost refuses it, though the bytes around it are still UTF-8.
+    #[test]
+    fn strings_cut_from_a_submission_that_is_all_utf8_are_the_strings_prost_reads() {
+        let choices = |codes: &[&str]| v1::Answer {
+            value: Some(PbValue::Choices(v1::StringList {
+                values: codes.iter().map(|c| c.to_string()).collect(),
+            })),
+        };
+        let sub = v1::Submission {
+            study: "s".into(),
+            form: "f".into(),
+            answers: BTreeMap::from([("qé".into(), choices(&["é", "ü", "x"]))]),
+            ..Default::default()
+        };
+        let bytes = v1::Envelope { submission: Some(sub), ..Default::default() }.encode_to_vec();
+        let at = bytes.windows(3).position(|w| w == [0x02, 0xc3, 0xa9]).expect("the code é, length 2");
+        // The submission: after the envelope's key and one-byte length.
+        assert!(std::str::from_utf8(&bytes[2..]).is_ok(), "the submission is all UTF-8");
+        let fast = decode_borrowed(&bytes).map(EnvelopeRef::into_owned);
+        assert!(fast.is_some());
+        assert_eq!(shown(&fast), shown(&prost_path(&bytes)));
+        // "é" sent with length 1: the string is its first byte alone, the
+        // next byte (0xa9) a key; the submission's bytes are as UTF-8 as before.
+        let mut cut = bytes.clone();
+        cut[at] = 0x01;
+        assert!(std::str::from_utf8(&cut[2..]).is_ok());
+        assert!(decode_borrowed(&cut).is_none());
+        assert!(decode(&cut).is_err());
+        assert!(prost_path(&cut).is_none());
     }
 
     #[test]
