@@ -50,8 +50,17 @@ pub struct Source {
     pub partition: i32,
     /// Offset in that partition (offline: the 1-based line number).
     pub offset: i64,
-    /// When ingest received the record, RFC 3339 (none offline).
-    pub received_at: Option<String>,
+    /// When ingest received the record, in milliseconds since the Unix
+    /// epoch (none offline). Its flag shows it as RFC 3339
+    /// ([`received_at_text`]).
+    pub received_at_ms: Option<i64>,
+}
+
+/// A time in milliseconds since the Unix epoch as a flag shows it: RFC 3339
+/// in UTC with milliseconds; None out of the calendar's range.
+pub fn received_at_text(ms: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
 /// What one record did to the state.
@@ -183,11 +192,7 @@ pub fn apply_prepared(study: &Study, state: &mut StudyState, prepared: Prepared,
     // The record's place in the stream orders copies of the same answers
     // across partitions (see `results::Origin`).
     let origin = crate::results::Origin {
-        received_at_ms: source
-            .received_at
-            .as_deref()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .map_or(0, |t| t.timestamp_millis()),
+        received_at_ms: source.received_at_ms.unwrap_or(0),
         partition: source.partition,
         offset: source.offset,
     };
@@ -207,7 +212,7 @@ pub fn apply_prepared(study: &Study, state: &mut StudyState, prepared: Prepared,
         submission_id: rec.submission_id.clone(),
         respondent_key: rec.respondent.clone(),
         interviewer: state.fieldwork.interviewer_label_of(study, rec.interviewer.as_deref()),
-        received_at: source.received_at,
+        received_at: source.received_at_ms.and_then(received_at_text),
         checks,
         source_partition: source.partition,
         source_offset: source.offset,
@@ -233,7 +238,7 @@ fn unprocessable(
         submission_id,
         respondent_key,
         interviewer: state.fieldwork.interviewer_label_of(study, interviewer.as_deref()),
-        received_at: source.received_at,
+        received_at: source.received_at_ms.and_then(received_at_text),
         checks: vec![FlaggedCheck { check: Check::Unprocessable, item: None, code: None, message: None }],
         source_partition: source.partition,
         source_offset: source.offset,
@@ -297,7 +302,7 @@ mod tests {
     }
 
     fn source(offset: i64) -> Source {
-        Source { partition: 2, offset, received_at: None }
+        Source { partition: 2, offset, received_at_ms: None }
     }
 
     #[test]
@@ -364,7 +369,8 @@ mod tests {
         let poison = line(
             r#"{"study":"t","form":"f","respondent_id":"key-1","submission_id":"s9","interviewer":"int01","answers":{"q1":"a secret"}}"#,
         );
-        let from = Source { partition: 4, offset: 11, received_at: Some("2025-03-01T10:00:00.000Z".into()) };
+        // 2025-03-01T10:00:00Z
+        let from = Source { partition: 4, offset: 11, received_at_ms: Some(1_740_823_200_000) };
         let step =
             apply_prepared(&study, &mut st, prepare_with(&study, &poison, &Limits::default(), panics), from);
         assert_eq!(step.fate, Fate::Unprocessable);

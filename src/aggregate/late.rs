@@ -90,7 +90,8 @@ impl LiveState {
     /// fingerprint was superseded already, or the record is not that copy.
     pub(crate) fn late_flag(&self, hash: u128, origin: Origin, payload: &[u8]) -> Option<QualityRecord> {
         let envelope = envelope::decode(payload).ok()?;
-        let received_at = received_at_of(envelope.received_at.as_ref());
+        let received_at =
+            received_at_of(envelope.received_at.as_ref()).and_then(crate::pipeline::received_at_text);
         let sub = envelope.submission?;
         let study = self.catalog().get(&sub.study)?;
         // Validated and checked again (pure) off the lock, to name the form

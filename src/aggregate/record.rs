@@ -19,11 +19,11 @@ use crate::pipeline;
 use crate::proto::envelope::{self, EnvelopeRef};
 use crate::validate::Submission;
 
-/// When ingest received the record, RFC 3339 with milliseconds.
-pub(super) fn received_at_of(received_at: Option<&prost_types::Timestamp>) -> Option<String> {
+/// When ingest received the record, in milliseconds since the Unix epoch.
+pub(super) fn received_at_of(received_at: Option<&prost_types::Timestamp>) -> Option<i64> {
     received_at.and_then(|t| {
         chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .map(|t| t.timestamp_millis())
     })
 }
 
@@ -40,8 +40,9 @@ pub enum PreparedRecord<'a> {
     Ready {
         /// The record's study.
         study: &'a Arc<Study>,
-        /// When ingest received it (RFC 3339), if the envelope says.
-        received_at: Option<String>,
+        /// When ingest received it (milliseconds since the Unix epoch), if
+        /// the envelope says.
+        received_at_ms: Option<i64>,
         /// The pipeline's part that reads no state.
         prepared: pipeline::Prepared,
     },
@@ -164,7 +165,7 @@ impl LiveState {
     }
 
     fn prepare_envelope(&self, envelope: EnvelopeRef<'_>) -> PreparedRecord<'_> {
-        let received_at = received_at_of(envelope.received_at.as_ref());
+        let received_at_ms = received_at_of(envelope.received_at.as_ref());
         let (study, prepared) = match (envelope.disposition, envelope.submission) {
             (Some(d), _) => {
                 let d: DispositionSubmission = d.into();
@@ -181,7 +182,7 @@ impl LiveState {
             }
             (None, None) => return PreparedRecord::DecodeError,
         };
-        PreparedRecord::Ready { study, received_at, prepared }
+        PreparedRecord::Ready { study, received_at_ms, prepared }
     }
 
     /// Applies prepared records, in order, under one lock; returns, for each
@@ -237,13 +238,13 @@ impl LiveState {
             Admit::Redelivered => return (Outcome::Redelivered, None),
             Admit::SeekBack(_) => return (Outcome::Gap, None),
         }
-        let (study, received_at, prepared) = match prepared {
+        let (study, received_at_ms, prepared) = match prepared {
             PreparedRecord::DecodeError => return (Outcome::DecodeError, None),
             PreparedRecord::UnknownStudy => return (Outcome::UnknownStudy, None),
-            PreparedRecord::Ready { study, received_at, prepared } => (study, received_at, prepared),
+            PreparedRecord::Ready { study, received_at_ms, prepared } => (study, received_at_ms, prepared),
         };
         let state = ps.studies.entry(study.id().to_string()).or_default();
-        let source = pipeline::Source { partition, offset, received_at };
+        let source = pipeline::Source { partition, offset, received_at_ms };
         let step = pipeline::apply_prepared(study, state, prepared, source);
         let outcome = Outcome::from(&step.fate);
         if outcome == Outcome::Unprocessable {

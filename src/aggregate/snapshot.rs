@@ -346,7 +346,8 @@ forms:
         for (offset, line) in (0..).zip(&lines) {
             let line: Line = parse_line(line).expect("a line");
             let source =
-                Source { partition: 3, offset, received_at: Some("2025-03-01T10:30:00.000Z".into()) };
+                // 2025-03-01T10:30:00Z
+                Source { partition: 3, offset, received_at_ms: Some(1_740_825_000_000) };
             let step = pipeline::apply(&study, &mut state, &line, &Limits::default(), source);
             assert!(!matches!(step.fate, pipeline::Fate::Invalid(_)), "line {offset}: {:?}", step.fate);
             flagged.extend(step.flagged);
@@ -475,7 +476,7 @@ forms:
         let subs = crate::synth::interviews(study, n, 5, &crate::synth::Options { random_strings: false });
         for (offset, s) in (0..).zip(subs) {
             let line = Line::Interview(Box::new(s));
-            let source = Source { partition: 0, offset, received_at: None };
+            let source = Source { partition: 0, offset, received_at_ms: None };
             pipeline::apply(study, &mut state, &line, &Limits::default(), source);
         }
         let snap = Snapshot {

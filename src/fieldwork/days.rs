@@ -110,7 +110,7 @@ forms:
     fn apply_all(study: &Study, state: &mut StudyState, lines: &[String]) {
         for (offset, l) in (0..).zip(lines) {
             let parsed = parse_line(l).expect("a line");
-            let source = Source { partition: 0, offset, received_at: None };
+            let source = Source { partition: 0, offset, received_at_ms: None };
             let step = pipeline::apply(study, state, &parsed, &Limits::default(), source);
             assert!(!matches!(step.fate, pipeline::Fate::Invalid(_)), "{l}: {:?}", step.fate);
         }

@@ -153,7 +153,7 @@ pub fn tally_with(study: &Study, input: impl BufRead, opts: &Offline<'_>) -> Res
             continue;
         }
         let source =
-            Source { partition: 0, offset: i64::try_from(n + 1).unwrap_or(i64::MAX), received_at: None };
+            Source { partition: 0, offset: i64::try_from(n + 1).unwrap_or(i64::MAX), received_at_ms: None };
         let step = pipeline::apply(study, &mut t.state, &parsed, limits, source);
         if let (Line::Interview(sub), Fate::Counted | Fate::Retry | Fate::DuplicateRespondent) =
             (&parsed, &step.fate)
