@@ -12,7 +12,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Str
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
-use super::record::{BATCH_RECORDS, prepare_batch};
+use super::record::{BATCH_RECORDS, process_batch};
 use super::stall::{IdleWatch, rejoin_if_stalled};
 use super::{AggregateConfig, AggregateError, LiveState, Outcome, flag_publisher, global, snapshot};
 use crate::kafka::{KafkaConfig, consumer_config, producer_config};
@@ -319,7 +319,7 @@ pub async fn run(
             msg = consumer.recv() => match msg {
                 Ok(m) => {
                     // The records ready now, up to a batch, prepared on
-                    // several threads and applied in order under one lock.
+                    // several threads while they are applied in order.
                     let mut batch = vec![m];
                     while batch.len() < BATCH_RECORDS {
                         match consumer.recv().now_or_never() {
@@ -332,10 +332,10 @@ pub async fn run(
                         }
                     }
                     let records: Vec<_> = batch.iter().map(|m| (m.partition(), m.offset(), m.payload())).collect();
-                    let prepared = prepare_batch(&shared, &records);
+                    let done = process_batch(&shared, &records);
                     drop(records);
                     drop(batch);
-                    for (partition, offset, outcome, flagged) in shared.apply_batch(prepared) {
+                    for (partition, offset, outcome, flagged) in done {
                         if outcome == Outcome::Gap
                             && let Some(next) = shared.next_offset(partition)
                         {

@@ -5,7 +5,8 @@
 //! [`LiveState::apply_batch`] then applies prepared records in order under
 //! the lock, by the partition's offset rules ([`super::offsets`]). The
 //! consumer loop prepares the records ready in its queue on several threads
-//! ([`prepare_batch`]); [`LiveState::apply_record`] is one record's path.
+//! while it applies them ([`process_batch`]); [`LiveState::apply_record`]
+//! is one record's path.
 
 use std::sync::Arc;
 
@@ -48,64 +49,167 @@ pub enum PreparedRecord<'a> {
     },
 }
 
+/// A batch being applied: what was done so far and the partitions with a
+/// gap, whose later records are left out.
+#[derive(Default)]
+struct Applying {
+    done: Vec<Done>,
+    gaps: Vec<i32>,
+}
+
 /// Most records taken from the consumer's queue at once. A batch is
 /// whatever is ready when the loop looks (one record at a time while
 /// following live submissions; full batches while catching up).
 pub(super) const BATCH_RECORDS: usize = 256;
 
-/// Fewest records per thread worth another thread: below it a batch is
-/// prepared on the loop's own thread.
-const RECORDS_PER_THREAD: usize = 32;
+/// Records per piece of a batch: the unit a thread prepares, and the loop's
+/// thread applies, at a time ([`process_batch`]). A batch of fewer than two
+/// pieces is prepared and applied on the loop's own thread.
+const PIECE_RECORDS: usize = 32;
 
-/// Decodes, validates and checks a batch of records ([`LiveState::prepare`]),
-/// split in order over up to as many threads as there are cores (scoped:
-/// the records stay borrowed from the consumer's queue). Preparing is most
-/// of a record's cost and reads no state, so a backlog is read on every
-/// core, while applying stays in order under the lock. The loop's own
-/// thread prepares the first part; the other threads run at the lowest
-/// priority ([`run_last`]), on cores nothing else wants.
-pub(super) fn prepare_batch<'a>(
-    shared: &'a LiveState,
-    batch: &[(i32, i64, Option<&[u8]>)],
-) -> Vec<(i32, i64, PreparedRecord<'a>)> {
-    let prepare = |chunk: &[(i32, i64, Option<&[u8]>)]| -> Vec<(i32, i64, PreparedRecord<'a>)> {
-        chunk
+/// One record's result: its partition, offset, what happened and, for a
+/// flagged interview, its quality record.
+pub(super) type Done = (i32, i64, Outcome, Option<QualityRecord>);
+
+/// Decodes, validates, checks and applies a batch of records, in order,
+/// on up to as many threads as there are cores. Preparing
+/// ([`LiveState::prepare`]) is most of a record's cost and reads no state,
+/// so it runs on every thread, outside the lock; applying stays in order
+/// on the calling thread (the consumer loop's), under the lock one piece
+/// at a time. The batch is cut in pieces of [`PIECE_RECORDS`]; each thread
+/// claims the next unprepared piece; the loop's thread applies the next
+/// piece in order as soon as it is prepared, and prepares one itself when
+/// it is not. So applying overlaps the helpers' preparing instead of
+/// waiting for all of it, and when a helper gets no core (a broker on the
+/// same machine has it), the loop's thread prepares its pieces. The
+/// helpers run at the lowest priority ([`run_last`]), on cores nothing
+/// else wants; they are scoped threads, so the records stay borrowed from
+/// the consumer's queue. Returns what [`LiveState::apply_batch`] returns
+/// for the same records.
+pub(super) fn process_batch(shared: &LiveState, batch: &[(i32, i64, Option<&[u8]>)]) -> Vec<Done> {
+    let prepare = |piece: &[(i32, i64, Option<&[u8]>)]| -> Vec<(i32, i64, PreparedRecord<'_>)> {
+        piece
             .iter()
             .map(|&(partition, offset, payload)| (partition, offset, shared.prepare(payload)))
             .collect()
     };
-    if batch.len() < 2 * RECORDS_PER_THREAD {
-        return prepare(batch);
-    }
+    let pieces: Vec<_> = batch.chunks(PIECE_RECORDS).collect();
     // Read once: on Linux, std reads the cgroup's CPU quota from files on every call.
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let threads = cores.min(batch.len() / RECORDS_PER_THREAD).max(1);
-    if threads == 1 {
-        return prepare(batch);
+    let helpers = cores.min(pieces.len()).saturating_sub(1);
+    if helpers == 0 {
+        return shared.apply_batch(prepare(batch));
     }
-    let per_thread = batch.len().div_ceil(threads);
+    let board = Board::new(pieces.len(), helpers);
     std::thread::scope(|scope| {
-        let mut chunks = batch.chunks(per_thread);
-        let first = chunks.next().unwrap_or_default();
-        let others: Vec<_> = chunks
-            .map(|chunk| {
-                scope.spawn(move || {
-                    run_last();
-                    prepare(chunk)
-                })
-            })
-            .collect();
-        let mut out = prepare(first);
-        for other in others {
-            match other.join() {
-                Ok(part) => out.extend(part),
-                // Preparing catches the pipeline's panics; one here is a bug.
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
+        for _ in 0..helpers {
+            scope.spawn(|| {
+                run_last();
+                // Marks the helper gone however it ends, panics included,
+                // so that the loop's thread never waits for it in vain.
+                let _gone = HelperGuard(&board);
+                while let Some(i) = board.claim() {
+                    board.put(i, prepare(pieces[i]));
+                }
+            });
         }
-        out
+        let mut applying = Applying::default();
+        for i in 0..pieces.len() {
+            let piece = loop {
+                if let Some(piece) = board.take(i) {
+                    break piece;
+                }
+                if let Some(j) = board.claim() {
+                    let prepared = prepare(pieces[j]);
+                    if j == i {
+                        break prepared;
+                    }
+                    board.put(j, prepared);
+                    continue;
+                }
+                match board.wait_for(i) {
+                    Some(piece) => break piece,
+                    // A helper panicked with the piece: the scope resumes its panic.
+                    None => return applying.done,
+                }
+            };
+            shared.apply_pieces(piece, &mut applying);
+        }
+        applying.done
     })
+}
+
+/// The pieces of a batch between the threads of [`process_batch`]: which
+/// is claimed next, and the prepared ones not applied yet.
+struct Board<'a> {
+    next: std::sync::atomic::AtomicUsize,
+    pieces: usize,
+    state: std::sync::Mutex<BoardState<'a>>,
+    changed: std::sync::Condvar,
+}
+
+struct BoardState<'a> {
+    prepared: Vec<Option<Vec<(i32, i64, PreparedRecord<'a>)>>>,
+    helpers: usize,
+}
+
+/// Marks a helper gone when dropped.
+struct HelperGuard<'b, 'a>(&'b Board<'a>);
+
+impl Drop for HelperGuard<'_, '_> {
+    fn drop(&mut self) {
+        self.0.lock().helpers -= 1;
+        self.0.changed.notify_all();
+    }
+}
+
+impl<'a> Board<'a> {
+    fn new(pieces: usize, helpers: usize) -> Self {
+        Board {
+            next: std::sync::atomic::AtomicUsize::new(0),
+            pieces,
+            state: std::sync::Mutex::new(BoardState {
+                prepared: std::iter::repeat_with(|| None).take(pieces).collect(),
+                helpers,
+            }),
+            changed: std::sync::Condvar::new(),
+        }
+    }
+
+    /// The next piece nobody prepares yet.
+    fn claim(&self) -> Option<usize> {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        (i < self.pieces).then_some(i)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BoardState<'a>> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn put(&self, i: usize, prepared: Vec<(i32, i64, PreparedRecord<'a>)>) {
+        self.lock().prepared[i] = Some(prepared);
+        self.changed.notify_all();
+    }
+
+    fn take(&self, i: usize) -> Option<Vec<(i32, i64, PreparedRecord<'a>)>> {
+        self.lock().prepared[i].take()
+    }
+
+    /// Waits until piece `i` is prepared; None when every helper is gone
+    /// without it (one panicked).
+    fn wait_for(&self, i: usize) -> Option<Vec<(i32, i64, PreparedRecord<'a>)>> {
+        let mut s = self.lock();
+        loop {
+            if let Some(piece) = s.prepared[i].take() {
+                return Some(piece);
+            }
+            if s.helpers == 0 {
+                return None;
+            }
+            s = self.changed.wait(s).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
 }
 
 /// Gives the calling thread the lowest scheduling priority (nice 19), so
@@ -194,21 +298,31 @@ impl LiveState {
     pub fn apply_batch<'a>(
         &'a self,
         records: impl IntoIterator<Item = (i32, i64, PreparedRecord<'a>)>,
-    ) -> Vec<(i32, i64, Outcome, Option<QualityRecord>)> {
+    ) -> Vec<Done> {
+        let mut applying = Applying::default();
+        self.apply_pieces(records, &mut applying);
+        applying.done
+    }
+
+    /// Applies the next records of a batch under one lock, as
+    /// [`LiveState::apply_batch`] does, the gaps found earlier in the batch
+    /// included.
+    fn apply_pieces<'a>(
+        &'a self,
+        records: impl IntoIterator<Item = (i32, i64, PreparedRecord<'a>)>,
+        applying: &mut Applying,
+    ) {
         let mut g = self.lock();
-        let mut gaps: Vec<i32> = Vec::new();
-        let mut out = Vec::new();
         for (partition, offset, record) in records {
-            if gaps.contains(&partition) {
+            if applying.gaps.contains(&partition) {
                 continue;
             }
             let (outcome, flagged) = self.apply_locked(&mut g, partition, offset, record);
             if outcome == Outcome::Gap {
-                gaps.push(partition);
+                applying.gaps.push(partition);
             }
-            out.push((partition, offset, outcome, flagged));
+            applying.done.push((partition, offset, outcome, flagged));
         }
-        out
     }
 
     fn apply_locked(
@@ -330,9 +444,7 @@ mod tests {
                 (p, o, outcome, flagged.map(|q| q.flagged))
             })
             .collect();
-        let prepared = prepare_batch(&batched, &batch);
-        let got: Vec<_> = batched
-            .apply_batch(prepared)
+        let got: Vec<_> = process_batch(&batched, &batch)
             .into_iter()
             .map(|(p, o, outcome, q)| (p, o, outcome, q.map(|q| q.flagged)))
             .collect();
@@ -361,11 +473,8 @@ mod tests {
             (0, 3, Some(&e[3][..])),
             (1, 1, Some(&e[4][..])),
         ];
-        let done: Vec<_> = shared
-            .apply_batch(prepare_batch(&shared, &batch))
-            .into_iter()
-            .map(|(p, o, outcome, _)| (p, o, outcome))
-            .collect();
+        let done: Vec<_> =
+            process_batch(&shared, &batch).into_iter().map(|(p, o, outcome, _)| (p, o, outcome)).collect();
         assert_eq!(
             done,
             [
@@ -378,8 +487,7 @@ mod tests {
         assert_eq!((shared.next_offset(0), shared.next_offset(1)), (Some(1), Some(2)));
         // After the seek back, the partition's records come again from offset 1.
         let again = [(0, 1, Some(&e[5][..])), (0, 2, Some(&e[1][..])), (0, 3, Some(&e[3][..]))];
-        let outcomes: Vec<_> =
-            shared.apply_batch(prepare_batch(&shared, &again)).into_iter().map(|d| d.2).collect();
+        let outcomes: Vec<_> = process_batch(&shared, &again).into_iter().map(|d| d.2).collect();
         assert_eq!(outcomes, [Outcome::Applied; 3]);
         assert_eq!(shared.next_offset(0), Some(4));
     }
