@@ -1,5 +1,10 @@
 //! Hot paths of the pure core on a full investigator-form interview of the
 //! demo study: validate + check, and apply. Target: under 5 µs each.
+//! Then the aggregator's path for a backlog: 8,192 records of the demo
+//! study (round its forms) in batches of 256, as the consumer loop takes
+//! them, through `LiveState::process_batch` (prepared on every core,
+//! applied in order), and the same records prepared and applied on one
+//! thread, for the speed-up the other cores give.
 //!
 //! Validation runs twice: over 1,024 different interviews in turn, whose
 //! answer maps (several MB) are mostly out of the CPU caches when read, and
@@ -7,11 +12,16 @@
 //! right after it was decoded, so it is in cache: the second figure is the
 //! service's, the first a bound for the worst case.
 
+use std::sync::Arc;
+
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use fieldwatch::aggregate::LiveState;
+use fieldwatch::aggregate::record::BATCH_RECORDS;
 use fieldwatch::instrument::{Catalog, DEMO_STUDY_ID};
+use fieldwatch::proto::{ENVELOPE_VERSION, v1};
 use fieldwatch::quality::check;
 use fieldwatch::results::StudyState;
-use fieldwatch::synth::{Options, Rng, interview};
+use fieldwatch::synth::{Options, Rng, interview, interviews};
 use fieldwatch::validate::{Limits, validate};
 
 fn core(c: &mut Criterion) {
@@ -66,5 +76,65 @@ fn core(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, core);
+/// Records in the backlog of the batch benchmarks: about one fetch of the
+/// embedded broker in `fieldwatch bench` (d), whose last one the aggregator
+/// reads after the raw consumer is done.
+const BACKLOG: u64 = 8_192;
+
+fn batches(c: &mut Criterion) {
+    use prost::Message as _;
+    let catalog = Arc::new(Catalog::demo());
+    let study = catalog.get(DEMO_STUDY_ID).expect("demo study").clone();
+    let envelopes: Vec<Vec<u8>> = interviews(&study, BACKLOG, 1, &Options { random_strings: false })
+        .into_iter()
+        .map(|s| {
+            v1::Envelope {
+                version: ENVELOPE_VERSION,
+                received_at: Some(std::time::SystemTime::UNIX_EPOCH.into()),
+                frontend: "bench".into(),
+                submission: Some(v1::Submission::from(s)),
+                disposition: None,
+            }
+            .encode_to_vec()
+        })
+        .collect();
+    let records: Vec<(i32, i64, Option<&[u8]>)> =
+        (0..).zip(&envelopes).map(|(offset, e)| (0, offset, Some(e.as_slice()))).collect();
+    let fresh = || {
+        let live = LiveState::new(catalog.clone(), Limits::default());
+        live.assign(0, None);
+        live
+    };
+    let mut group = c.benchmark_group("aggregator backlog");
+    group.sample_size(20);
+    group.bench_function("8,192 records, process_batch (every core)", |b| {
+        b.iter_batched(
+            fresh,
+            |live| {
+                for batch in records.chunks(BATCH_RECORDS) {
+                    std::hint::black_box(live.process_batch(batch));
+                }
+                live
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.bench_function("8,192 records, prepare then apply_batch (one thread)", |b| {
+        b.iter_batched(
+            fresh,
+            |live| {
+                for batch in records.chunks(BATCH_RECORDS) {
+                    let prepared: Vec<_> =
+                        batch.iter().map(|&(p, o, bytes)| (p, o, live.prepare(bytes))).collect();
+                    std::hint::black_box(live.apply_batch(prepared));
+                }
+                live
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, core, batches);
 criterion_main!(benches);

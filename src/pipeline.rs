@@ -99,7 +99,7 @@ pub struct Step {
 /// The caller has found the study the record names. The same as
 /// [`prepare`] then [`apply_prepared`].
 pub fn apply(study: &Study, state: &mut StudyState, line: &Line, limits: &Limits, source: Source) -> Step {
-    apply_prepared(study, state, prepare(study, line, limits), source)
+    apply_prepared(study, state, &prepare(study, line, limits), source)
 }
 
 /// A record validated and checked against its study: the part of
@@ -168,23 +168,26 @@ fn prepare_interview_with(
 }
 
 /// Applies a record [`prepare`]d for `study` to the study's state and lists
-/// the checks it raised.
-pub fn apply_prepared(study: &Study, state: &mut StudyState, prepared: Prepared, source: Source) -> Step {
-    let (rec, checked) = match prepared.0 {
+/// the checks it raised. The record is borrowed, so that the thread that
+/// prepared it can free it (the aggregator's, `aggregate::record`).
+pub fn apply_prepared(study: &Study, state: &mut StudyState, prepared: &Prepared, source: Source) -> Step {
+    let (rec, checked) = match &prepared.0 {
         Prep::Disposition(validated) => {
             let fate = match validated {
                 Ok(rec) => {
-                    state.apply_disposition(study, &rec);
+                    state.apply_disposition(study, rec);
                     Fate::Disposition
                 }
-                Err(violations) => Fate::Invalid(violations),
+                Err(violations) => Fate::Invalid(violations.clone()),
             };
             return Step { fate, flagged: None };
         }
         Prep::Interview(Ok(done)) => done,
-        Prep::Interview(Err(violations)) => return Step { fate: Fate::Invalid(violations), flagged: None },
+        Prep::Interview(Err(violations)) => {
+            return Step { fate: Fate::Invalid(violations.clone()), flagged: None };
+        }
         Prep::Unprocessable { form, submission_id, respondent_key, interviewer } => {
-            let ids = (form, submission_id, respondent_key, interviewer);
+            let ids = (*form, submission_id.clone(), respondent_key.clone(), interviewer.clone());
             let flagged = unprocessable(study, state, ids, source);
             return Step { fate: Fate::Unprocessable, flagged: Some(flagged) };
         }
@@ -196,13 +199,13 @@ pub fn apply_prepared(study: &Study, state: &mut StudyState, prepared: Prepared,
         partition: source.partition,
         offset: source.offset,
     };
-    let applied = state.apply_at(study, &rec, &checked, origin);
+    let applied = state.apply_at(study, rec, checked, origin);
     let fate = match applied {
         Applied::Counted { .. } => Fate::Counted,
         Applied::Retry => Fate::Retry,
         Applied::DuplicateRespondent => Fate::DuplicateRespondent,
     };
-    let checks = raised(study, &rec, &checked, applied);
+    let checks = raised(study, rec, checked, applied);
     if checks.is_empty() {
         return Step { fate, flagged: None };
     }
@@ -372,7 +375,7 @@ mod tests {
         // 2025-03-01T10:00:00Z
         let from = Source { partition: 4, offset: 11, received_at_ms: Some(1_740_823_200_000) };
         let step =
-            apply_prepared(&study, &mut st, prepare_with(&study, &poison, &Limits::default(), panics), from);
+            apply_prepared(&study, &mut st, &prepare_with(&study, &poison, &Limits::default(), panics), from);
         assert_eq!(step.fate, Fate::Unprocessable);
         let f = step.flagged.expect("flagged");
         assert_eq!((f.study.as_str(), f.form.as_str(), f.submission_id.as_str()), ("t", "f", "s9"));
@@ -405,7 +408,7 @@ mod tests {
         let f = apply_prepared(
             &study,
             &mut st,
-            prepare_with(&study, &odd, &Limits::default(), panics),
+            &prepare_with(&study, &odd, &Limits::default(), panics),
             source(13),
         )
         .flagged

@@ -12,7 +12,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Str
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
-use super::record::{BATCH_RECORDS, process_batch};
+use super::record::BATCH_RECORDS;
 use super::stall::{IdleWatch, rejoin_if_stalled};
 use super::{AggregateConfig, AggregateError, LiveState, Outcome, flag_publisher, global, snapshot};
 use crate::kafka::{KafkaConfig, consumer_config, producer_config};
@@ -332,7 +332,7 @@ pub async fn run(
                         }
                     }
                     let records: Vec<_> = batch.iter().map(|m| (m.partition(), m.offset(), m.payload())).collect();
-                    let done = process_batch(&shared, &records);
+                    let done = shared.process_batch(&records);
                     drop(records);
                     drop(batch);
                     for (partition, offset, outcome, flagged) in done {

@@ -60,7 +60,7 @@ struct Applying {
 /// Most records taken from the consumer's queue at once. A batch is
 /// whatever is ready when the loop looks (one record at a time while
 /// following live submissions; full batches while catching up).
-pub(super) const BATCH_RECORDS: usize = 256;
+pub const BATCH_RECORDS: usize = 256;
 
 /// Records per piece of a batch: the unit a thread prepares, and the loop's
 /// thread applies, at a time ([`process_batch`]). A batch of fewer than two
@@ -69,24 +69,30 @@ const PIECE_RECORDS: usize = 32;
 
 /// One record's result: its partition, offset, what happened and, for a
 /// flagged interview, its quality record.
-pub(super) type Done = (i32, i64, Outcome, Option<QualityRecord>);
+pub type Done = (i32, i64, Outcome, Option<QualityRecord>);
 
 /// Decodes, validates, checks and applies a batch of records, in order,
 /// on up to as many threads as there are cores. Preparing
-/// ([`LiveState::prepare`]) is most of a record's cost and reads no state,
-/// so it runs on every thread, outside the lock; applying stays in order
-/// on the calling thread (the consumer loop's), under the lock one piece
-/// at a time. The batch is cut in pieces of [`PIECE_RECORDS`]; each thread
-/// claims the next unprepared piece; the loop's thread applies the next
-/// piece in order as soon as it is prepared, and prepares one itself when
-/// it is not. So applying overlaps the helpers' preparing instead of
+/// ([`LiveState::prepare`]) is two thirds of a record's time and reads no
+/// state, so it runs on every thread, outside the lock; applying stays in
+/// order on the calling thread (the consumer loop's), under the lock one
+/// piece at a time. The batch is cut in pieces of [`PIECE_RECORDS`]; each
+/// thread claims the next unprepared piece; the loop's thread applies the
+/// next piece in order as soon as it is prepared, and prepares one itself
+/// when it is not. So applying overlaps the helpers' preparing instead of
 /// waiting for all of it, and when a helper gets no core (a broker on the
-/// same machine has it), the loop's thread prepares its pieces. The
-/// helpers run at the lowest priority ([`run_last`]), on cores nothing
-/// else wants; they are scoped threads, so the records stay borrowed from
-/// the consumer's queue. Returns what [`LiveState::apply_batch`] returns
-/// for the same records.
-pub(super) fn process_batch(shared: &LiveState, batch: &[(i32, i64, Option<&[u8]>)]) -> Vec<Done> {
+/// same machine has it), the loop's thread prepares its pieces.
+///
+/// Applying borrows a piece; the thread that prepared it frees it (a
+/// helper frees its pieces as they come back applied). Freed on the loop's
+/// thread while the helper still allocated, a helper's memory went back to
+/// the helper's glibc arena under that arena's lock, against the helper:
+/// with that, two threads took as long as one (docs/benchmarks.md, "(d):
+/// pieces"). The helpers run at the lowest priority ([`run_last`]), on
+/// cores nothing else wants; they are scoped threads, so the records stay
+/// borrowed from the consumer's queue. Returns what
+/// [`LiveState::apply_batch`] returns for the same records.
+fn process_batch(shared: &LiveState, batch: &[(i32, i64, Option<&[u8]>)]) -> Vec<Done> {
     let prepare = |piece: &[(i32, i64, Option<&[u8]>)]| -> Vec<(i32, i64, PreparedRecord<'_>)> {
         piece
             .iter()
@@ -108,12 +114,20 @@ pub(super) fn process_batch(shared: &LiveState, batch: &[(i32, i64, Option<&[u8]
                 run_last();
                 // Marks the helper gone however it ends, panics included,
                 // so that the loop's thread never waits for it in vain.
-                let _gone = HelperGuard(&board);
+                let _gone = Gone(&board, Side::Helper);
+                let mut mine = Vec::new();
                 while let Some(i) = board.claim() {
-                    board.put(i, prepare(pieces[i]));
+                    board.put(i, Piece { records: prepare(pieces[i]), by_helper: true });
+                    mine.push(i);
+                }
+                for i in mine {
+                    // None: the loop's thread stopped early (a panic).
+                    let Some(applied) = board.wait(i, Slot::Applied) else { break };
+                    drop(applied);
                 }
             });
         }
+        let _done = Gone(&board, Side::Loop);
         let mut applying = Applying::default();
         for i in 0..pieces.len() {
             let piece = loop {
@@ -121,27 +135,37 @@ pub(super) fn process_batch(shared: &LiveState, batch: &[(i32, i64, Option<&[u8]
                     break piece;
                 }
                 if let Some(j) = board.claim() {
-                    let prepared = prepare(pieces[j]);
+                    let piece = Piece { records: prepare(pieces[j]), by_helper: false };
                     if j == i {
-                        break prepared;
+                        break piece;
                     }
-                    board.put(j, prepared);
+                    board.put(j, piece);
                     continue;
                 }
-                match board.wait_for(i) {
+                match board.wait(i, Slot::Prepared) {
                     Some(piece) => break piece,
                     // A helper panicked with the piece: the scope resumes its panic.
                     None => return applying.done,
                 }
             };
-            shared.apply_pieces(piece, &mut applying);
+            shared.apply_piece(&piece.records, &mut applying);
+            if piece.by_helper {
+                board.applied(i, piece);
+            }
         }
         applying.done
     })
 }
 
+/// Prepared records of one piece of a batch, and who prepared them.
+struct Piece<'a> {
+    records: Vec<(i32, i64, PreparedRecord<'a>)>,
+    by_helper: bool,
+}
+
 /// The pieces of a batch between the threads of [`process_batch`]: which
-/// is claimed next, and the prepared ones not applied yet.
+/// is claimed next, the prepared ones not applied yet, and the applied
+/// ones a helper is to free.
 struct Board<'a> {
     next: std::sync::atomic::AtomicUsize,
     pieces: usize,
@@ -150,28 +174,51 @@ struct Board<'a> {
 }
 
 struct BoardState<'a> {
-    prepared: Vec<Option<Vec<(i32, i64, PreparedRecord<'a>)>>>,
+    prepared: Vec<Option<Piece<'a>>>,
+    applied: Vec<Option<Piece<'a>>>,
     helpers: usize,
+    loop_done: bool,
 }
 
-/// Marks a helper gone when dropped.
-struct HelperGuard<'b, 'a>(&'b Board<'a>);
+#[derive(Clone, Copy)]
+enum Slot {
+    Prepared,
+    Applied,
+}
 
-impl Drop for HelperGuard<'_, '_> {
+#[derive(Clone, Copy)]
+enum Side {
+    Helper,
+    Loop,
+}
+
+/// Marks a helper, or the loop's thread, done when dropped (panics
+/// included), so that no thread waits for it in vain.
+struct Gone<'b, 'a>(&'b Board<'a>, Side);
+
+impl Drop for Gone<'_, '_> {
     fn drop(&mut self) {
-        self.0.lock().helpers -= 1;
+        let mut s = self.0.lock();
+        match self.1 {
+            Side::Helper => s.helpers -= 1,
+            Side::Loop => s.loop_done = true,
+        }
+        drop(s);
         self.0.changed.notify_all();
     }
 }
 
 impl<'a> Board<'a> {
     fn new(pieces: usize, helpers: usize) -> Self {
+        let empty = || std::iter::repeat_with(|| None).take(pieces).collect();
         Board {
             next: std::sync::atomic::AtomicUsize::new(0),
             pieces,
             state: std::sync::Mutex::new(BoardState {
-                prepared: std::iter::repeat_with(|| None).take(pieces).collect(),
+                prepared: empty(),
+                applied: empty(),
                 helpers,
+                loop_done: false,
             }),
             changed: std::sync::Condvar::new(),
         }
@@ -187,25 +234,32 @@ impl<'a> Board<'a> {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn put(&self, i: usize, prepared: Vec<(i32, i64, PreparedRecord<'a>)>) {
-        self.lock().prepared[i] = Some(prepared);
+    fn put(&self, i: usize, piece: Piece<'a>) {
+        self.lock().prepared[i] = Some(piece);
         self.changed.notify_all();
     }
 
-    fn take(&self, i: usize) -> Option<Vec<(i32, i64, PreparedRecord<'a>)>> {
+    fn take(&self, i: usize) -> Option<Piece<'a>> {
         self.lock().prepared[i].take()
     }
 
-    /// Waits until piece `i` is prepared; None when every helper is gone
-    /// without it (one panicked).
-    fn wait_for(&self, i: usize) -> Option<Vec<(i32, i64, PreparedRecord<'a>)>> {
+    /// Hands piece `i`, applied, back to the helper that prepared it.
+    fn applied(&self, i: usize, piece: Piece<'a>) {
+        self.lock().applied[i] = Some(piece);
+        self.changed.notify_all();
+    }
+
+    /// Waits until piece `i` is in `slot`; None when the other side is gone
+    /// without putting it there (a panic).
+    fn wait(&self, i: usize, slot: Slot) -> Option<Piece<'a>> {
         let mut s = self.lock();
         loop {
-            if let Some(piece) = s.prepared[i].take() {
-                return Some(piece);
-            }
-            if s.helpers == 0 {
-                return None;
+            let (found, gone) = match slot {
+                Slot::Prepared => (s.prepared[i].take(), s.helpers == 0),
+                Slot::Applied => (s.applied[i].take(), s.loop_done),
+            };
+            if found.is_some() || gone {
+                return found;
             }
             s = self.changed.wait(s).unwrap_or_else(std::sync::PoisonError::into_inner);
         }
@@ -226,6 +280,15 @@ fn run_last() {
 }
 
 impl LiveState {
+    /// Decodes, validates, checks and applies a batch of records (partition,
+    /// offset, payload), in order, on every core: the consumer loop's path
+    /// for the records ready in its queue ([`process_batch`]). Returns, for
+    /// each record applied or skipped, what [`LiveState::apply_batch`]
+    /// returns.
+    pub fn process_batch(&self, batch: &[(i32, i64, Option<&[u8]>)]) -> Vec<Done> {
+        process_batch(self, batch)
+    }
+
     /// Applies the record at `offset` of `partition`.
     pub fn apply(&self, partition: i32, offset: i64, payload: Option<&[u8]>) -> Outcome {
         self.apply_record(partition, offset, payload).0
@@ -242,7 +305,7 @@ impl LiveState {
         // Prepared before taking the lock.
         let prepared = self.prepare(payload);
         let mut g = self.lock();
-        self.apply_locked(&mut g, partition, offset, prepared)
+        self.apply_locked(&mut g, partition, offset, &prepared)
     }
 
     /// Decodes, validates and checks a record's payload: all of its path
@@ -299,21 +362,19 @@ impl LiveState {
         &'a self,
         records: impl IntoIterator<Item = (i32, i64, PreparedRecord<'a>)>,
     ) -> Vec<Done> {
+        let records: Vec<_> = records.into_iter().collect();
         let mut applying = Applying::default();
-        self.apply_pieces(records, &mut applying);
+        self.apply_piece(&records, &mut applying);
         applying.done
     }
 
     /// Applies the next records of a batch under one lock, as
     /// [`LiveState::apply_batch`] does, the gaps found earlier in the batch
-    /// included.
-    fn apply_pieces<'a>(
-        &'a self,
-        records: impl IntoIterator<Item = (i32, i64, PreparedRecord<'a>)>,
-        applying: &mut Applying,
-    ) {
+    /// included. The records are borrowed: the caller frees them, on the
+    /// thread that prepared them ([`process_batch`]).
+    fn apply_piece(&self, records: &[(i32, i64, PreparedRecord<'_>)], applying: &mut Applying) {
         let mut g = self.lock();
-        for (partition, offset, record) in records {
+        for &(partition, offset, ref record) in records {
             if applying.gaps.contains(&partition) {
                 continue;
             }
@@ -330,7 +391,7 @@ impl LiveState {
         g: &mut Inner,
         partition: i32,
         offset: i64,
-        prepared: PreparedRecord<'_>,
+        prepared: &PreparedRecord<'_>,
     ) -> (Outcome, Option<QualityRecord>) {
         let (outcome, flagged) = self.apply_admitted(g, partition, offset, prepared);
         *g.outcomes.entry(outcome).or_default() += 1;
@@ -342,7 +403,7 @@ impl LiveState {
         g: &mut Inner,
         partition: i32,
         offset: i64,
-        prepared: PreparedRecord<'_>,
+        prepared: &PreparedRecord<'_>,
     ) -> (Outcome, Option<QualityRecord>) {
         let Some(ps) = g.partitions.get_mut(&partition) else {
             return (Outcome::NotOwned, None);
@@ -355,7 +416,7 @@ impl LiveState {
         let (study, received_at_ms, prepared) = match prepared {
             PreparedRecord::DecodeError => return (Outcome::DecodeError, None),
             PreparedRecord::UnknownStudy => return (Outcome::UnknownStudy, None),
-            PreparedRecord::Ready { study, received_at_ms, prepared } => (study, received_at_ms, prepared),
+            PreparedRecord::Ready { study, received_at_ms, prepared } => (*study, *received_at_ms, prepared),
         };
         let state = ps.studies.entry(study.id().to_string()).or_default();
         let source = pipeline::Source { partition, offset, received_at_ms };
@@ -457,6 +518,27 @@ mod tests {
         assert_eq!(batched.merged("t"), one_by_one.merged("t"));
         assert!(!flags(&batched).is_empty());
         assert_eq!(flags(&batched), flags(&one_by_one));
+    }
+
+    /// A thread that waits for a piece the other side will never hand over
+    /// (it panicked) is let go instead of waiting for ever.
+    #[test]
+    fn a_wait_for_a_piece_ends_when_the_other_side_is_gone() {
+        let board = Board::new(2, 1);
+        let piece = || Piece { records: Vec::new(), by_helper: true };
+        board.put(1, piece());
+        assert!(board.wait(1, Slot::Prepared).is_some(), "a piece put is found");
+        std::thread::scope(|scope| {
+            let waiting = scope.spawn(|| board.wait(0, Slot::Prepared).is_none());
+            drop(Gone(&board, Side::Helper));
+            assert!(waiting.join().expect("the waiting thread"), "no piece: the helper is gone");
+            let waiting = scope.spawn(|| board.wait(0, Slot::Applied).is_none());
+            drop(Gone(&board, Side::Loop));
+            assert!(waiting.join().expect("the waiting thread"), "no piece: the loop's thread is gone");
+        });
+        board.applied(1, piece());
+        assert!(board.wait(1, Slot::Applied).is_some(), "a piece handed back is found");
+        assert_eq!((board.claim(), board.claim(), board.claim()), (Some(0), Some(1), None));
     }
 
     #[test]
