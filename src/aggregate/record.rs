@@ -87,7 +87,7 @@ pub type Done = (i32, i64, Outcome, Option<QualityRecord>);
 /// helper frees its pieces as they come back applied). Freed on the loop's
 /// thread while the helper still allocated, a helper's memory went back to
 /// the helper's glibc arena under that arena's lock, against the helper:
-/// with that, two threads took as long as one (docs/benchmarks.md, "(d):
+/// with that, two threads took as long as one (docs/benchmarks.md, "(d)
 /// pieces"). The helpers run at the lowest priority ([`run_last`]), on
 /// cores nothing else wants; they are scoped threads, so the records stay
 /// borrowed from the consumer's queue. Returns what
