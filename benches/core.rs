@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use fieldwatch::aggregate::LiveState;
-use fieldwatch::aggregate::record::BATCH_RECORDS;
+use fieldwatch::aggregate::batch::BATCH_RECORDS;
 use fieldwatch::instrument::{Catalog, DEMO_STUDY_ID};
 use fieldwatch::proto::{ENVELOPE_VERSION, v1};
 use fieldwatch::quality::check;

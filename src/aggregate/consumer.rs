@@ -12,7 +12,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Str
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
-use super::record::BATCH_RECORDS;
+use super::batch::BATCH_RECORDS;
 use super::stall::{IdleWatch, rejoin_if_stalled};
 use super::{AggregateConfig, AggregateError, LiveState, Outcome, flag_publisher, global, snapshot};
 use crate::kafka::{KafkaConfig, consumer_config, producer_config};

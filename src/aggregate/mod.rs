@@ -31,8 +31,9 @@
 //! (what happened to a record, a metric label), [`state`]
 //! ([`LiveState`]: partition states and what the HTTP side reads),
 //! [`record`] (a record's path into them: prepared on any thread, applied
-//! in order under the lock), [`consumer`] (the consumer loop, rebalances,
-//! snapshot cadence),
+//! in order under the lock), [`batch`] (a batch of records prepared on
+//! every core while the loop's thread applies it), [`consumer`] (the
+//! consumer loop, rebalances, snapshot cadence),
 //! [`stall`] (rejoining when partitions stall), [`snapshot`] (the state
 //! topic), [`flag_publisher`] (the quality topic), [`metrics`] and
 //! [`fieldwork_metrics`] (the Prometheus export), [`view`] (the study-wide
@@ -40,6 +41,7 @@
 //! from the owned partitions and the state topic once per interval) and
 //! `late` (possible duplicates across partitions, flagged after each build).
 
+pub mod batch;
 pub mod config;
 pub mod consumer;
 pub mod fieldwork_metrics;
