@@ -8,8 +8,11 @@ use super::record::{Applying, Done, PreparedRecord};
 
 /// Most records taken from the consumer's queue at once. A batch is
 /// whatever is ready when the loop looks (one record at a time while
-/// following live submissions; full batches while catching up).
-pub const BATCH_RECORDS: usize = 256;
+/// following live submissions; full batches while catching up). Each batch
+/// starts and ends with a thread idle and starts its helpers: 1,024 records
+/// (about 8 ms of work on two cores) made a backlog 7 % faster than 256
+/// (`benches/core.rs`, docs/benchmarks.md "(d) pieces").
+pub const BATCH_RECORDS: usize = 1024;
 
 /// Records per piece of a batch: the unit a thread prepares, and the loop's
 /// thread applies, at a time ([`LiveState::process_batch`]). A batch of fewer than two
