@@ -169,7 +169,7 @@ fn prepare_interview_with(
 
 /// Applies a record [`prepare`]d for `study` to the study's state and lists
 /// the checks it raised. The record is borrowed, so that the thread that
-/// prepared it can free it (the aggregator's, `aggregate::record`).
+/// prepared it can free it (the aggregator's, `aggregate::batch`).
 pub fn apply_prepared(study: &Study, state: &mut StudyState, prepared: &Prepared, source: Source) -> Step {
     let (rec, checked) = match &prepared.0 {
         Prep::Disposition(validated) => {
