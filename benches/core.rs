@@ -1,10 +1,10 @@
 //! Hot paths of the pure core on a full investigator-form interview of the
 //! demo study: validate + check, and apply. Target: under 5 µs each.
 //! Then the aggregator's path for a backlog: 8,192 records of the demo
-//! study (round its forms) in batches of `BATCH_RECORDS`, as the consumer loop takes
-//! them, through `LiveState::process_batch` (prepared on every core,
-//! applied in order), and the same records prepared and applied on one
-//! thread, for the speed-up the other cores give.
+//! study (round its forms) in batches of `BATCH_RECORDS`, as the consumer
+//! loop takes them, through `LiveState::process_batch` (prepared on every
+//! core, applied in order), and the same records prepared and applied on
+//! one thread, for the speed-up the other cores give.
 //!
 //! Validation runs twice: over 1,024 different interviews in turn, whose
 //! answer maps (several MB) are mostly out of the CPU caches when read, and

@@ -15,8 +15,8 @@ use super::record::{Applying, Done, PreparedRecord};
 pub const BATCH_RECORDS: usize = 1024;
 
 /// Records per piece of a batch: the unit a thread prepares, and the loop's
-/// thread applies, at a time ([`LiveState::process_batch`]). A batch of fewer than two
-/// pieces is prepared and applied on the loop's own thread.
+/// thread applies, at a time ([`LiveState::process_batch`]). A batch of
+/// fewer than two pieces is prepared and applied on the loop's own thread.
 pub const PIECE_RECORDS: usize = 32;
 
 /// Prepared records of one piece of a batch, and who prepared them.
@@ -25,9 +25,9 @@ struct Piece<'a> {
     by_helper: bool,
 }
 
-/// The pieces of a batch between the threads of [`LiveState::process_batch`]: which
-/// is claimed next, the prepared ones not applied yet, and the applied
-/// ones a helper is to free.
+/// The pieces of a batch between the threads of
+/// [`LiveState::process_batch`]: which is claimed next, the prepared ones
+/// not applied yet, and the applied ones a helper is to free.
 struct Board<'a> {
     next: std::sync::atomic::AtomicUsize,
     pieces: usize,
@@ -159,9 +159,9 @@ impl LiveState {
     /// thread while the helper still allocated, a helper's memory went back to
     /// the helper's glibc arena under that arena's lock, against the helper:
     /// with that, two threads took as long as one (docs/benchmarks.md, "(d)
-    /// pieces"). The helpers run at the lowest priority (nice 19, `run_last`), on
-    /// cores nothing else wants; they are scoped threads, so the records stay
-    /// borrowed from the consumer's queue. Returns what
+    /// pieces"). The helpers run at the lowest priority (nice 19,
+    /// `run_last`), on cores nothing else wants; they are scoped threads, so
+    /// the records stay borrowed from the consumer's queue. Returns what
     /// [`LiveState::apply_batch`] returns for the same records.
     pub fn process_batch(&self, batch: &[(i32, i64, Option<&[u8]>)]) -> Vec<Done> {
         let prepare = |piece: &[(i32, i64, Option<&[u8]>)]| -> Vec<(i32, i64, PreparedRecord<'_>)> {
@@ -170,14 +170,14 @@ impl LiveState {
                 .map(|&(partition, offset, payload)| (partition, offset, self.prepare(payload)))
                 .collect()
         };
-        let pieces: Vec<_> = batch.chunks(PIECE_RECORDS).collect();
         // Read once: on Linux, std reads the cgroup's CPU quota from files on every call.
         static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
         let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        let helpers = cores.min(pieces.len()).saturating_sub(1);
+        let helpers = cores.min(batch.len().div_ceil(PIECE_RECORDS)).saturating_sub(1);
         if helpers == 0 {
             return self.apply_batch(prepare(batch));
         }
+        let pieces: Vec<_> = batch.chunks(PIECE_RECORDS).collect();
         let board = Board::new(pieces.len(), helpers);
         std::thread::scope(|scope| {
             for _ in 0..helpers {
