@@ -12,6 +12,9 @@
 //! across restarts, rebalances and interviews ingested while no aggregator
 //! ran, which an in-memory watermark taken at assignment would lose.
 //!
+//! Records are sent without waiting for each one's acknowledgement and go
+//! out in batches, up to [`LINGER_MS`] after the flag (see there why).
+//!
 //! Late flags (a possible duplicate found after the fact, see
 //! [`super::late`]) name an older source offset: they bypass the watermark
 //! (nothing was published for them before) and carry the partition's
@@ -27,14 +30,17 @@
 //! write the broker does not acknowledge is counted and logged, not retried.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
@@ -44,6 +50,23 @@ use crate::kafka::{self, KafkaConfig};
 
 /// Capacity of the channel from the consumer loop to the publisher.
 pub const CHANNEL_CAPACITY: usize = 1024;
+
+/// Quality records sent and not yet acknowledged, at most. Records are not
+/// sent one acknowledgement at a time: they queue in the producer and go
+/// out together ([`LINGER_MS`]), a few produce requests for a burst of
+/// flags instead of one a flag. The order within a partition holds: the
+/// producer is idempotent, or else has one request in flight.
+const MAX_UNACKED: usize = 1024;
+
+/// How long the quality producer waits for more records before a produce
+/// request (`linger.ms`, unless `kafka.client_properties` sets it; ingest's
+/// producer waits none, since every reply waits for its ack). Nobody waits
+/// on a quality record's ack, and each produce request is a write to the
+/// broker's storage, which on tansu holds up the aggregator's fetches in
+/// flight: with a request for each of the 87 flags of `fieldwatch bench`'s
+/// 50,000 records, the aggregator's pass took 5-10 % longer than without
+/// flags (docs/benchmarks.md, 5 December).
+const LINGER_MS: u64 = 500;
 
 /// Consumer group id of the watermark reader. It only reads assigned
 /// partitions and never commits, so the group holds no state.
@@ -100,6 +123,14 @@ pub struct QualityPublisher {
     marks: HashMap<i32, (u64, i64)>,
 }
 
+/// Records sent and not yet acknowledged, in no order: each one's delivery
+/// report, with its source partition and offset for the log.
+type Unacked = FuturesUnordered<std::pin::Pin<Box<dyn Future<Output = (i32, i64, Delivered)> + Send>>>;
+
+/// What the delivery report said: acknowledged, or why not (none: the
+/// producer went away first).
+type Delivered = Result<(), Option<KafkaError>>;
+
 impl QualityPublisher {
     /// A publisher for `kafka.quality_topic` on the cluster at `bootstrap`.
     pub fn new(
@@ -107,8 +138,18 @@ impl QualityPublisher {
         bootstrap: &str,
         shared: Arc<LiveState>,
     ) -> Result<QualityPublisher, KafkaError> {
+        let mut producer = kafka::producer_config(kafka, bootstrap);
+        if !kafka.client_properties.contains_key("linger.ms") {
+            producer.set("linger.ms", LINGER_MS.to_string());
+        }
+        if !kafka.idempotence {
+            // A partition's records stay in order through retries only with
+            // one request in flight when the producer is not idempotent
+            // (an idempotent one keeps the order with up to five).
+            producer.set("max.in.flight.requests.per.connection", "1");
+        }
         Ok(QualityPublisher {
-            producer: kafka::producer_config(kafka, bootstrap).create()?,
+            producer: producer.create()?,
             reader: Arc::new(kafka::consumer_config(kafka, bootstrap, MARKER_GROUP).create()?),
             topic: kafka.quality_topic.clone(),
             timeout: kafka.produce_timeout(),
@@ -118,17 +159,28 @@ impl QualityPublisher {
     }
 
     /// Publishes what arrives on `rx` until every sender is gone, then
-    /// flushes the producer (bounded by the produce timeout).
+    /// waits for the acknowledgements still due (each bounded by the
+    /// produce timeout, `message.timeout.ms`) and flushes the producer.
     pub async fn run(mut self, mut rx: mpsc::Receiver<QualityRecord>) {
-        while let Some(record) = rx.recv().await {
-            self.publish(record).await;
+        let mut unacked = Unacked::new();
+        loop {
+            tokio::select! {
+                Some(acked) = unacked.next() => self.count(acked),
+                record = rx.recv() => match record {
+                    Some(record) => self.publish(record, &mut unacked).await,
+                    None => break,
+                },
+            }
+        }
+        while let Some(acked) = unacked.next().await {
+            self.count(acked);
         }
         let producer = self.producer.clone();
         let timeout = self.timeout;
         let _ = tokio::task::spawn_blocking(move || producer.flush(timeout)).await;
     }
 
-    async fn publish(&mut self, record: QualityRecord) {
+    async fn publish(&mut self, record: QualityRecord, unacked: &mut Unacked) {
         let partition = record.flagged.source_partition;
         let offset = record.flagged.source_offset;
         let counters = self.shared.quality_counters();
@@ -141,24 +193,25 @@ impl QualityPublisher {
             }
         };
         if record.late {
-            self.send(&record.flagged, Some(upto)).await;
+            self.send(&record.flagged, Some(upto), unacked).await;
             return;
         }
         if offset <= upto {
             counters.replayed.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        self.send(&record.flagged, None).await;
+        self.send(&record.flagged, None, unacked).await;
         // Later flags of the partition go out either way: the mark only
         // tells what an earlier owner published.
         self.marks.insert(partition, (record.generation, offset));
     }
 
-    /// Writes one quality record (with the mark header for a late flag),
-    /// counting the outcome.
-    async fn send(&self, flagged: &FlaggedInterview, mark: Option<i64>) {
+    /// Sends one quality record (with the mark header for a late flag)
+    /// behind those sent before it; its acknowledgement is counted when it
+    /// comes ([`QualityPublisher::count`]). Waits first while
+    /// [`MAX_UNACKED`] are due, or while the producer's queue is full.
+    async fn send(&self, flagged: &FlaggedInterview, mark: Option<i64>, unacked: &mut Unacked) {
         let (partition, offset) = (flagged.source_partition, flagged.source_offset);
-        let counters = self.shared.quality_counters();
         let Ok(payload) = serde_json::to_vec(flagged) else { return };
         let key = format!("{}/{}", flagged.study, flagged.submission_id);
         let mark = mark.map(|m| m.to_string());
@@ -167,14 +220,53 @@ impl QualityPublisher {
             record = record
                 .headers(OwnedHeaders::new().insert(Header { key: MARK_HEADER, value: Some(m.as_str()) }));
         }
-        let sent = self.producer.send(record, self.timeout).await;
-        match sent {
-            Ok(_) => {
+        let delivery: DeliveryFuture = loop {
+            if unacked.len() >= MAX_UNACKED
+                && let Some(acked) = unacked.next().await
+            {
+                self.count(acked);
+            }
+            match self.producer.send_result(record) {
+                Ok(delivery) => break delivery,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    // The queue drains as acknowledgements come (none
+                    // due here means others' records fill it: wait a little).
+                    record = back;
+                    match unacked.next().await {
+                        Some(acked) => self.count(acked),
+                        None => tokio::time::sleep(Duration::from_millis(10)).await,
+                    }
+                }
+                Err((e, _)) => {
+                    self.count((partition, offset, Err(Some(e))));
+                    return;
+                }
+            }
+        };
+        unacked.push(Box::pin(async move {
+            let delivered = match delivery.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err((e, _))) => Err(Some(e)),
+                Err(_canceled) => Err(None),
+            };
+            (partition, offset, delivered)
+        }));
+    }
+
+    /// Counts an acknowledgement, or logs why a record was not published.
+    fn count(&self, (partition, offset, delivered): (i32, i64, Delivered)) {
+        let counters = self.shared.quality_counters();
+        match delivered {
+            Ok(()) => {
                 counters.published.fetch_add(1, Ordering::Relaxed);
             }
-            Err((e, _)) => {
+            Err(Some(e)) => {
                 counters.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(partition, offset, error = %crate::errors::chain(&e), "quality record not published");
+            }
+            Err(None) => {
+                counters.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(partition, offset, "quality record not published: the producer is gone");
             }
         }
     }
@@ -216,8 +308,24 @@ enum MarkError {
 }
 
 /// Reads the last record of `partition` of the quality topic and returns
-/// its `source_offset` (-1 for an empty partition). Blocking.
+/// its `source_offset` (-1 for an empty partition). Blocking. The reader
+/// holds no assignment afterwards: an assigned partition is fetched again
+/// and again (on tansu, a request every `fetch.wait.max.ms`) for as long as
+/// the process runs.
 fn last_source_offset(
+    reader: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    timeout: Duration,
+) -> Result<i64, MarkError> {
+    let read = read_last_source_offset(reader, topic, partition, timeout);
+    if let Err(e) = reader.unassign() {
+        tracing::warn!(partition, error = %crate::errors::chain(&e), "cannot unassign the quality watermark reader");
+    }
+    read
+}
+
+fn read_last_source_offset(
     reader: &BaseConsumer,
     topic: &str,
     partition: i32,

@@ -278,7 +278,12 @@ impl Store {
                     });
                 }
                 Some(Ok(_)) | None => {}
-                Some(Err(e)) => return Err(e.into()),
+                Some(Err(e)) => {
+                    // Unassigned either way: an assigned partition is
+                    // fetched for as long as it stays assigned.
+                    let _ = self.reader.unassign();
+                    return Err(e.into());
+                }
             }
         }
         self.reader.unassign()?;
