@@ -187,6 +187,13 @@ impl QualityPublisher {
         let upto = match self.marks.get(&partition) {
             Some((generation, upto)) if *generation == record.generation => *upto,
             _ => {
+                // The partition's last record must be the last one sent:
+                // what an earlier generation sent is acknowledged (or has
+                // failed) first, else the read could miss it and its flags
+                // would be sent again.
+                while let Some(acked) = unacked.next().await {
+                    self.count(acked);
+                }
                 let upto = self.published_upto(partition).await;
                 self.marks.insert(partition, (record.generation, upto));
                 upto
@@ -229,8 +236,8 @@ impl QualityPublisher {
             match self.producer.send_result(record) {
                 Ok(delivery) => break delivery,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    // The queue drains as acknowledgements come (none
-                    // due here means others' records fill it: wait a little).
+                    // The queue (this publisher's records only) drains as
+                    // acknowledgements come.
                     record = back;
                     match unacked.next().await {
                         Some(acked) => self.count(acked),
