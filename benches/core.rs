@@ -18,7 +18,7 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use fieldwatch::aggregate::LiveState;
 use fieldwatch::aggregate::batch::BATCH_RECORDS;
 use fieldwatch::instrument::{Catalog, DEMO_STUDY_ID};
-use fieldwatch::proto::{ENVELOPE_VERSION, v1};
+use fieldwatch::proto::v1;
 use fieldwatch::quality::check;
 use fieldwatch::results::StudyState;
 use fieldwatch::synth::{Options, Rng, interview, interviews};
@@ -88,14 +88,8 @@ fn batches(c: &mut Criterion) {
     let envelopes: Vec<Vec<u8>> = interviews(&study, BACKLOG, 1, &Options { random_strings: false })
         .into_iter()
         .map(|s| {
-            v1::Envelope {
-                version: ENVELOPE_VERSION,
-                received_at: Some(std::time::SystemTime::UNIX_EPOCH.into()),
-                frontend: "bench".into(),
-                submission: Some(v1::Submission::from(s)),
-                disposition: None,
-            }
-            .encode_to_vec()
+            let at = Some(std::time::SystemTime::UNIX_EPOCH.into());
+            v1::Envelope::of_submission(s.into(), at, "bench").encode_to_vec()
         })
         .collect();
     let records: Vec<(i32, i64, Option<&[u8]>)> =

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use fieldwatch::aggregate::{LiveState, Outcome};
 use fieldwatch::instrument::{Catalog, DEMO_STUDY_ID, Study};
-use fieldwatch::proto::{ENVELOPE_VERSION, v1};
+use fieldwatch::proto::v1;
 use fieldwatch::quality::{Checked, check};
 use fieldwatch::results::StudyState;
 use fieldwatch::synth::{Options, interviews};
@@ -56,14 +56,8 @@ fn main() -> ExitCode {
             let envelopes: Vec<Vec<u8>> = subs
                 .iter()
                 .map(|s| {
-                    v1::Envelope {
-                        version: ENVELOPE_VERSION,
-                        received_at: Some(std::time::SystemTime::UNIX_EPOCH.into()),
-                        frontend: "instructions".into(),
-                        submission: Some(v1::Submission::from(s.clone())),
-                        disposition: None,
-                    }
-                    .encode_to_vec()
+                    let at = Some(std::time::SystemTime::UNIX_EPOCH.into());
+                    v1::Envelope::of_submission(s.clone().into(), at, "instructions").encode_to_vec()
                 })
                 .collect();
             let live = LiveState::new(Arc::new(catalog.clone()), limits);

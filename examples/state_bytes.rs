@@ -27,7 +27,7 @@ use std::process::ExitCode;
 use cap::Cap;
 use fieldwatch::aggregate::{LiveState, Outcome};
 use fieldwatch::instrument::{Catalog, DEMO_STUDY_ID};
-use fieldwatch::proto::{ENVELOPE_VERSION, v1};
+use fieldwatch::proto::v1;
 use fieldwatch::synth;
 use prost::Message as _;
 
@@ -75,14 +75,8 @@ fn main() -> ExitCode {
     for i in 0..n {
         let form = &study.forms[(i % study.forms.len() as u64) as usize];
         let sub = synth::interview(&study, form, i, &mut rng, &opts);
-        let env = v1::Envelope {
-            version: ENVELOPE_VERSION,
-            received_at: Some(prost_types::Timestamp { seconds: start_secs + (i / 10) as i64, nanos: 0 }),
-            frontend: "state_bytes".into(),
-            submission: Some(sub.into()),
-            ..Default::default()
-        };
-        let payload = env.encode_to_vec();
+        let at = prost_types::Timestamp { seconds: start_secs + (i / 10) as i64, nanos: 0 };
+        let payload = v1::Envelope::of_submission(sub.into(), Some(at), "state_bytes").encode_to_vec();
         let p = (i % partitions) as usize;
         let outcome = shared.apply(p as i32, next_offset[p], Some(&payload));
         if outcome != Outcome::Applied {

@@ -7,7 +7,7 @@ use prost::Message as _;
 
 use super::LiveState;
 use crate::instrument::{Catalog, Study};
-use crate::proto::{ENVELOPE_VERSION, v1};
+use crate::proto::v1;
 
 /// Study `t`: form `fa` with a 1–5 scale item `q1` and a yes/no item `q2`.
 const STUDY: &str = r#"
@@ -41,11 +41,6 @@ pub(super) fn envelope(
         "answers": answers,
     }))
     .expect("submission");
-    v1::Envelope {
-        version: ENVELOPE_VERSION,
-        received_at: Some(prost_types::Timestamp { seconds: at_secs, nanos: 0 }),
-        submission: Some(sub.into()),
-        ..Default::default()
-    }
-    .encode_to_vec()
+    v1::Envelope::of_submission(sub.into(), Some(prost_types::Timestamp { seconds: at_secs, nanos: 0 }), "")
+        .encode_to_vec()
 }

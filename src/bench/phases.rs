@@ -23,7 +23,6 @@ use super::{
 use crate::ingest::{self, IngestConfig, IngestError, Pseudonymizer, Publisher, record_key};
 use crate::instrument::{Catalog, DEMO_STUDY_ID};
 use crate::kafka::{self, KafkaConfig};
-use crate::proto::ENVELOPE_VERSION;
 use crate::proto::v1::{self, Envelope, SubmitRequest};
 use crate::synth;
 
@@ -50,13 +49,11 @@ fn prepare(catalog: &Catalog, opts: &BenchOptions) -> Result<Inputs, BenchError>
         .map(|s| {
             let respondent_key = pseudonyms.key(&s.respondent_id);
             let key = record_key(study.id(), &respondent_key);
-            let envelope = Envelope {
-                version: ENVELOPE_VERSION,
-                received_at: Some(received_at.into()),
-                frontend: ANONYMOUS.to_owned(),
-                submission: Some(v1::Submission { respondent_id: respondent_key, ..s.clone() }),
-                disposition: None,
-            };
+            let envelope = Envelope::of_submission(
+                v1::Submission { respondent_id: respondent_key, ..s.clone() },
+                Some(received_at.into()),
+                ANONYMOUS,
+            );
             (key, envelope.encode_to_vec())
         })
         .collect();

@@ -19,8 +19,8 @@ use super::metrics::{IngestMetrics, Method, study_label};
 use super::pseudonym::{Pseudonymizer, record_key};
 use super::publisher::{Published, Publisher};
 use crate::instrument::Catalog;
+use crate::proto::v1;
 use crate::proto::v1::{Envelope, SubmitRequest, SubmitResponse};
-use crate::proto::{ENVELOPE_VERSION, v1};
 use crate::validate::{self, Limits, Rule, Violation};
 
 /// What every call needs.
@@ -173,14 +173,12 @@ impl Shared {
         let key = record_key(study, &respondent_key);
         let received_at = SystemTime::now();
         let submission_id = submission.submission_id.clone();
-        let envelope = Envelope {
-            version: ENVELOPE_VERSION,
-            received_at: Some(received_at.into()),
-            frontend: frontend.to_string(),
-            // The raw respondent id is dropped here and goes no further.
-            submission: Some(v1::Submission { respondent_id: respondent_key, ..submission }),
-            disposition: None,
-        };
+        // The raw respondent id is dropped here and goes no further.
+        let envelope = Envelope::of_submission(
+            v1::Submission { respondent_id: respondent_key, ..submission },
+            Some(received_at.into()),
+            frontend,
+        );
         let published = self.publish(study, &key, &envelope).await?;
         Ok(submit_response(submission_id, received_at, published))
     }
@@ -242,14 +240,12 @@ impl Shared {
         let case_key = self.pseudonymizer.key(&disposition.case_id);
         let key = record_key(study, &case_key);
         let received_at = SystemTime::now();
-        let envelope = Envelope {
-            version: ENVELOPE_VERSION,
-            received_at: Some(received_at.into()),
-            frontend: frontend.to_string(),
-            submission: None,
-            // The raw case id is dropped here and goes no further.
-            disposition: Some(v1::Disposition { case_id: case_key, ..disposition }),
-        };
+        // The raw case id is dropped here and goes no further.
+        let envelope = Envelope::of_disposition(
+            v1::Disposition { case_id: case_key, ..disposition },
+            Some(received_at.into()),
+            frontend,
+        );
         let published = self.publish(study, &key, &envelope).await?;
         Ok((received_at, published))
     }

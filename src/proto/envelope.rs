@@ -212,7 +212,7 @@ fn canonical(bytes: &[u8]) -> Option<EnvelopeRef<'_>> {
             (1, VARINT) => r.varint().map(drop)?,
             (2, LEN) => out.received_at = Some(prost_types::Timestamp::decode(r.bytes()?).ok()?),
             // frontend: not kept, but prost refuses one that is not UTF-8.
-            (3, LEN) => std::str::from_utf8(r.bytes()?).ok().map(drop)?,
+            (3, LEN) => r.str().map(drop)?,
             (4, LEN) => out.submission = Some(submission(Reader::text(r.bytes()?))?),
             (5, LEN) => out.disposition = Some(v1::Disposition::decode(r.bytes()?).ok()?),
             _ => return None,

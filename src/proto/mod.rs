@@ -85,6 +85,42 @@ pub mod codec {
 /// Version of [`v1::Envelope`] written by this build.
 pub const ENVELOPE_VERSION: u32 = 1;
 
+impl v1::Envelope {
+    /// The envelope of an accepted submission, as ingest writes it: this
+    /// build's [`ENVELOPE_VERSION`], the receipt time and the frontend that
+    /// sent it. The submission's respondent id is already pseudonymised.
+    pub fn of_submission(
+        submission: v1::Submission,
+        received_at: Option<prost_types::Timestamp>,
+        frontend: &str,
+    ) -> v1::Envelope {
+        v1::Envelope {
+            version: ENVELOPE_VERSION,
+            received_at,
+            frontend: frontend.to_owned(),
+            submission: Some(submission),
+            disposition: None,
+        }
+    }
+
+    /// The envelope of an accepted case disposition, as ingest writes it
+    /// ([`v1::Envelope::of_submission`]); its case id is already
+    /// pseudonymised.
+    pub fn of_disposition(
+        disposition: v1::Disposition,
+        received_at: Option<prost_types::Timestamp>,
+        frontend: &str,
+    ) -> v1::Envelope {
+        v1::Envelope {
+            version: ENVELOPE_VERSION,
+            received_at,
+            frontend: frontend.to_owned(),
+            submission: None,
+            disposition: Some(disposition),
+        }
+    }
+}
+
 impl From<validate::Submission> for v1::Submission {
     fn from(s: validate::Submission) -> Self {
         v1::Submission {

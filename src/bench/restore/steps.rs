@@ -18,7 +18,7 @@ use crate::aggregate::{self, AggregateConfig, LiveState, Outcome, snapshot};
 use crate::ingest::{Pseudonymizer, record_key};
 use crate::instrument::{Catalog, DEMO_STUDY_ID, Study};
 use crate::kafka::{self, KafkaConfig};
-use crate::proto::{ENVELOPE_VERSION, v1};
+use crate::proto::v1;
 use crate::synth;
 
 /// Applies delivered records to a reference state in offset order per
@@ -90,14 +90,7 @@ pub(super) async fn write(
         sub.respondent_id = pseudo.key(&format!("r{n}"));
         sub.submission_id = format!("s{n}");
         let key = record_key(DEMO_STUDY_ID, &sub.respondent_id);
-        let env = v1::Envelope {
-            version: ENVELOPE_VERSION,
-            received_at: None,
-            frontend: "bench".into(),
-            submission: Some(sub.into()),
-            ..Default::default()
-        };
-        let payload = env.encode_to_vec();
+        let payload = v1::Envelope::of_submission(sub.into(), None, "bench").encode_to_vec();
         let p = producer.clone();
         let topic = topic.to_owned();
         inflight.push(async move {
@@ -248,13 +241,7 @@ mod tests {
         let mut rng = synth::Rng::new(n + 1);
         let form = &study.forms[0];
         let sub = synth::interview(study, form, n, &mut rng, &synth::Options { random_strings: false });
-        v1::Envelope {
-            version: ENVELOPE_VERSION,
-            frontend: "bench".into(),
-            submission: Some(sub.into()),
-            ..Default::default()
-        }
-        .encode_to_vec()
+        v1::Envelope::of_submission(sub.into(), None, "bench").encode_to_vec()
     }
 
     #[test]
