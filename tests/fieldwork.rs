@@ -354,4 +354,64 @@ mod live {
         })
         .await;
     }
+
+    /// Flagged interview `offset` of responses partition 0 (a speeder).
+    fn flagged(offset: i64) -> fieldwatch::fieldwork::review::FlaggedInterview {
+        fieldwatch::fieldwork::review::FlaggedInterview {
+            study: "le-trafficking".into(),
+            form: "investigator".into(),
+            submission_id: format!("S-{offset}"),
+            respondent_key: format!("k{offset}"),
+            interviewer: "int03".into(),
+            received_at: None,
+            checks: vec![fieldwatch::fieldwork::review::FlaggedCheck {
+                check: fieldwatch::quality::Check::Speeder,
+                item: None,
+                code: None,
+                message: None,
+            }],
+            source_partition: 0,
+            source_offset: offset,
+        }
+    }
+
+    /// A partition that comes back (a new generation) while its flags are
+    /// still on their way to the broker (the publisher does not wait for
+    /// each acknowledgement, and its producer lingers): the replay is
+    /// skipped, not published a second time, because the watermark is read
+    /// only once what was sent before is acknowledged.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn flags_still_in_flight_when_a_partition_comes_back_are_not_published_twice() {
+        use fieldwatch::aggregate::LiveState;
+        use fieldwatch::aggregate::flag_publisher::{QualityPublisher, QualityRecord};
+        use std::sync::Arc;
+
+        const FLAGS: i64 = 40;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let broker = common::embedded_broker(dir.path()).await;
+        let bootstrap = broker.bootstrap();
+        let kafka = kafka::KafkaConfig::default();
+        kafka::ensure_topics(&kafka, &bootstrap).await.expect("topics");
+        let shared = LiveState::new(Arc::new(Catalog::demo()), Limits::default());
+        let publisher = QualityPublisher::new(&kafka, &bootstrap, shared.clone()).expect("publisher");
+        let (tx, rx) = tokio::sync::mpsc::channel(fieldwatch::aggregate::flag_publisher::CHANNEL_CAPACITY);
+        let task = tokio::spawn(publisher.run(rx));
+        // The first generation publishes every flag; the second, at once,
+        // replays the same records.
+        for generation in [1, 2] {
+            for offset in 0..FLAGS {
+                let record = QualityRecord { generation, flagged: flagged(offset), late: false };
+                tx.send(record).await.expect("publisher runs");
+            }
+        }
+        drop(tx);
+        tokio::time::timeout(WAIT, task).await.expect("the publisher drains and stops").expect("no panic");
+        let counters = shared.quality_counters();
+        let count = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(count(&counters.published), FLAGS as u64, "published once");
+        assert_eq!(count(&counters.replayed), FLAGS as u64, "the replay is skipped");
+        assert_eq!(count(&counters.failed), 0);
+        assert_eq!(quality_records(&bootstrap), FLAGS, "the quality topic holds each flag once");
+        broker.shutdown().await;
+    }
 }
