@@ -94,13 +94,7 @@ impl v1::Envelope {
         received_at: Option<prost_types::Timestamp>,
         frontend: &str,
     ) -> v1::Envelope {
-        v1::Envelope {
-            version: ENVELOPE_VERSION,
-            received_at,
-            frontend: frontend.to_owned(),
-            submission: Some(submission),
-            disposition: None,
-        }
+        v1::Envelope { submission: Some(submission), ..v1::Envelope::stamped(received_at, frontend) }
     }
 
     /// The envelope of an accepted case disposition, as ingest writes it
@@ -111,12 +105,18 @@ impl v1::Envelope {
         received_at: Option<prost_types::Timestamp>,
         frontend: &str,
     ) -> v1::Envelope {
+        v1::Envelope { disposition: Some(disposition), ..v1::Envelope::stamped(received_at, frontend) }
+    }
+
+    /// An envelope of this build's version with its receipt time and
+    /// frontend, and nothing in it yet.
+    fn stamped(received_at: Option<prost_types::Timestamp>, frontend: &str) -> v1::Envelope {
         v1::Envelope {
             version: ENVELOPE_VERSION,
             received_at,
             frontend: frontend.to_owned(),
             submission: None,
-            disposition: Some(disposition),
+            disposition: None,
         }
     }
 }
